@@ -1,0 +1,359 @@
+"""Shared machinery for SQL stores: parameter markers, rendering, Arrow conversion, writes.
+
+Backends subclass :class:`SqlStore` and fill in connection handling, type mapping and
+introspection; the write algorithm (create if missing, validate and cast, stage, delete by key,
+insert, all in one transaction) lives here once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from headwater.errors import (
+    DatasetNotFound,
+    HeadwaterError,
+    WriteError,
+)
+from headwater.stores.base import Capabilities, TableInfo, WriteMode, WriteResult
+
+__all__ = ["SqlStore", "cast_to_schema", "param", "rows_to_batch", "split_params"]
+
+_MARKER = "__hwparam{}__"
+_MARKER_RE = re.compile(r"__hwparam(\d+)__")
+
+
+def param(index: int) -> exp.Expression:
+    """A placeholder for ``params[index]`` that survives rendering in every dialect."""
+    return exp.Var(this=_MARKER.format(index))
+
+
+def split_params(
+    sql: str, params: Sequence[Any], placeholder: Callable[[int], str], *, pyformat: bool = False
+) -> tuple[str, list[Any]]:
+    """Replace parameter markers in rendered SQL with native placeholders.
+
+    Returns the SQL and the parameter values in the order their placeholders appear (a marker
+    may appear twice, or in another order than its index, after rewriting).
+    """
+    if not params and "__hwparam" not in sql:
+        return sql, []
+    out: list[str] = []
+    values: list[Any] = []
+    pos = 0
+    for m in _MARKER_RE.finditer(sql):
+        chunk = sql[pos : m.start()]
+        out.append(chunk.replace("%", "%%") if pyformat else chunk)
+        idx = int(m.group(1))
+        if idx >= len(params):
+            raise HeadwaterError(f"query uses parameter {idx + 1} but only {len(params)} given")
+        values.append(params[idx])
+        out.append(placeholder(len(values)))
+        pos = m.end()
+    tail = sql[pos:]
+    out.append(tail.replace("%", "%%") if pyformat else tail)
+    return "".join(out), values
+
+
+def _column_array(values: Sequence[Any], type_: pa.DataType | None) -> pa.Array:
+    if type_ is not None and not pa.types.is_null(type_):
+        try:
+            return pa.array(values, type=type_)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            pass
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def rows_to_batch(
+    rows: Sequence[Sequence[Any]], names: Sequence[str], types: Sequence[pa.DataType | None]
+) -> pa.RecordBatch:
+    """Turn DB-API row tuples into one Arrow record batch, column by column."""
+    if rows:
+        columns = list(zip(*rows, strict=True))
+    else:
+        columns = [() for _ in names]
+    arrays = [_column_array(col, t) for col, t in zip(columns, types, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, names=list(names))
+
+
+def unify_batches(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> pa.RecordBatchReader:
+    """A reader whose schema is the first batch's; later batches are cast to it."""
+    schema = first.schema
+    # Columns that were all-null in the first batch have no type yet: call them strings.
+    fields = [
+        pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema
+    ]
+    schema = pa.schema(fields)
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        yield _cast_batch(first, schema)
+        for batch in rest:
+            yield _cast_batch(batch, schema)
+
+    return pa.RecordBatchReader.from_batches(schema, gen())
+
+
+def _cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    if batch.schema.equals(schema):
+        return batch
+    arrays = []
+    for col, field in zip(batch.columns, schema, strict=True):
+        if col.type.equals(field.type):
+            arrays.append(col)
+            continue
+        try:
+            arrays.append(col.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            arrays.append(_column_array(col.to_pylist(), field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def cast_to_schema(data: pa.Table, target: pa.Schema, dataset: str) -> pa.Table:
+    """Check ``data`` against an existing table's schema and cast it, or raise ``WriteError``.
+
+    Columns are matched case-insensitively; unknown columns and failed casts name the column.
+    Columns of the target that ``data`` lacks are filled with nulls when nullable.
+    """
+    by_lower = {f.name.lower(): f for f in target}
+    given = {name.lower(): name for name in data.column_names}
+    unknown = [name for low, name in given.items() if low not in by_lower]
+    if unknown:
+        raise WriteError(
+            f"{dataset} has no column(s) {', '.join(sorted(unknown))}; "
+            f"its columns are {', '.join(f.name for f in target)}",
+            dataset=dataset,
+            columns=sorted(unknown),
+        )
+    arrays = []
+    for field in target:
+        src = given.get(field.name.lower())
+        if src is None:
+            if not field.nullable:
+                raise WriteError(
+                    f"{dataset}.{field.name} is required (NOT NULL) but the data has no such column",
+                    dataset=dataset,
+                    column=field.name,
+                )
+            arrays.append(pa.nulls(data.num_rows, type=field.type))
+            continue
+        col = data.column(src)
+        if not col.type.equals(field.type):
+            try:
+                col = col.cast(field.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+                raise WriteError(
+                    f"{dataset}.{field.name} expects {field.type} but got {col.type} "
+                    f"that does not convert safely",
+                    dataset=dataset,
+                    column=field.name,
+                ) from _scrub(err)
+        if not field.nullable and col.null_count:
+            raise WriteError(
+                f"{dataset}.{field.name} is NOT NULL but {col.null_count} row(s) have no value",
+                dataset=dataset,
+                column=field.name,
+            )
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=target)
+
+
+def _scrub(err: BaseException) -> BaseException | None:
+    # Arrow messages can quote values; keep the chain for debugging but not the data.
+    return None
+
+
+def dedupe_last(data: pa.Table, key: Sequence[str]) -> pa.Table:
+    """Keep the last row for each key value (upserts apply rows in order)."""
+    if data.num_rows <= 1:
+        return data
+    idx = pa.array(range(data.num_rows), type=pa.int64())
+    keyed = data.select(list(key)).append_column("__hw_idx", idx)
+    last = keyed.group_by(list(key), use_threads=False).aggregate([("__hw_idx", "max")])
+    if last.num_rows == data.num_rows:
+        return data
+    keep = pc.sort_indices(last.column("__hw_idx_max"))
+    return data.take(pc.take(last.column("__hw_idx_max"), keep))
+
+
+class SqlStore:
+    """Base of SQL-speaking stores (SQLite, Postgres, DuckDB, Snowflake)."""
+
+    kind: ClassVar[str] = "sql"
+    name: str
+    capabilities: Capabilities
+    pyformat: ClassVar[bool] = False
+    """Placeholders are ``%s`` and a literal ``%`` must be doubled."""
+
+    # -- to override ------------------------------------------------------------------
+    def _placeholder(self, n: int) -> str:
+        return "?"
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """Context manager yielding a DB-API cursor inside one transaction."""
+        raise NotImplementedError(f"{self.kind} store does not implement _transaction")
+
+    def _sql_type(self, type_: pa.DataType) -> str:
+        raise NotImplementedError
+
+    def _translate(self, err: Exception, *, sql: str | None = None) -> HeadwaterError:
+        raise NotImplementedError
+
+    def _physical(self, table: str) -> str:
+        """Quoted physical name of a table inside the store."""
+        return self._quote(table)
+
+    def _quote(self, ident: str) -> str:
+        return exp.to_identifier(ident, quoted=True).sql(dialect=self.capabilities.dialect)
+
+    def _insert_arrow(self, cur: Any, physical: str, data: pa.Table) -> None:
+        """Insert an Arrow table with the open cursor (override for a faster bulk path)."""
+        if data.num_rows == 0:
+            return
+        cols = ", ".join(self._quote(c) for c in data.column_names)
+        marks = ", ".join(self._placeholder(i + 1) for i in range(data.num_columns))
+        sql = f"INSERT INTO {physical} ({cols}) VALUES ({marks})"
+        for batch in data.to_batches(max_chunksize=10_000):
+            columns = [self._to_python(col) for col in batch.columns]
+            cur.executemany(sql, list(zip(*columns, strict=True)))
+
+    def _to_python(self, col: pa.Array) -> list[Any]:
+        return col.to_pylist()
+
+    def table(self, name: str) -> TableInfo:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------
+    def render(self, tree: exp.Expression, params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+        """Render ``tree`` in this store's dialect with native placeholders."""
+        sql = tree.sql(dialect=self.capabilities.dialect)
+        return split_params(sql, params, self._placeholder, pyformat=self.pyformat)
+
+    def _table_or_none(self, name: str) -> TableInfo | None:
+        try:
+            return self.table(name)
+        except DatasetNotFound:
+            return None
+
+    def _create_sql(self, physical: str, schema: pa.Schema, key: Sequence[str]) -> str:
+        cols = [
+            f"{self._quote(f.name)} {self._sql_type(f.type)}"
+            + (" NOT NULL" if (not f.nullable or f.name in key) else "")
+            for f in schema
+        ]
+        if key:
+            cols.append(f"PRIMARY KEY ({', '.join(self._quote(k) for k in key)})")
+        return f"CREATE TABLE {physical} ({', '.join(cols)})"
+
+    def _staging_name(self) -> str:
+        return "hw_stage"
+
+    def _create_staging(self, cur: Any, stage: str, physical: str, schema: pa.Schema) -> None:
+        cols = ", ".join(f"{self._quote(f.name)} {self._sql_type(f.type)}" for f in schema)
+        cur.execute(f"CREATE TEMPORARY TABLE {stage} ({cols})")
+
+    def _drop_staging(self, cur: Any, stage: str) -> None:
+        cur.execute(f"DROP TABLE IF EXISTS {stage}")
+
+    def write(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        mode: WriteMode = WriteMode.APPEND,
+        key: Sequence[str] = (),
+    ) -> WriteResult:
+        """Write ``data`` into ``table`` atomically (see :class:`headwater.stores.base.Store`)."""
+        mode = WriteMode(mode)
+        dataset = f"{self.name}.{table}"
+        info = self._table_or_none(table)
+        created = info is None
+        if mode is WriteMode.UPSERT:
+            if not key:
+                key = info.primary_key if info is not None else ()
+            if not key:
+                raise WriteError(
+                    f"upsert into {dataset} needs key=[...] (the table has no primary key)",
+                    dataset=dataset,
+                )
+        if info is not None:
+            data = cast_to_schema(data, info.schema, dataset)
+            key = tuple(_match_names(key, data.column_names, dataset))
+        else:
+            key = tuple(_match_names(key, data.column_names, dataset))
+            data = _normalise_new(data)
+        if mode is WriteMode.UPSERT:
+            if any(data.column(k).null_count for k in key):
+                raise WriteError(f"upsert into {dataset}: key columns must not be null", dataset=dataset)
+            data = dedupe_last(data, key)
+        physical = self._physical(table)
+        try:
+            with self._transaction() as cur:
+                if created:
+                    cur.execute(self._create_sql(physical, data.schema, key))
+                if mode is WriteMode.OVERWRITE and not created:
+                    cur.execute(f"DELETE FROM {physical}")
+                if mode is WriteMode.UPSERT and not created:
+                    stage = self._staging_name()
+                    self._create_staging(cur, stage, physical, data.schema)
+                    try:
+                        self._insert_arrow(cur, stage, data)
+                        match = " AND ".join(
+                            f"{physical}.{self._quote(k)} = s.{self._quote(k)}" for k in key
+                        )
+                        cur.execute(
+                            f"DELETE FROM {physical} WHERE EXISTS "
+                            f"(SELECT 1 FROM {stage} s WHERE {match})"
+                        )
+                        cols = ", ".join(self._quote(c) for c in data.column_names)
+                        cur.execute(f"INSERT INTO {physical} ({cols}) SELECT {cols} FROM {stage}")
+                    finally:
+                        self._drop_staging(cur, stage)
+                else:
+                    self._insert_arrow(cur, physical, data)
+        except HeadwaterError:
+            raise
+        except Exception as err:  # noqa: BLE001 - translated at the boundary
+            raise self._translate(err) from None
+        return WriteResult(dataset=dataset, mode=mode, rows_written=data.num_rows, created=created)
+
+
+def _match_names(key: Sequence[str], columns: Sequence[str], dataset: str) -> list[str]:
+    by_lower = {c.lower(): c for c in columns}
+    out = []
+    for k in key:
+        if k.lower() not in by_lower:
+            raise WriteError(f"key column {k!r} is not a column of {dataset}", dataset=dataset)
+        out.append(by_lower[k.lower()])
+    return out
+
+
+def _normalise_new(data: pa.Table) -> pa.Table:
+    """Types a new table can hold everywhere: no nulls-only, large or dictionary columns."""
+    fields = []
+    arrays = []
+    for f, col in zip(data.schema, data.columns, strict=True):
+        t = f.type
+        if pa.types.is_null(t):
+            t = pa.string()
+        elif pa.types.is_dictionary(t):
+            t = t.value_type
+        elif pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            t = pa.string()
+        elif pa.types.is_large_binary(t):
+            t = pa.binary()
+        elif pa.types.is_timestamp(t) and t.unit == "ns":
+            t = pa.timestamp("us", t.tz)
+        if not t.equals(f.type):
+            col = col.cast(t)
+        fields.append(pa.field(f.name, t, True))
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))

@@ -1,0 +1,168 @@
+"""The ``Store`` protocol every backend implements, and the value types it speaks.
+
+A store is one physical system (a SQLite file, a Postgres database, a DuckDB file, a Snowflake
+database, a folder or bucket of Parquet datasets) known to the platform under a logical name
+(``app``, ``warehouse``, ``lake``). Callers never see driver objects or driver exceptions: the
+store returns Arrow and raises :mod:`headwater.errors`.
+
+Capabilities are data (:class:`Capabilities`): callers ask ``store.capabilities.sql`` rather
+than catching ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import pyarrow as pa
+from sqlglot import exp
+
+__all__ = [
+    "Capabilities",
+    "ColumnInfo",
+    "Store",
+    "TableInfo",
+    "WriteMode",
+    "WriteResult",
+]
+
+
+class WriteMode(enum.StrEnum):
+    """How ``Store.write`` combines new rows with the rows already in the table."""
+
+    APPEND = "append"
+    """Add the rows."""
+    UPSERT = "upsert"
+    """Replace rows whose key matches a new row, add the others (last row per key wins)."""
+    OVERWRITE = "overwrite"
+    """Replace the whole table's rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store can do; planners read this instead of probing."""
+
+    sql: bool
+    """Runs SQL itself (False for Parquet datasets, which DuckDB queries on their behalf)."""
+    dialect: str
+    """sqlglot dialect name used to render SQL for this store."""
+    transactions: bool = True
+    """Writes are atomic per call."""
+    explain: bool = True
+    """``explain`` returns the store's own plan."""
+    timeout: bool = True
+    """Statement timeouts are enforced by the store itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    """One column as introspected from a store."""
+
+    name: str
+    type: pa.DataType
+    nullable: bool = True
+    primary_key: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """One table (or Parquet dataset) as introspected from a store."""
+
+    name: str
+    """Name inside the store, without the store's logical name (``customers``)."""
+    columns: tuple[ColumnInfo, ...]
+    location: str
+    """Physical location for humans and lineage (``postgres://host/db/public.customers``)."""
+    primary_key: tuple[str, ...] = ()
+    row_count: int | None = None
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The table's columns as an Arrow schema."""
+        return pa.schema([pa.field(c.name, c.type, c.nullable) for c in self.columns])
+
+    def column(self, name: str) -> ColumnInfo | None:
+        """The column called ``name`` (case-insensitive), or None."""
+        low = name.lower()
+        for col in self.columns:
+            if col.name.lower() == low:
+                return col
+        return None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What a write did."""
+
+    dataset: str
+    mode: WriteMode
+    rows_written: int
+    created: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """One physical data store behind one interface.
+
+    Required methods raise :class:`headwater.errors.StoreError` subclasses, never driver
+    exceptions. Optional ones raise ``NotImplementedError`` naming the backend, and the matching
+    :class:`Capabilities` flag is False.
+    """
+
+    kind: ClassVar[str]
+    """Backend kind: ``sqlite``, ``postgres``, ``duckdb``, ``snowflake``, ``parquet``."""
+    name: str
+    """Logical store name in the platform (``app``)."""
+    capabilities: Capabilities
+
+    def render(self, tree: exp.Expression, params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+        """Render a resolved sqlglot tree in this store's dialect with native placeholders.
+
+        ``tree`` holds :func:`headwater.stores._sql.param` markers; ``params[i]`` is the value
+        of marker ``i``. Returns the SQL text and the values in placeholder order.
+        """
+        ...
+
+    def execute(
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        batch_size: int = 65_536,
+        timeout_s: float | None = None,
+    ) -> pa.RecordBatchReader:
+        """Run a query and stream its result; never holds the whole result in memory."""
+        ...
+
+    def write(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        mode: WriteMode = WriteMode.APPEND,
+        key: Sequence[str] = (),
+    ) -> WriteResult:
+        """Write Arrow data atomically: on any error no row of this call remains.
+
+        A missing table is created from ``data.schema`` (with ``key`` as its primary key).
+        """
+        ...
+
+    def tables(self) -> list[TableInfo]:
+        """Introspect every table the store holds."""
+        ...
+
+    def table(self, name: str) -> TableInfo:
+        """Introspect one table; raises ``DatasetNotFound`` when it does not exist."""
+        ...
+
+    def explain(self, sql: str, params: Sequence[Any] = ()) -> str:
+        """The store's plan for a query, as text."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...

@@ -1,0 +1,302 @@
+"""DuckDB store: the embedded analytical default (``warehouse``).
+
+One database handle per store; every call works on its own cursor (DuckDB's per-thread
+connection), so reads stream concurrently. Extensions are never downloaded: autoinstall is off
+and :func:`load_extension` loads the offline ``duckdb-ext-*`` packages by path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+
+from headwater.errors import (
+    DatasetNotFound,
+    HeadwaterError,
+    MissingDependency,
+    QueryError,
+    QueryTimeout,
+    StoreUnavailable,
+    WriteError,
+)
+from headwater.stores._sql import SqlStore
+from headwater.stores.base import Capabilities, ColumnInfo, TableInfo
+
+__all__ = ["DuckDBStore", "extension_path", "load_extension", "new_connection"]
+
+_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def new_connection(
+    path: str | Path = ":memory:", *, read_only: bool = False, allow_unsigned: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that never downloads extensions.
+
+    ``allow_unsigned`` lets :func:`load_extension` load the offline extension packages; keep
+    it off on connections that run user SQL.
+    """
+    config: dict[str, Any] = dict(_CONFIG)
+    if allow_unsigned:
+        config["allow_unsigned_extensions"] = True
+    return duckdb.connect(str(path), read_only=read_only, config=config)
+
+
+def extension_path(name: str) -> Path:
+    """Path of extension ``name`` from its offline PyPI package ``duckdb-ext-<name>``."""
+    spec = importlib.util.find_spec("duckdb_ext")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    for root in roots:
+        found = sorted(Path(root).glob(f"extensions/v{duckdb.__version__}/*/{name}.duckdb_extension"))
+        if found:
+            return found[0]
+    raise MissingDependency(
+        f"DuckDB extension {name!r} is not installed for duckdb {duckdb.__version__}; "
+        f"pip install 'duckdb-ext-{name}=={duckdb.__version__}.*'",
+        package=f"duckdb-ext-{name}",
+    )
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Load extension ``name`` by path (the connection needs ``allow_unsigned=True``)."""
+    con.execute(f"LOAD '{extension_path(name)}'")
+
+
+def _sql_type(type_: pa.DataType) -> str:
+    if pa.types.is_boolean(type_):
+        return "BOOLEAN"
+    if pa.types.is_int8(type_):
+        return "TINYINT"
+    if pa.types.is_int16(type_):
+        return "SMALLINT"
+    if pa.types.is_int32(type_):
+        return "INTEGER"
+    if pa.types.is_integer(type_):
+        return "BIGINT"
+    if pa.types.is_float32(type_):
+        return "REAL"
+    if pa.types.is_floating(type_):
+        return "DOUBLE"
+    if pa.types.is_decimal(type_):
+        return f"DECIMAL({min(type_.precision, 38)}, {type_.scale})"
+    if pa.types.is_timestamp(type_):
+        return "TIMESTAMPTZ" if type_.tz else "TIMESTAMP"
+    if pa.types.is_date(type_):
+        return "DATE"
+    if pa.types.is_time(type_):
+        return "TIME"
+    if pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
+        return "BLOB"
+    return "VARCHAR"
+
+
+class DuckDBStore(SqlStore):
+    """A DuckDB database file."""
+
+    kind: ClassVar[str] = "duckdb"
+
+    def __init__(self, name: str, path: str | Path, *, read_only: bool = False) -> None:
+        self.name = name
+        self.path = str(path)
+        self.capabilities = Capabilities(sql=True, dialect="duckdb")
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = new_connection(self.path, read_only=read_only)
+        except duckdb.Error as err:
+            raise StoreUnavailable(
+                f"cannot open DuckDB store {name!r} at {self.path}: {err}", store=name
+            ) from None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def over(cls, name: str, con: duckdb.DuckDBPyConnection) -> DuckDBStore:
+        """A store over one existing connection (an in-memory federation engine).
+
+        Calls use that connection itself, so views registered on it are visible; the first
+        ``execute`` owns it and closes it when its stream ends.
+        """
+        self = cls.__new__(cls)
+        self._single = True
+        self.name = name
+        self.path = ":memory:"
+        self.capabilities = Capabilities(sql=True, dialect="duckdb")
+        self._db = con
+        self._lock = threading.Lock()
+        return self
+
+    def __repr__(self) -> str:
+        return f"DuckDBStore(name={self.name!r}, path={self.path!r})"
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A fresh cursor on the store's database (safe to use from one thread)."""
+        if getattr(self, "_single", False):
+            return self._db
+        with self._lock:
+            return self._db.cursor()
+
+    def _sql_type(self, type_: pa.DataType) -> str:
+        return _sql_type(type_)
+
+    def _translate(self, err: Exception, *, sql: str | None = None) -> HeadwaterError:
+        msg = str(err)
+        if isinstance(err, duckdb.InterruptException):
+            return QueryTimeout(f"query on {self.name!r} exceeded its timeout", store=self.name)
+        if isinstance(err, duckdb.ConstraintException | duckdb.ConversionException):
+            return WriteError(f"write to {self.name!r} rejected: {msg}", store=self.name)
+        if isinstance(err, duckdb.IOException | duckdb.ConnectionException):
+            return StoreUnavailable(f"DuckDB store {self.name!r} unavailable: {msg}", store=self.name)
+        return QueryError(f"{self.name!r} (duckdb) rejected the statement: {msg}", store=self.name)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor()
+        try:
+            cur.begin()
+            try:
+                yield cur
+            except BaseException:
+                cur.rollback()
+                raise
+            cur.commit()
+        finally:
+            cur.close()
+
+    def _insert_arrow(self, cur: Any, physical: str, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        cur.register("hw_src", data)
+        try:
+            cols = ", ".join(self._quote(c) for c in data.column_names)
+            cur.execute(f"INSERT INTO {physical} ({cols}) SELECT {cols} FROM hw_src")
+        finally:
+            cur.unregister("hw_src")
+
+    def _create_staging(self, cur: Any, stage: str, physical: str, schema: pa.Schema) -> None:
+        cur.execute(f"DROP TABLE IF EXISTS temp.{stage}")
+        super()._create_staging(cur, stage, physical, schema)
+
+    def execute(
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        batch_size: int = 65_536,
+        timeout_s: float | None = None,
+    ) -> pa.RecordBatchReader:
+        """Run ``sql`` and stream the result as Arrow record batches."""
+        cur = self.cursor()
+        timer = threading.Timer(timeout_s, cur.interrupt) if timeout_s else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            res = cur.execute(sql, list(params)) if params else cur.execute(sql)
+            reader = res.fetch_record_batch(batch_size)
+        except duckdb.Error as err:
+            if timer:
+                timer.cancel()
+            cur.close()
+            raise self._translate(err, sql=sql) from None
+
+        def gen() -> Iterator[pa.RecordBatch]:
+            try:
+                while True:
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        return
+                    except duckdb.Error as err:
+                        raise self._translate(err, sql=sql) from None
+                    except pa.ArrowInvalid as err:
+                        # DuckDB reports errors raised mid-stream through Arrow.
+                        if "INTERRUPT" in str(err).upper():
+                            raise QueryTimeout(
+                                f"query on {self.name!r} exceeded its timeout", store=self.name
+                            ) from None
+                        raise QueryError(
+                            f"{self.name!r} (duckdb) failed while streaming: {err}", store=self.name
+                        ) from None
+                    yield batch
+            finally:
+                if timer:
+                    timer.cancel()
+                cur.close()
+
+        return pa.RecordBatchReader.from_batches(reader.schema, gen())
+
+    def arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """Run ``sql`` and return the whole result (for small internal queries)."""
+        return self.execute(sql, params).read_all()
+
+    def tables(self) -> list[TableInfo]:
+        """Every table and view in the ``main`` schema."""
+        names = self.arrow(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_catalog = current_database() ORDER BY table_name"
+        ).column(0).to_pylist()
+        return [self.table(n) for n in names if not n.startswith("hw_")]
+
+    def table(self, name: str) -> TableInfo:
+        """Introspect one table: Arrow types from a zero-row scan, keys from constraints."""
+        cur = self.cursor()
+        try:
+            exists = cur.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND lower(table_name) = lower(?) AND table_catalog = current_database()",
+                [name],
+            ).fetchone()
+            if not exists or not exists[0]:
+                raise DatasetNotFound(
+                    f"table {name!r} does not exist in store {self.name!r}",
+                    dataset=f"{self.name}.{name}",
+                )
+            schema = cur.execute(f"SELECT * FROM {self._quote(name)} LIMIT 0").fetch_arrow_table().schema
+            rows = cur.execute(
+                "SELECT column_name, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND lower(table_name) = lower(?) "
+                "AND table_catalog = current_database() ORDER BY ordinal_position",
+                [name],
+            ).fetchall()
+            pk_row = cur.execute(
+                "SELECT constraint_column_names FROM duckdb_constraints() "
+                "WHERE constraint_type = 'PRIMARY KEY' AND lower(table_name) = lower(?) "
+                "AND schema_name = 'main' AND database_name = current_database()",
+                [name],
+            ).fetchone()
+        except duckdb.Error as err:
+            raise self._translate(err) from None
+        finally:
+            cur.close()
+        pk = tuple(pk_row[0]) if pk_row else ()
+        nullable = {r[0]: r[1] == "YES" for r in rows}
+        cols = tuple(
+            ColumnInfo(
+                name=f.name,
+                type=f.type,
+                nullable=nullable.get(f.name, True) and f.name not in pk,
+                primary_key=f.name in pk,
+            )
+            for f in schema
+        )
+        return TableInfo(name=name, columns=cols, primary_key=pk, location=f"duckdb://{self.path}#{name}")
+
+    def explain(self, sql: str, params: Sequence[Any] = ()) -> str:
+        """DuckDB's physical plan."""
+        rows = self.arrow(f"EXPLAIN {sql}", params)
+        return "\n".join(str(v) for v in rows.column(rows.num_columns - 1).to_pylist())
+
+    def close(self) -> None:
+        """Close the database handle."""
+        with contextlib.suppress(duckdb.Error):
+            self._db.close()

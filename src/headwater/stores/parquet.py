@@ -1,0 +1,362 @@
+"""Parquet datasets on the local filesystem or S3 (the ``lake``).
+
+Each dataset is a folder of Parquet files (hive-partitioned when ``partition_by`` is given) plus
+``_manifest.json``, which lists the files that make up the current version. Writers add new,
+uniquely named files and then replace the manifest in one put (a rename locally, a single PUT on
+S3), so every write is atomic: readers see the old version or the new one, never a mix, and a
+failed write leaves only unreferenced files that are removed on the spot. A folder of Parquet
+files without a manifest (written by another tool) is read as-is.
+
+Queries run in an in-process DuckDB over Arrow datasets, so DuckDB pushes projections and
+filters into the Parquet scan (row groups are skipped by their statistics).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import sqlglot
+from sqlglot import exp
+
+from headwater.errors import (
+    DatasetNotFound,
+    HeadwaterError,
+    QueryError,
+    QueryParseError,
+    StoreUnavailable,
+    WriteError,
+)
+from headwater.stores._sql import cast_to_schema, dedupe_last, split_params
+from headwater.stores.base import Capabilities, ColumnInfo, TableInfo, WriteMode, WriteResult
+from headwater.stores.duckdb import DuckDBStore, new_connection
+
+__all__ = ["ParquetStore"]
+
+MANIFEST = "_manifest.json"
+
+
+def _schema_to_b64(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def _schema_from_b64(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+class ParquetStore:
+    """A folder (local path or ``s3://bucket/prefix``) of Parquet datasets."""
+
+    kind: ClassVar[str] = "parquet"
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        *,
+        filesystem: pafs.FileSystem | None = None,
+        partition_by: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.name = name
+        self.capabilities = Capabilities(sql=True, dialect="duckdb", transactions=True, timeout=True)
+        self.partition_by = partition_by or {}
+        if filesystem is None:
+            filesystem, root = pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
+        self.fs = filesystem
+        self.root = root.rstrip("/")
+        self.uri = root
+        self._lock = threading.Lock()
+        try:
+            if isinstance(self.fs, pafs.LocalFileSystem):
+                self.fs.create_dir(self.root, recursive=True)
+            else:
+                self.fs.get_file_info(self.root)
+        except OSError as err:
+            raise StoreUnavailable(f"lake store {name!r} unreachable: {_clean(err)}", store=name) from None
+
+    def __repr__(self) -> str:
+        return f"ParquetStore(name={self.name!r}, root={self.root!r})"
+
+    # -- manifests ---------------------------------------------------------------------
+    def _dir(self, table: str) -> str:
+        if "/" in table or table.startswith(".") or not table:
+            raise DatasetNotFound(f"invalid dataset name {table!r} in store {self.name!r}",
+                                  dataset=f"{self.name}.{table}")
+        return f"{self.root}/{table}"
+
+    def _read_manifest(self, table: str) -> dict[str, Any] | None:
+        path = f"{self._dir(table)}/{MANIFEST}"
+        try:
+            with self.fs.open_input_stream(path) as f:
+                return json.loads(f.read().decode())
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            if "NoSuchKey" in str(err) or "not found" in str(err).lower():
+                return None
+            raise StoreUnavailable(f"lake store {self.name!r}: {_clean(err)}", store=self.name) from None
+
+    def _write_manifest(self, table: str, manifest: dict[str, Any]) -> None:
+        path = f"{self._dir(table)}/{MANIFEST}"
+        body = json.dumps(manifest).encode()
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(body)
+            self.fs.move(tmp, path)  # atomic rename
+        else:
+            with self.fs.open_output_stream(path) as f:  # one PUT: atomic on S3
+                f.write(body)
+
+    def _files(self, table: str) -> tuple[list[str], pa.Schema | None, list[str], list[str]]:
+        """Current files (full paths), schema, partition columns and key of a dataset."""
+        manifest = self._read_manifest(table)
+        base = self._dir(table)
+        if manifest is not None:
+            files = [f"{base}/{rel}" for rel in manifest["files"]]
+            return files, _schema_from_b64(manifest["schema"]), manifest.get("partition_by", []), manifest.get("key", [])
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        except FileNotFoundError:
+            raise DatasetNotFound(
+                f"dataset {table!r} does not exist in store {self.name!r}", dataset=f"{self.name}.{table}"
+            ) from None
+        except OSError as err:
+            raise StoreUnavailable(f"lake store {self.name!r}: {_clean(err)}", store=self.name) from None
+        files = sorted(i.path for i in infos if i.is_file and i.path.endswith(".parquet"))
+        if not files:
+            raise DatasetNotFound(
+                f"dataset {table!r} does not exist in store {self.name!r}", dataset=f"{self.name}.{table}"
+            )
+        return files, None, [], []
+
+    def dataset(self, table: str) -> ds.Dataset:
+        """The current version of a dataset as a pyarrow dataset (lazy; nothing is read)."""
+        files, schema, parts, _ = self._files(table)
+        partitioning = ds.partitioning(
+            pa.schema([schema.field(p) for p in parts]), flavor="hive"
+        ) if schema is not None and parts else "hive"
+        try:
+            return ds.dataset(
+                files,
+                schema=schema,
+                format="parquet",
+                filesystem=self.fs,
+                partitioning=partitioning,
+                partition_base_dir=self._dir(table),
+            )
+        except (OSError, pa.ArrowInvalid) as err:
+            raise QueryError(f"cannot read {self.name}.{table}: {_clean(err)}", store=self.name) from None
+
+    # -- Store protocol ----------------------------------------------------------------
+    def render(self, tree: exp.Expression, params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+        """Render in DuckDB's dialect (queries on the lake run in DuckDB)."""
+        return split_params(tree.sql(dialect="duckdb"), params, lambda n: "?")
+
+    def execute(
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        batch_size: int = 65_536,
+        timeout_s: float | None = None,
+    ) -> pa.RecordBatchReader:
+        """Run DuckDB SQL whose table names are this store's datasets."""
+        try:
+            tree = sqlglot.parse_one(sql, dialect="duckdb")
+        except sqlglot.errors.ParseError as err:
+            raise QueryParseError(f"cannot parse query for {self.name!r}: {err}") from None
+        con = new_connection()
+        ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+        for t in tree.find_all(exp.Table):
+            if t.name and t.name.lower() not in ctes:
+                con.register(t.name, self.dataset(t.name))
+        return DuckDBStore.over(self.name, con).execute(sql, params, batch_size=batch_size, timeout_s=timeout_s)
+
+    def tables(self) -> list[TableInfo]:
+        """Every dataset folder under the root."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        except OSError as err:
+            raise StoreUnavailable(f"lake store {self.name!r}: {_clean(err)}", store=self.name) from None
+        out = []
+        for info in sorted(infos, key=lambda i: i.path):
+            if info.type == pafs.FileType.Directory and not info.base_name.startswith(("_", ".")):
+                with contextlib.suppress(DatasetNotFound):
+                    out.append(self.table(info.base_name))
+        return out
+
+    def table(self, name: str) -> TableInfo:
+        """Introspect one dataset: schema from the manifest or the files."""
+        files, schema, parts, key = self._files(name)
+        if schema is None:
+            schema = self.dataset(name).schema
+        cols = tuple(ColumnInfo(f.name, f.type, f.nullable, f.name in key) for f in schema)
+        loc = self.uri if "://" in self.uri else f"file://{self.root}"
+        return TableInfo(name=name, columns=cols, primary_key=tuple(key), location=f"{loc}/{name}")
+
+    def explain(self, sql: str, params: Sequence[Any] = ()) -> str:
+        """DuckDB's plan over the Parquet scan."""
+        reader = self.execute(f"EXPLAIN {sql}", params)
+        t = reader.read_all()
+        return "\n".join(str(v) for v in t.column(t.num_columns - 1).to_pylist())
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def write(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        mode: WriteMode = WriteMode.APPEND,
+        key: Sequence[str] = (),
+        partition_by: Sequence[str] | None = None,
+    ) -> WriteResult:
+        """Write new files, then swap the manifest; see the module docstring."""
+        mode = WriteMode(mode)
+        dataset = f"{self.name}.{table}"
+        with self._lock:
+            manifest = self._read_manifest(table)
+            created = manifest is None
+            if created:
+                try:
+                    legacy, _, _, _ = self._files(table)
+                except DatasetNotFound:
+                    legacy = []
+                if legacy:
+                    raise WriteError(
+                        f"{dataset} holds Parquet files written outside Headwater; "
+                        "register it with a manifest before writing", dataset=dataset)
+                parts = list(partition_by or self.partition_by.get(table, []))
+                schema = _lake_schema(data.schema)
+                data = data.cast(schema) if not data.schema.equals(schema) else data
+                key = list(key)
+                old_files: list[str] = []
+            else:
+                schema = _schema_from_b64(manifest["schema"])
+                parts = manifest.get("partition_by", [])
+                key = list(key) or manifest.get("key", [])
+                old_files = list(manifest["files"])
+                data = cast_to_schema(data, schema, dataset)
+            missing = [p for p in parts if p not in data.column_names]
+            if missing:
+                raise WriteError(f"{dataset} is partitioned by {missing} but the data lacks them",
+                                 dataset=dataset)
+            if mode is WriteMode.UPSERT:
+                if not key:
+                    raise WriteError(f"upsert into {dataset} needs key=[...]", dataset=dataset)
+                unknown = [k for k in key if k not in data.column_names]
+                if unknown:
+                    raise WriteError(f"key column(s) {unknown} not in {dataset}", dataset=dataset)
+                data = dedupe_last(data, key)
+            base = self._dir(table)
+            written: list[str] = []
+            try:
+                keep_files = old_files
+                if mode is WriteMode.OVERWRITE:
+                    keep_files = []
+                elif mode is WriteMode.UPSERT and old_files:
+                    keep_files, rewritten = self._remove_keys(table, old_files, schema, parts, key, data)
+                    data = pa.concat_tables([rewritten, data]) if rewritten.num_rows else data
+                written = self._write_files(base, data, schema, parts)
+                new_manifest = {
+                    "format": "headwater-lake/1",
+                    "version": (manifest or {}).get("version", 0) + 1,
+                    "schema": _schema_to_b64(schema),
+                    "partition_by": parts,
+                    "key": key,
+                    "files": keep_files + written,
+                }
+                self._write_manifest(table, new_manifest)
+            except HeadwaterError:
+                self._delete(base, written)
+                raise
+            except (OSError, pa.ArrowException) as err:
+                self._delete(base, written)
+                raise StoreUnavailable(f"write to {dataset} failed and was rolled back: {_clean(err)}",
+                                       store=self.name) from None
+            self._delete(base, [f for f in old_files if f not in keep_files])
+        return WriteResult(dataset=dataset, mode=mode, rows_written=data.num_rows, created=created)
+
+    def _remove_keys(
+        self, table: str, files: list[str], schema: pa.Schema, parts: list[str], key: list[str],
+        data: pa.Table,
+    ) -> tuple[list[str], pa.Table]:
+        """Split existing files into untouched ones and the surviving rows of touched ones."""
+        base = self._dir(table)
+        new_keys = data.select(key)
+        keep: list[str] = []
+        survivors: list[pa.Table] = []
+        partitioning = ds.partitioning(pa.schema([schema.field(p) for p in parts]), flavor="hive") if parts else None
+        for rel in files:
+            one = ds.dataset(f"{base}/{rel}", schema=schema, format="parquet", filesystem=self.fs,
+                             partitioning=partitioning, partition_base_dir=base)
+            existing = one.to_table()
+            hit = existing.select(key).join(new_keys, keys=key, join_type="left semi")
+            if hit.num_rows == 0:
+                keep.append(rel)
+                continue
+            survivors.append(existing.join(new_keys, keys=key, join_type="left anti").select(schema.names))
+        if not survivors:
+            return keep, data.schema.empty_table()
+        return keep, pa.concat_tables(survivors).cast(schema)
+
+    def _write_files(self, base: str, data: pa.Table, schema: pa.Schema, parts: list[str]) -> list[str]:
+        if data.num_rows == 0:
+            return []
+        paths: list[str] = []
+        token = uuid.uuid4().hex[:12]
+        ds.write_dataset(
+            data.select(schema.names),
+            base_dir=base,
+            format="parquet",
+            filesystem=self.fs,
+            partitioning=ds.partitioning(pa.schema([schema.field(p) for p in parts]), flavor="hive") if parts else None,
+            basename_template=f"part-{token}-{{i}}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+            max_rows_per_file=1_000_000,
+            max_rows_per_group=128 * 1024,
+            file_visitor=lambda f: paths.append(f.path),
+        )
+        return [p[len(base) + 1 :] for p in paths]
+
+    def _delete(self, base: str, rels: list[str]) -> None:
+        for rel in rels:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(f"{base}/{rel}")
+
+    def drop(self, table: str) -> None:
+        """Delete a dataset and all its files."""
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.delete_dir(self._dir(table))
+
+
+def _lake_schema(schema: pa.Schema) -> pa.Schema:
+    fields = []
+    for f in schema:
+        t = f.type
+        if pa.types.is_null(t):
+            t = pa.string()
+        elif pa.types.is_dictionary(t):
+            t = t.value_type
+        elif pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            t = pa.string()
+        elif pa.types.is_timestamp(t) and t.unit == "ns":
+            t = pa.timestamp("us", t.tz)
+        fields.append(pa.field(f.name, t, True))
+    return pa.schema(fields)
+
+
+def _clean(err: BaseException) -> str:
+    """Driver message without credentials (AWS errors can quote request details)."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:300]

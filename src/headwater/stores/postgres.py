@@ -1,0 +1,372 @@
+"""Postgres store (psycopg 3 with a connection pool): the production transactional store.
+
+Reads stream through server-side cursors (``DECLARE ... CURSOR``), so a large result never sits
+in memory; statement timeouts are ``SET LOCAL statement_timeout`` inside the read's own
+transaction; bulk writes use ``COPY``. The connection string is a secret: it is never part of a
+repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from headwater.errors import (
+    DatasetNotFound,
+    HeadwaterError,
+    MissingDependency,
+    QueryError,
+    QueryTimeout,
+    StoreUnavailable,
+    WriteError,
+)
+from headwater.stores._sql import SqlStore, rows_to_batch
+from headwater.stores.base import Capabilities, ColumnInfo, TableInfo
+
+__all__ = ["PostgresStore"]
+
+_OID_TYPES: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    26: pa.int64(),
+    700: pa.float32(),
+    701: pa.float64(),
+    25: pa.string(),
+    1043: pa.string(),
+    1042: pa.string(),
+    19: pa.string(),
+    114: pa.string(),
+    3802: pa.string(),
+    2950: pa.string(),
+    1082: pa.date32(),
+    1083: pa.time64("us"),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+    17: pa.binary(),
+}
+
+_NAME_TYPES: dict[str, pa.DataType] = {
+    "boolean": pa.bool_(),
+    "bigint": pa.int64(),
+    "integer": pa.int32(),
+    "smallint": pa.int16(),
+    "real": pa.float32(),
+    "double precision": pa.float64(),
+    "text": pa.string(),
+    "character varying": pa.string(),
+    "character": pa.string(),
+    "json": pa.string(),
+    "jsonb": pa.string(),
+    "uuid": pa.string(),
+    "date": pa.date32(),
+    "time without time zone": pa.time64("us"),
+    "timestamp without time zone": pa.timestamp("us"),
+    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    "bytea": pa.binary(),
+}
+
+_cursor_ids = itertools.count()
+
+
+def _numeric_type(precision: int | None, scale: int | None) -> pa.DataType:
+    if precision:
+        return pa.decimal128(min(precision, 38), scale or 0)
+    return pa.float64()
+
+
+class PostgresStore(SqlStore):
+    """A Postgres database (one schema of it) reached through a psycopg connection pool."""
+
+    kind: ClassVar[str] = "postgres"
+    pyformat: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        *,
+        schema: str = "public",
+        min_connections: int = 1,
+        max_connections: int = 8,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError:
+            raise MissingDependency(
+                "the Postgres store needs psycopg; pip install 'headwater[postgres]'",
+                extra="postgres",
+            ) from None
+        self.name = name
+        self.schema = schema
+        self._dsn = dsn
+        self.capabilities = Capabilities(sql=True, dialect="postgres")
+        self._min = min_connections
+        self._max = max_connections
+        self._connect_timeout = connect_timeout_s
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(name={self.name!r}, schema={self.schema!r})"
+
+    # -- connections -------------------------------------------------------------------
+    def _configure(self, conn: Any) -> None:
+        from psycopg.types.string import TextLoader
+
+        for typ in ("json", "jsonb", "uuid"):
+            conn.adapters.register_loader(typ, TextLoader)
+        conn.autocommit = True
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    from psycopg_pool import ConnectionPool
+
+                    pool = ConnectionPool(
+                        self._dsn,
+                        min_size=self._min,
+                        max_size=self._max,
+                        timeout=self._connect_timeout,
+                        configure=self._configure,
+                        kwargs={"connect_timeout": max(1, int(self._connect_timeout))},
+                        open=False,
+                        name=f"headwater-{self.name}",
+                    )
+                    pool.open(wait=False)
+                    self._pool = pool
+        return self._pool
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A pooled connection (autocommit; open a transaction explicitly)."""
+        pool = self._get_pool()
+        try:
+            conn = pool.getconn()
+        except Exception as err:  # PoolTimeout, OperationalError
+            raise StoreUnavailable(
+                f"cannot connect to Postgres store {self.name!r}: {self._scrub(err)}",
+                store=self.name,
+            ) from None
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
+
+    def _scrub(self, err: BaseException) -> str:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        from psycopg.conninfo import conninfo_to_dict
+
+        with contextlib.suppress(Exception):
+            password = conninfo_to_dict(self._dsn).get("password")
+            if password:
+                text = text.replace(str(password), "***")
+        return text
+
+    def _translate(self, err: Exception, *, sql: str | None = None) -> HeadwaterError:
+        import psycopg
+        from psycopg import errors as pge
+
+        msg = self._scrub(err)
+        if isinstance(err, pge.QueryCanceled):
+            return QueryTimeout(f"query on {self.name!r} exceeded its timeout", store=self.name)
+        if isinstance(err, psycopg.IntegrityError | psycopg.DataError):
+            return WriteError(f"write to {self.name!r} rejected: {msg}", store=self.name)
+        if isinstance(err, psycopg.OperationalError) and not isinstance(err, pge.QueryCanceled):
+            return StoreUnavailable(f"Postgres store {self.name!r} unavailable: {msg}", store=self.name)
+        if isinstance(err, pge.UndefinedTable):
+            return DatasetNotFound(f"{self.name!r}: {msg}", store=self.name)
+        return QueryError(f"{self.name!r} (postgres) rejected the statement: {msg}", store=self.name)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self.connection() as conn:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    yield cur
+            except HeadwaterError:
+                raise
+            except Exception as err:  # noqa: BLE001
+                raise self._translate(err) from None
+
+    # -- SQL helpers -------------------------------------------------------------------
+    def _placeholder(self, n: int) -> str:
+        return "%s"
+
+    def _physical(self, table: str) -> str:
+        return f"{self._quote(self.schema)}.{self._quote(table)}"
+
+    def _sql_type(self, type_: pa.DataType) -> str:
+        if pa.types.is_boolean(type_):
+            return "BOOLEAN"
+        if pa.types.is_int8(type_) or pa.types.is_int16(type_):
+            return "SMALLINT"
+        if pa.types.is_int32(type_):
+            return "INTEGER"
+        if pa.types.is_integer(type_):
+            return "BIGINT"
+        if pa.types.is_float32(type_):
+            return "REAL"
+        if pa.types.is_floating(type_):
+            return "DOUBLE PRECISION"
+        if pa.types.is_decimal(type_):
+            return f"NUMERIC({type_.precision}, {type_.scale})"
+        if pa.types.is_timestamp(type_):
+            return "TIMESTAMPTZ" if type_.tz else "TIMESTAMP"
+        if pa.types.is_date(type_):
+            return "DATE"
+        if pa.types.is_time(type_):
+            return "TIME"
+        if pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
+            return "BYTEA"
+        return "TEXT"
+
+    def _create_staging(self, cur: Any, stage: str, physical: str, schema: pa.Schema) -> None:
+        cols = ", ".join(self._quote(n) for n in schema.names)
+        cur.execute(
+            f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {physical} WITH NO DATA"
+        )
+
+    def _drop_staging(self, cur: Any, stage: str) -> None:
+        """Dropped on commit."""
+
+    def _insert_arrow(self, cur: Any, physical: str, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        cols = ", ".join(self._quote(c) for c in data.column_names)
+        with cur.copy(f"COPY {physical} ({cols}) FROM STDIN") as copy:
+            for batch in data.to_batches(max_chunksize=10_000):
+                columns = [c.to_pylist() for c in batch.columns]
+                for row in zip(*columns, strict=True):
+                    copy.write_row(row)
+
+    # -- Store protocol ----------------------------------------------------------------
+    def execute(
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        batch_size: int = 65_536,
+        timeout_s: float | None = None,
+    ) -> pa.RecordBatchReader:
+        """Run ``sql`` through a server-side cursor and stream Arrow batches."""
+        stack = contextlib.ExitStack()
+        try:
+            conn = stack.enter_context(self.connection())
+            stack.enter_context(conn.transaction())
+            if timeout_s:
+                conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            cur = stack.enter_context(conn.cursor(name=f"hw_{next(_cursor_ids)}"))
+            cur.itersize = batch_size
+            cur.execute(sql, list(params) if params else None)
+            rows = cur.fetchmany(batch_size)
+            desc = cur.description or []
+        except HeadwaterError:
+            stack.close()
+            raise
+        except Exception as err:  # noqa: BLE001
+            translated = self._translate(err, sql=sql)
+            with contextlib.suppress(Exception):
+                stack.close()
+            raise translated from None
+        names = [d.name for d in desc]
+        types = [
+            _numeric_type(d.precision, d.scale) if d.type_code == 1700 else _OID_TYPES.get(d.type_code)
+            for d in desc
+        ]
+        schema_types = [t or pa.string() for t in types]
+        schema = pa.schema([pa.field(n, t) for n, t in zip(names, schema_types, strict=True)])
+
+        def gen() -> Iterator[pa.RecordBatch]:
+            nonlocal rows
+            try:
+                while rows:
+                    yield rows_to_batch(rows, names, schema_types).cast(schema)
+                    if len(rows) < batch_size:
+                        break
+                    try:
+                        rows = cur.fetchmany(batch_size)
+                    except Exception as err:  # noqa: BLE001
+                        raise self._translate(err, sql=sql) from None
+            finally:
+                with contextlib.suppress(Exception):
+                    stack.close()
+
+        return pa.RecordBatchReader.from_batches(schema, gen())
+
+    def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.connection() as conn:
+            try:
+                return conn.execute(sql, list(params) if params else None).fetchall()
+            except Exception as err:  # noqa: BLE001
+                raise self._translate(err, sql=sql) from None
+
+    def tables(self) -> list[TableInfo]:
+        """Every table and view in the store's schema."""
+        rows = self._fetchall(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_name NOT LIKE 'hw\\_%%' ORDER BY table_name",
+            [self.schema],
+        )
+        return [self.table(r[0]) for r in rows]
+
+    def table(self, name: str) -> TableInfo:
+        """Introspect one table from ``information_schema`` and ``pg_index``."""
+        rows = self._fetchall(
+            "SELECT column_name, data_type, is_nullable, numeric_precision, numeric_scale "
+            "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+            "ORDER BY ordinal_position",
+            [self.schema, name],
+        )
+        if not rows:
+            raise DatasetNotFound(
+                f"table {name!r} does not exist in store {self.name!r}", dataset=f"{self.name}.{name}"
+            )
+        pk_rows = self._fetchall(
+            "SELECT a.attname FROM pg_index i "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass AND i.indisprimary "
+            "ORDER BY array_position(i.indkey, a.attnum)",
+            [self.schema, name],
+        )
+        pk = tuple(r[0] for r in pk_rows)
+        cols = tuple(
+            ColumnInfo(
+                name=r[0],
+                type=_numeric_type(r[3], r[4]) if r[1] == "numeric" else _NAME_TYPES.get(r[1], pa.string()),
+                nullable=r[2] == "YES",
+                primary_key=r[0] in pk,
+            )
+            for r in rows
+        )
+        return TableInfo(
+            name=name, columns=cols, primary_key=pk, location=f"postgres://{self._host()}/{self.schema}.{name}"
+        )
+
+    def _host(self) -> str:
+        from psycopg.conninfo import conninfo_to_dict
+
+        with contextlib.suppress(Exception):
+            d = conninfo_to_dict(self._dsn)
+            return f"{d.get('host', 'localhost')}:{d.get('port', 5432)}/{d.get('dbname', '')}"
+        return "postgres"
+
+    def explain(self, sql: str, params: Sequence[Any] = ()) -> str:
+        """Postgres's ``EXPLAIN`` output."""
+        return "\n".join(r[0] for r in self._fetchall(f"EXPLAIN {sql}", params))
+
+    def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                self._pool.close()
+            self._pool = None
