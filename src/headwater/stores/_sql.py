@@ -211,6 +211,10 @@ class SqlStore:
         """Quoted physical name of a table inside the store."""
         return self._quote(table)
 
+    def table_expr(self, table: str) -> exp.Table:
+        """The physical table as a sqlglot node, for rewriting logical names."""
+        return exp.to_table(self._physical(table), dialect=self.capabilities.dialect)
+
     def _quote(self, ident: str) -> str:
         return exp.to_identifier(ident, quoted=True).sql(dialect=self.capabilities.dialect)
 

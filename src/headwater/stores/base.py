@@ -126,6 +126,10 @@ class Store(Protocol):
         """
         ...
 
+    def table_expr(self, table: str) -> exp.Table:
+        """The physical table as a sqlglot node (planners swap logical names for it)."""
+        ...
+
     def execute(
         self,
         sql: str,

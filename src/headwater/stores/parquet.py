@@ -161,6 +161,10 @@ class ParquetStore:
         """Render in DuckDB's dialect (queries on the lake run in DuckDB)."""
         return split_params(tree.sql(dialect="duckdb"), params, lambda n: "?")
 
+    def table_expr(self, table: str) -> exp.Table:
+        """A dataset as a table node; ``execute`` registers it under this name."""
+        return exp.Table(this=exp.to_identifier(table))
+
     def execute(
         self,
         sql: str,

@@ -1,0 +1,589 @@
+"""From SQL text to an executable plan: parse, resolve, qualify, choose where it runs, page.
+
+The SDK's SQL is DuckDB's dialect (the federation engine); datasets are named
+``<store>.<table>``. A statement whose datasets all live in one SQL store is transpiled (sqlglot)
+to that store's dialect and pushed down whole. A statement spanning stores is federated: it runs
+in DuckDB (on the warehouse's own connection when the warehouse is DuckDB, so its tables are
+scanned natively), with every other source fetched as an Arrow stream of only the columns the
+query uses and only the rows that pass the WHERE conjuncts that can be evaluated at the source.
+
+Plans are cached by (SQL text, catalog version, shape of the page request); parameters are bound
+at execution time, so one plan serves every parameter value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, ParseError
+from sqlglot.optimizer.qualify import qualify
+
+from headwater.catalog import Catalog, Dataset
+from headwater.errors import (
+    ColumnNotFound,
+    InvalidInput,
+    QueryParseError,
+    QueryRejected,
+)
+from headwater.stores._sql import param
+
+__all__ = ["FedSource", "PagePlan", "Plan", "Planner", "SortKey", "bind_params"]
+
+DIALECT = "duckdb"
+
+# Table functions and scalar functions that reach outside the catalog (files, URLs, other
+# databases). Governed access (policy engine) tightens this further.
+_OUTSIDE_FUNCTIONS = {
+    "read_csv", "read_csv_auto", "read_parquet", "parquet_scan", "read_json", "read_json_auto",
+    "read_ndjson", "read_ndjson_auto", "read_text", "read_blob", "glob", "sniff_csv",
+    "query_table", "query", "iceberg_scan", "delta_scan", "postgres_scan", "sqlite_scan",
+    "parquet_metadata", "parquet_schema", "read_xlsx", "st_read", "from_csv_auto",
+    "mysql_scan", "postgres_query", "read_avro", "json_execute_serialized_sql",
+}
+_OUTSIDE_EXPRS = (exp.ReadCSV, exp.ReadParquet) if hasattr(exp, "ReadParquet") else (exp.ReadCSV,)
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """One component of a page's sort order, by output column name."""
+
+    name: str
+    desc: bool = False
+    nullable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FedSource:
+    """One scan of a dataset in a federated plan."""
+
+    view: str
+    dataset: Dataset
+    how: str
+    """``native`` (table of the engine's own DuckDB), ``lake`` (Arrow dataset, DuckDB pushes
+    down itself) or ``fetch`` (pushed-down query against the source store)."""
+    fetch_tree: exp.Expression | None = None
+    materialize: bool = False
+    pushed_filter: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A prepared statement: resolved, qualified and placed."""
+
+    sql: str
+    tree: exp.Expression
+    """Resolved tree, table references replaced by physical names or federation views."""
+    datasets: tuple[str, ...]
+    columns: tuple[str, ...]
+    store: str | None
+    """The one store that runs it, or None when federated."""
+    engine: str | None
+    """For federated plans, the DuckDB store whose connection runs it (None: in-memory)."""
+    sources: tuple[FedSource, ...]
+    n_params: int
+    param_names: tuple[str | None, ...]
+    """Per marker index: the placeholder's name, or None for a positional ``?``."""
+    fingerprint: str
+    sort: tuple[SortKey, ...] = ()
+    unique_sort: bool = False
+    logical: exp.Expression | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PagePlan:
+    """A plan wrapped for one keyset page shape."""
+
+    plan: Plan
+    tree: exp.Expression
+    has_cursor: bool
+    null_pattern: tuple[bool, ...]
+
+
+def bind_params(plan: Plan, params: Sequence[Any] | Mapping[str, Any] | None) -> list[Any]:
+    """Values for the plan's markers, from a list (``?``/``$1``) or a mapping (``:name``)."""
+    names = plan.param_names
+    if not names:
+        if params:
+            raise InvalidInput(f"query has no placeholders but {len(params)} parameter(s) were given")
+        return []
+    if params is None:
+        raise InvalidInput(f"query needs {len(names)} parameter(s); pass params=[...]")
+    if isinstance(params, Mapping):
+        out = []
+        for n in names:
+            if n is None or n.isdigit():
+                raise InvalidInput("query uses positional placeholders; pass params as a list")
+            if n not in params:
+                raise InvalidInput(f"missing parameter {n!r}")
+            out.append(params[n])
+        return out
+    params = list(params)
+    out = []
+    pos = 0
+    for n in names:
+        if n is None:
+            if pos >= len(params):
+                raise InvalidInput(f"query needs more than {len(params)} parameter(s)")
+            out.append(params[pos])
+            pos += 1
+        elif n.isdigit():
+            i = int(n) - 1
+            if not 0 <= i < len(params):
+                raise InvalidInput(f"parameter ${n} not given ({len(params)} given)")
+            out.append(params[i])
+        else:
+            raise InvalidInput(f"query uses named placeholder :{n}; pass params as a mapping")
+    positional = sum(1 for n in names if n is None)
+    if positional and pos != len(params):
+        raise InvalidInput(f"query has {positional} placeholder(s) but {len(params)} parameter(s) were given")
+    return out
+
+
+class Planner:
+    """Prepares SQL against the catalog and the platform's stores; caches plans."""
+
+    def __init__(self, catalog: Catalog, stores: Mapping[str, Any], *, cache_size: int = 1024) -> None:
+        self.catalog = catalog
+        self.stores = stores
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # -- cache -------------------------------------------------------------------------
+    def _cached(self, key: tuple[Any, ...], build: Any) -> Any:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        value = build()
+        with self._lock:
+            self._cache[key] = value
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return value
+
+    def prepare(self, sql: str, *, order_by: Sequence[str] | None = None) -> Plan:
+        """A plan for ``sql`` (cached per catalog version)."""
+        key = ("plan", sql, tuple(order_by or ()), self.catalog.version)
+        return self._cached(key, lambda: self._prepare(sql, order_by))
+
+    def page(self, plan: Plan, *, has_cursor: bool, null_pattern: tuple[bool, ...]) -> PagePlan:
+        """The plan wrapped for a keyset page (cached per shape)."""
+        key = ("page", plan.fingerprint, has_cursor, null_pattern, self.catalog.version)
+        return self._cached(key, lambda: self._page(plan, has_cursor, null_pattern))
+
+    # -- preparation -------------------------------------------------------------------
+    def _prepare(self, sql: str, order_by: Sequence[str] | None) -> Plan:
+        tree = parse_one(sql)
+        names = _markers(tree)
+        datasets, occurrences = self._resolve(tree)
+        schema = {
+            ds.store: {} for ds in datasets.values()
+        }
+        for ds in datasets.values():
+            schema[ds.store][ds.table] = {c.name: _sql_type(c.type) for c in ds.columns}
+        try:
+            tree = qualify(
+                tree, schema=schema, dialect=DIALECT, quote_identifiers=False,
+                validate_qualify_columns=True, expand_stars=True,
+            )
+        except OptimizeError as err:
+            msg = str(err)
+            raise ColumnNotFound(_column_message(msg, datasets), datasets=sorted(datasets)) from None
+        columns = tuple(tree.named_selects) if isinstance(tree, exp.Query) else ()
+        logical = tree.copy()
+        sort, unique = _sort_keys(tree, datasets, order_by)
+        occurrences = [(t, datasets[_logical(t)]) for t in tree.find_all(exp.Table) if _logical(t) in datasets]
+        stores = {ds.store for _, ds in occurrences}
+        fingerprint = hashlib.sha256(
+            f"{sql}\x00{','.join(order_by or ())}".encode()
+        ).hexdigest()[:32]
+        if len(stores) == 1:
+            (store_name,) = stores
+            store = self.stores[store_name]
+            for node, ds in occurrences:
+                _replace_table(node, store.table_expr(ds.table))
+            return Plan(sql, tree, tuple(sorted(datasets)), columns, store_name, None, (),
+                        len(names), tuple(names), fingerprint, sort, unique, logical)
+        if not stores:
+            # No dataset at all (SELECT 1): run in DuckDB.
+            return Plan(sql, tree, (), columns, None, None, (), len(names), tuple(names),
+                        fingerprint, sort, unique, logical)
+        return self._federate(sql, tree, occurrences, datasets, columns, names, fingerprint, sort, unique, logical)
+
+    def _resolve(self, tree: exp.Expression) -> tuple[dict[str, Dataset], list[exp.Table]]:
+        ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+        for fn in tree.find_all(exp.Func):
+            name = (fn.name if isinstance(fn, exp.Anonymous) else fn.sql_name()).lower()
+            if name in _OUTSIDE_FUNCTIONS or isinstance(fn, _OUTSIDE_EXPRS):
+                raise QueryRejected(
+                    f"function {name}() reads outside the catalog; query datasets by name instead",
+                    rule="catalog-only",
+                )
+        datasets: dict[str, Dataset] = {}
+        occurrences = []
+        for table in tree.find_all(exp.Table):
+            if not isinstance(table.this, exp.Identifier):
+                raise QueryRejected(
+                    f"{table.this.sql(dialect=DIALECT)[:60]} is not a catalogued dataset; "
+                    "query datasets by their <store>.<table> name",
+                    rule="catalog-only",
+                )
+            if table.args.get("catalog"):
+                raise QueryRejected(
+                    f"{table.sql(dialect=DIALECT)} has three name parts; name datasets as <store>.<table>",
+                    rule="catalog-only",
+                )
+            if not table.db:
+                if table.name.lower() in ctes:
+                    continue
+                self.catalog.get(table.name)  # raises DatasetNotFound with a hint
+            ds = self.catalog.get(f"{table.db}.{table.name}")
+            if ds.store not in self.stores:
+                raise QueryRejected(f"store {ds.store!r} of {ds.name} is not configured", rule="catalog-only")
+            table.set("db", exp.to_identifier(ds.store))
+            table.set("this", exp.to_identifier(ds.table))
+            datasets[ds.name] = ds
+            occurrences.append(table)
+        return datasets, occurrences
+
+    def _federate(self, sql, tree, occurrences, datasets, columns, names, fingerprint, sort, unique, logical) -> Plan:  # type: ignore[no-untyped-def]
+        duck = [ds.store for _, ds in occurrences if self.stores[ds.store].kind == "duckdb"]
+        engine = duck[0] if duck else None
+        root_selects = _root_selects(tree)
+        sources = []
+        for i, (node, ds) in enumerate(occurrences):
+            store = self.stores[ds.store]
+            alias = node.alias_or_name
+            view = f"hw_src_{i}"
+            if ds.store == engine:
+                _replace_table(node, store.table_expr(ds.table))
+                sources.append(FedSource(view, ds, "native"))
+                continue
+            if store.kind == "parquet":
+                sources.append(FedSource(view, ds, "lake"))
+            else:
+                select = node.find_ancestor(exp.Select)
+                cols = _columns_of(tree, alias, ds)
+                predicate = _pushable(select, alias) if select is not None else None
+                fetch = exp.select(*[exp.column(c) for c in cols] or [exp.Star()]).from_(
+                    store.table_expr(ds.table)
+                )
+                if predicate is not None:
+                    fetch = fetch.where(predicate)
+                materialize = select is None or id(select) not in root_selects
+                sources.append(FedSource(view, ds, "fetch", fetch, materialize, predicate is not None))
+            _replace_table(node, exp.Table(this=exp.to_identifier(view)))
+        return Plan(sql, tree, tuple(sorted(datasets)), columns, None, engine, tuple(sources),
+                    len(names), tuple(names), fingerprint, sort, unique, logical)
+
+    # -- pages -------------------------------------------------------------------------
+    def _page(self, plan: Plan, has_cursor: bool, null_pattern: tuple[bool, ...]) -> PagePlan:
+        inner = plan.tree.copy()
+        if isinstance(inner, exp.Query) and not inner.args.get("limit") and not inner.args.get("offset"):
+            inner.set("order", None)
+        sub = exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("hw_page")))
+        keys = plan.sort
+        col = {k.name: exp.column(exp.to_identifier(k.name), table="hw_page") for k in keys}
+        outer = exp.select(*[exp.column(exp.to_identifier(c), table="hw_page") for c in plan.columns]).from_(sub)
+        n = plan.n_params
+        if has_cursor:
+            # markers n .. n+len(keys)-1 carry the last row's key values
+            vals = {k.name: param(n + i) for i, k in enumerate(keys)}
+            pred = _after(keys, col, vals, null_pattern, inclusive=not plan.unique_sort)
+            first = keys[0]
+            if not null_pattern[0]:
+                # Redundant range on the leading key lets stores use indexes and zone maps.
+                lead = exp.LTE if first.desc else exp.GTE
+                rng = lead(this=col[first.name].copy(), expression=vals[first.name].copy())
+                if first.nullable:
+                    rng = exp.or_(rng, exp.Is(this=col[first.name].copy(), expression=exp.Null()))
+                pred = exp.and_(exp.paren(rng), exp.paren(pred))
+            outer = outer.where(pred)
+        order = [
+            exp.Ordered(this=col[k.name].copy(), desc=k.desc, nulls_first=False) for k in keys
+        ]
+        outer = outer.order_by(*order)
+        limit_marker = param(n + (len(keys) if has_cursor else 0))
+        outer.set("limit", exp.Limit(expression=limit_marker))
+        return PagePlan(plan, outer, has_cursor, null_pattern)
+
+
+# -- helpers ----------------------------------------------------------------------------
+def parse_one(sql: str) -> exp.Expression:
+    """Parse exactly one statement in the SDK dialect, or raise a typed error."""
+    if not sql or not sql.strip():
+        raise QueryParseError("empty query")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+    except ParseError as err:
+        first = err.errors[0] if err.errors else {}
+        where = f" at line {first.get('line')}, column {first.get('col')}" if first.get("line") else ""
+        desc = first.get("description") or str(err).splitlines()[0]
+        raise QueryParseError(f"SQL does not parse{where}: {desc}", line=first.get("line"),
+                              column=first.get("col")) from None
+    if len(statements) != 1:
+        raise QueryRejected(f"one statement per call ({len(statements)} given)", rule="single-statement")
+    tree = statements[0]
+    if not isinstance(tree, exp.Query):
+        kind = tree.key.upper()
+        raise QueryRejected(
+            f"{kind} statements are not accepted by sql(); use session.write() to change data",
+            rule="statement-kind",
+            statement=kind,
+        )
+    return tree
+
+
+def _markers(tree: exp.Expression) -> list[str | None]:
+    names: list[str | None] = []
+    index_of: dict[str, int] = {}
+    for node in list(tree.find_all(exp.Placeholder, exp.Parameter, bfs=False)):
+        if isinstance(node, exp.Parameter):
+            name = node.name
+        else:
+            name = node.name if node.name not in ("", "?") else None
+        if name is not None and name in index_of:
+            idx = index_of[name]
+        else:
+            idx = len(names)
+            names.append(name)
+            if name is not None:
+                index_of[name] = idx
+        node.replace(param(idx))
+    return names
+
+
+def _logical(t: exp.Table) -> str:
+    return f"{t.db}.{t.name}"
+
+
+def _replace_table(node: exp.Table, new: exp.Table) -> None:
+    alias = node.args.get("alias")
+    for key in ("this", "db", "catalog"):
+        node.set(key, new.args.get(key).copy() if new.args.get(key) is not None else None)
+    if alias is not None:
+        node.set("alias", alias)
+
+
+def _sql_type(arrow_type: str) -> str:
+    t = arrow_type.lower()
+    if t.startswith(("int", "uint")):
+        return "BIGINT"
+    if t in ("double", "float", "halffloat"):
+        return "DOUBLE"
+    if t.startswith("decimal"):
+        return "DECIMAL"
+    if t == "bool":
+        return "BOOLEAN"
+    if t.startswith("timestamp"):
+        return "TIMESTAMP"
+    if t.startswith("date"):
+        return "DATE"
+    if "binary" in t:
+        return "BLOB"
+    return "VARCHAR"
+
+
+def _column_message(msg: str, datasets: Mapping[str, Dataset]) -> str:
+    names = ", ".join(sorted(datasets))
+    if "could not be resolved" in msg or "Unknown column" in msg:
+        return f"{msg.rstrip('.')} in {names}"
+    return f"cannot resolve columns against {names}: {msg}"
+
+
+def _root_selects(tree: exp.Expression) -> set[int]:
+    """Selects whose sources are scanned once: the root, or branches of a root set operation."""
+    out: set[int] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.Select) and not node.args.get("with_"):
+            out.add(id(node))
+        elif isinstance(node, exp.SetOperation):
+            stack.extend([node.this, node.expression])
+    return out
+
+
+def _columns_of(tree: exp.Expression, alias: str, ds: Dataset) -> list[str]:
+    wanted = set()
+    for c in tree.find_all(exp.Column):
+        if c.table == alias:
+            wanted.add(c.name.lower())
+    return [c.name for c in ds.columns if c.name.lower() in wanted]
+
+
+_SAFE_NODES = (
+    exp.Column, exp.Literal, exp.Boolean, exp.Null, exp.Var, exp.Identifier, exp.Paren,
+    exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is,
+    exp.In, exp.Between, exp.Like, exp.Neg, exp.Tuple,
+)
+
+
+def _pushable(select: exp.Select, alias: str) -> exp.Expression | None:
+    """Conjuncts of ``select``'s WHERE that only read ``alias`` with source-safe operators.
+
+    Nothing is pushed into a table on the null-supplying side of an outer join.
+    """
+    where = select.args.get("where")
+    if where is None or _null_supplying(select, alias):
+        return None
+    parts = []
+    for conj in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
+        cols = list(conj.find_all(exp.Column))
+        if not cols or any(c.table != alias for c in cols):
+            continue
+        if not all(isinstance(n, _SAFE_NODES) for n in conj.walk()):
+            continue
+        if conj.find(exp.Var) and not any(n.name.startswith("__hwparam") for n in conj.find_all(exp.Var)):
+            continue
+        part = conj.copy()
+        for c in part.find_all(exp.Column):
+            c.set("table", None)
+        parts.append(part)
+    if not parts:
+        return None
+    return exp.and_(*parts) if len(parts) > 1 else parts[0]
+
+
+def _null_supplying(select: exp.Select, alias: str) -> bool:
+    joins = select.args.get("joins") or []
+    from_alias = select.args["from_"].this.alias_or_name if select.args.get("from_") else None
+    for j in joins:
+        side = (j.side or "").upper()
+        kind = (j.kind or "").upper()
+        if kind in {"SEMI", "ANTI"}:
+            continue
+        if side == "FULL":
+            return True
+        if side == "LEFT" and j.this.alias_or_name == alias:
+            return True
+        if side == "RIGHT" and j.this.alias_or_name != alias:
+            return True
+    del from_alias
+    return False
+
+
+def _sort_keys(
+    tree: exp.Expression, datasets: Mapping[str, Dataset], order_by: Sequence[str] | None
+) -> tuple[tuple[SortKey, ...], bool]:
+    """Page order: the query's ORDER BY (or ``order_by``), then tie-breakers.
+
+    Unique when the query reads one dataset without joins or grouping and the keys include its
+    primary key; otherwise every output column is appended so ties are identical rows.
+    """
+    if not isinstance(tree, exp.Query):
+        return (), False
+    outputs = list(tree.named_selects)
+    lower = {o.lower(): o for o in outputs}
+    nonnull = _nonnull_outputs(tree, datasets)
+    keys: list[SortKey] = []
+    if order_by:
+        for item in order_by:
+            desc = item.strip().lower().endswith(" desc")
+            name = item.strip().rsplit(" ", 1)[0] if item.strip().lower().endswith((" desc", " asc")) else item.strip()
+            if name.lower() not in lower:
+                raise InvalidInput(f"order_by column {name!r} is not in the result ({', '.join(outputs)})")
+            real = lower[name.lower()]
+            keys.append(SortKey(real, desc, real not in nonnull))
+    else:
+        for o in tree.args.get("order").expressions if tree.args.get("order") else []:
+            target = o.this
+            name = None
+            if isinstance(target, exp.Column) and target.name.lower() in lower:
+                name = lower[target.name.lower()]
+            else:
+                for sel in tree.selects:
+                    if sel.unalias() == target or (isinstance(sel, exp.Alias) and sel.this == target):
+                        name = sel.alias_or_name
+                        break
+            if name is None:
+                keys.append(SortKey("\x00unpageable", bool(o.args.get("desc"))))
+                continue
+            keys.append(SortKey(name, bool(o.args.get("desc")), name not in nonnull))
+    unique = False
+    if isinstance(tree, exp.Select) and len(datasets) == 1 and not tree.args.get("joins") \
+            and not tree.args.get("group") and not tree.args.get("distinct") \
+            and not tree.find(exp.Unnest, exp.Explode) and not tree.find(exp.AggFunc):
+        (ds,) = datasets.values()
+        pk_out = _pk_outputs(tree, ds)
+        if pk_out:
+            have = {k.name for k in keys}
+            keys.extend(SortKey(p, False, False) for p in pk_out if p not in have)
+            unique = True
+    if not unique:
+        have = {k.name for k in keys}
+        keys.extend(SortKey(o, False, o not in nonnull) for o in outputs if o not in have)
+    return tuple(keys), unique
+
+
+def _pk_outputs(tree: exp.Select, ds: Dataset) -> list[str] | None:
+    if not ds.primary_key:
+        return None
+    found = {}
+    for sel in tree.selects:
+        inner = sel.unalias()
+        if isinstance(inner, exp.Column) and inner.name.lower() in {p.lower() for p in ds.primary_key}:
+            found.setdefault(inner.name.lower(), sel.alias_or_name)
+    if len(found) != len(ds.primary_key):
+        return None
+    return [found[p.lower()] for p in ds.primary_key]
+
+
+def _nonnull_outputs(tree: exp.Expression, datasets: Mapping[str, Dataset]) -> set[str]:
+    if not isinstance(tree, exp.Select) or tree.args.get("joins"):
+        return set()
+    if len(datasets) != 1:
+        return set()
+    (ds,) = datasets.values()
+    out = set()
+    for sel in tree.selects:
+        inner = sel.unalias()
+        if isinstance(inner, exp.Column):
+            try:
+                if not ds.column(inner.name).nullable:
+                    out.add(sel.alias_or_name)
+            except Exception:  # noqa: BLE001
+                continue
+    return out
+
+
+def _after(
+    keys: Sequence[SortKey],
+    col: Mapping[str, exp.Expression],
+    vals: Mapping[str, exp.Expression],
+    nulls: Sequence[bool],
+    *,
+    inclusive: bool,
+) -> exp.Expression:
+    """Rows strictly after (or at, when ``inclusive``) the last row in (key, NULLS LAST) order."""
+
+    def eq(i: int) -> exp.Expression:
+        k = keys[i]
+        if nulls[i]:
+            return exp.Is(this=col[k.name].copy(), expression=exp.Null())
+        return exp.EQ(this=col[k.name].copy(), expression=vals[k.name].copy())
+
+    def gt(i: int) -> exp.Expression:
+        k = keys[i]
+        if nulls[i]:
+            return exp.false()
+        cmp = (exp.LT if k.desc else exp.GT)(this=col[k.name].copy(), expression=vals[k.name].copy())
+        if k.nullable:
+            return exp.paren(exp.or_(cmp, exp.Is(this=col[k.name].copy(), expression=exp.Null())))
+        return cmp
+
+    def rec(i: int) -> exp.Expression:
+        if i == len(keys) - 1:
+            return exp.or_(gt(i), eq(i)) if inclusive else gt(i)
+        return exp.or_(gt(i), exp.and_(eq(i), exp.paren(rec(i + 1))))
+
+    return rec(0)

@@ -1,0 +1,442 @@
+"""``Session``: what a principal uses to query and write, and ``Result``, what it gets back.
+
+Every call goes one way: plan (parse, resolve, qualify, place; cached) -> authorise (the seam
+the governance layer fills) -> execute on the owning store or federate in DuckDB -> Arrow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from headwater.access.cursor import CursorState
+from headwater.access.planner import Plan, bind_params
+from headwater.errors import (
+    DatasetNotFound,
+    HeadwaterError,
+    InvalidCursor,
+    InvalidInput,
+    WriteError,
+)
+from headwater.principal import Principal
+from headwater.stores._sql import split_params
+from headwater.stores.base import WriteMode, WriteResult
+from headwater.stores.duckdb import DuckDBStore, new_connection
+
+if TYPE_CHECKING:
+    from headwater.platform import Platform
+
+__all__ = ["Result", "Session", "to_arrow"]
+
+
+class Result:
+    """One page of a query result (or the whole result when not paged).
+
+    Iterating a ``Result`` yields this page and then each following page, fetched with the
+    signed cursor; ``to_arrow()``/``to_pandas()``/``to_polars()``/``to_pylist()`` convert this
+    page; ``batches()`` streams it without holding it in memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        reader: pa.RecordBatchReader | None = None,
+        table: pa.Table | None = None,
+        next_cursor: str | None = None,
+        plan: Plan | None = None,
+        fetch_next: Any = None,
+    ) -> None:
+        self._reader = reader
+        self._table = table
+        self.next_cursor = next_cursor
+        """Token for the next page, or None on the last page (and for unpaged results)."""
+        self.plan = plan
+        self._fetch_next = fetch_next
+        self._consumed = False
+
+    def __repr__(self) -> str:
+        rows = self._table.num_rows if self._table is not None else "streaming"
+        return f"Result(columns={self.columns!r}, rows={rows}, next_cursor={'yes' if self.next_cursor else None})"
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Arrow schema of the rows."""
+        return self._table.schema if self._table is not None else self._reader.schema  # type: ignore[union-attr]
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names."""
+        return list(self.schema.names)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Stream this page's record batches (once)."""
+        if self._table is not None:
+            yield from self._table.to_batches()
+            return
+        if self._consumed:
+            raise InvalidInput("this result was already consumed; results stream once")
+        self._consumed = True
+        assert self._reader is not None
+        yield from self._reader
+
+    def to_arrow(self) -> pa.Table:
+        """This page as an Arrow table."""
+        if self._table is None:
+            if self._consumed:
+                raise InvalidInput("this result was already consumed; results stream once")
+            self._consumed = True
+            assert self._reader is not None
+            self._table = self._reader.read_all()
+            self._reader = None
+        return self._table
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in this page (reads a streaming result to count it)."""
+        return self.to_arrow().num_rows
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        """This page as a list of dicts."""
+        return self.to_arrow().to_pylist()
+
+    def to_pandas(self) -> Any:
+        """This page as a pandas DataFrame."""
+        return self.to_arrow().to_pandas()
+
+    def to_polars(self) -> Any:
+        """This page as a polars DataFrame."""
+        try:
+            import polars as pl
+        except ImportError:
+            from headwater.errors import MissingDependency
+
+            raise MissingDependency("to_polars needs polars; pip install 'headwater[frames]'") from None
+        return pl.from_arrow(self.to_arrow())
+
+    def next_page(self) -> Result | None:
+        """The following page, or None after the last one."""
+        if not self.next_cursor or self._fetch_next is None:
+            return None
+        return self._fetch_next(self.next_cursor)
+
+    def __iter__(self) -> Iterator[Result]:
+        page: Result | None = self
+        while page is not None:
+            yield page
+            page = page.next_page()
+
+    def close(self) -> None:
+        """Stop streaming and release the store connection."""
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                self._reader.close()
+
+
+def to_arrow(data: Any, *, dataset: str = "data") -> pa.Table:
+    """Accept an Arrow table/batch, pandas or polars frame, list of dicts or dict of lists."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pa.RecordBatchReader):
+        return data.read_all()
+    mod = type(data).__module__
+    try:
+        if mod.startswith("pandas"):
+            return pa.Table.from_pandas(data, preserve_index=False)
+        if mod.startswith("polars"):
+            return data.to_arrow()
+        if isinstance(data, Mapping):
+            return pa.table(dict(data))
+        if isinstance(data, Sequence) and not isinstance(data, str | bytes):
+            if not data:
+                return pa.table({})
+            if not all(isinstance(r, Mapping) for r in data):
+                raise WriteError(f"rows for {dataset} must be dicts (column -> value)", dataset=dataset)
+            return pa.Table.from_pylist(list(data))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
+        if isinstance(err, HeadwaterError):
+            raise
+        raise WriteError(
+            f"cannot convert data for {dataset} to Arrow: mixed or unsupported value types "
+            f"({type(err).__name__})",
+            dataset=dataset,
+        ) from None
+    raise WriteError(
+        f"cannot write a {type(data).__name__} to {dataset}; pass an Arrow table, a pandas or "
+        "polars DataFrame, a list of dicts or a dict of lists",
+        dataset=dataset,
+    )
+
+
+class Session:
+    """A principal's handle on the platform. Obtain one with ``platform.session(...)``."""
+
+    def __init__(self, platform: Platform, principal: Principal) -> None:
+        self.platform = platform
+        self.principal = principal
+
+    def __repr__(self) -> str:
+        return f"Session(principal={self.principal.name!r})"
+
+    # -- reads -------------------------------------------------------------------------
+    def sql(
+        self,
+        query: str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        page_size: int | None = None,
+        cursor: str | None = None,
+        timeout_s: float | None = None,
+        order_by: Sequence[str] | None = None,
+    ) -> Result:
+        """Run one SELECT (DuckDB dialect; datasets named ``<store>.<table>``).
+
+        Without ``page_size`` (and ``cursor``) the whole result streams. With them, one keyset
+        page comes back with ``next_cursor`` for the following one. Placeholders are ``?``,
+        ``$1`` or ``:name``.
+        """
+        plan = self.platform.planner.prepare(query, order_by=order_by)
+        values = bind_params(plan, params)
+        self._authorize("select", plan)
+        timeout = timeout_s if timeout_s is not None else self.platform.config.query.timeout_s
+        if page_size is None and cursor is None:
+            reader = self._execute(plan.store, plan, plan.tree, values, timeout)
+            return Result(reader=reader, plan=plan)
+        return self._page(plan, values, page_size, cursor, timeout)
+
+    def read(
+        self,
+        dataset: str,
+        *,
+        columns: Sequence[str] | None = None,
+        where: str | Mapping[str, Any] | None = None,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        page_size: int | None = None,
+        cursor: str | None = None,
+    ) -> Result:
+        """Read a dataset: optional columns, filter, order and keyset paging.
+
+        ``where`` is a SQL condition (with placeholders bound from ``params``) or a mapping of
+        column -> value for equality filters.
+        """
+        ds = self.platform.catalog.get(dataset)
+        cols = [ds.column(c).name for c in columns] if columns else ds.column_names
+        select = ", ".join(_ident(c) for c in cols)
+        query = f"SELECT {select} FROM {_ident(ds.store)}.{_ident(ds.table)}"
+        if isinstance(where, Mapping):
+            if params:
+                raise InvalidInput("pass either where={column: value} or where='...' with params")
+            conds = []
+            values: list[Any] = []
+            for k, v in where.items():
+                col = ds.column(k).name
+                if v is None:
+                    conds.append(f"{_ident(col)} IS NULL")
+                else:
+                    conds.append(f"{_ident(col)} = ?")
+                    values.append(v)
+            if conds:
+                query += " WHERE " + " AND ".join(conds)
+            params = values
+        elif where:
+            query += f" WHERE {where}"
+        if isinstance(order_by, str):
+            order_by = [order_by]
+        if order_by:
+            query += " ORDER BY " + ", ".join(_order_item(o, ds) for o in order_by)
+        return self.sql(query, params, page_size=page_size, cursor=cursor)
+
+    def explain(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> str:
+        """Where and how a query would run: the store's plan, or the federation plan."""
+        plan = self.platform.planner.prepare(query)
+        values = bind_params(plan, params)
+        self._authorize("select", plan)
+        if plan.store is not None:
+            store = self.platform.store(plan.store)
+            sql, vals = store.render(plan.tree, values)
+            return f"-- runs on {plan.store} ({store.kind})\n{sql}\n{store.explain(sql, vals)}"
+        lines = [f"-- federated in DuckDB ({plan.engine or 'in-memory'})"]
+        for src in plan.sources:
+            if src.how == "fetch":
+                store = self.platform.store(src.dataset.store)
+                sql, _ = store.render(src.fetch_tree, values)  # type: ignore[arg-type]
+                lines.append(f"-- {src.view} <- {src.dataset.name} via {store.kind}: {sql}")
+            else:
+                lines.append(f"-- {src.view} <- {src.dataset.name} ({src.how})")
+        lines.append(plan.tree.sql(dialect="duckdb"))
+        return "\n".join(lines)
+
+    # -- writes ------------------------------------------------------------------------
+    def write(
+        self,
+        dataset: str,
+        data: Any,
+        *,
+        mode: WriteMode | str = WriteMode.APPEND,
+        key: Sequence[str] | str | None = None,
+    ) -> WriteResult:
+        """Write rows into ``<store>.<table>`` atomically; a missing table is created.
+
+        ``mode`` is ``append``, ``upsert`` (by ``key``, default the primary key) or
+        ``overwrite``. ``data`` is an Arrow table, pandas/polars frame, list of dicts or dict of
+        lists. On any error nothing of this call is written.
+        """
+        try:
+            mode = WriteMode(mode)
+        except ValueError:
+            raise InvalidInput(f"mode must be one of {[m.value for m in WriteMode]}, not {mode!r}") from None
+        store_name, _, table = dataset.partition(".")
+        if not table or "." in table:
+            raise InvalidInput(f"name the dataset as <store>.<table>, not {dataset!r}")
+        if store_name not in self.platform.config.stores:
+            raise DatasetNotFound(
+                f"no store named {store_name!r}; stores are {', '.join(self.platform.config.stores)}",
+                dataset=dataset,
+            )
+        existing = self.platform.catalog.find(dataset)
+        if existing is not None:
+            table = existing.table
+        arrow = to_arrow(data, dataset=dataset)
+        if arrow.num_columns == 0:
+            raise WriteError(f"no rows or columns to write to {dataset}", dataset=dataset)
+        keys = [key] if isinstance(key, str) else list(key or [])
+        self._authorize_write(mode, dataset)
+        store = self.platform.store(store_name)
+        result = store.write(table, arrow, mode=mode, key=keys)
+        if existing is None or result.created:
+            self.platform.catalog.register(store_name, store.table(table), kind=store.kind, owner=self.principal.name)
+        return result
+
+    # -- internals ---------------------------------------------------------------------
+    def _authorize(self, action: str, plan: Plan) -> None:
+        self.platform.authorize(self.principal, action, plan.datasets)
+
+    def _authorize_write(self, mode: WriteMode, dataset: str) -> None:
+        actions = {WriteMode.APPEND: ("insert",), WriteMode.UPSERT: ("insert", "update"),
+                   WriteMode.OVERWRITE: ("insert", "delete")}[mode]
+        for action in actions:
+            self.platform.authorize(self.principal, action, (dataset,))
+
+    def _execute(
+        self, store_name: str | None, plan: Plan, tree: Any, values: list[Any], timeout: float | None
+    ) -> pa.RecordBatchReader:
+        batch = self.platform.config.query.batch_size
+        if store_name is not None:
+            store = self.platform.store(store_name)
+            sql, vals = store.render(tree, values)
+            return store.execute(sql, vals, batch_size=batch, timeout_s=timeout)
+        return self._federate(plan, tree, values, timeout, batch)
+
+    def _federate(
+        self, plan: Plan, tree: Any, values: list[Any], timeout: float | None, batch: int
+    ) -> pa.RecordBatchReader:
+        if plan.engine is not None:
+            engine_store = self.platform.store(plan.engine)
+            assert isinstance(engine_store, DuckDBStore)
+            con = engine_store.cursor()
+        else:
+            con = new_connection()
+        opened: list[Any] = []
+        try:
+            for src in plan.sources:
+                store = self.platform.store(src.dataset.store)
+                if src.how == "native":
+                    continue
+                if src.how == "lake":
+                    con.register(src.view, store.dataset(src.dataset.table))
+                    continue
+                sql, vals = store.render(src.fetch_tree, values)
+                reader = store.execute(sql, vals, batch_size=batch, timeout_s=timeout)
+                opened.append(reader)
+                con.register(src.view, reader.read_all() if src.materialize else reader)
+        except BaseException:
+            for r in opened:
+                with contextlib.suppress(Exception):
+                    r.close()
+            con.close()
+            raise
+        sql, vals = split_params(tree.sql(dialect="duckdb"), values, lambda n: "?")
+        return DuckDBStore.over("federation", con).execute(sql, vals, batch_size=batch, timeout_s=timeout)
+
+    def _page(
+        self, plan: Plan, values: list[Any], page_size: int | None, cursor: str | None,
+        timeout: float | None,
+    ) -> Result:
+        qcfg = self.platform.config.query
+        if any(k.name.startswith("\x00") for k in plan.sort):
+            raise InvalidInput("paging needs ORDER BY on result columns (or order_by=[...])")
+        fingerprint = _fingerprint(plan, values)
+        state: CursorState | None = None
+        if cursor:
+            state = self.platform.cursors.decode(cursor, fingerprint=fingerprint, principal=self.principal.name)
+            if len(state.last) != len(plan.sort):
+                raise InvalidCursor("page cursor does not match this query")
+            if page_size is None:
+                page_size = state.page_size
+        if page_size is None:
+            page_size = qcfg.default_page_size
+        if not 1 <= page_size <= qcfg.max_page_size:
+            raise InvalidInput(f"page_size must be between 1 and {qcfg.max_page_size}")
+        nulls = tuple(v is None for v in state.last) if state else ()
+        pp = self.platform.planner.page(plan, has_cursor=state is not None, null_pattern=nulls)
+        ties = state.ties if state else 0
+        vals = list(values) + (list(state.last) if state else []) + [page_size + ties + 1]
+        table = self._execute(plan.store, plan, pp.tree, vals, timeout).read_all()
+        keys = [k.name for k in plan.sort]
+        skip = 0
+        if state and ties:
+            key_rows = table.select(keys).slice(0, ties).to_pylist()
+            for row in key_rows:
+                if tuple(row[k] for k in keys) == state.last:
+                    skip += 1
+                else:
+                    break
+        rest = table.slice(skip)
+        page = rest.slice(0, page_size)
+        next_cursor = None
+        if rest.num_rows > page_size and page.num_rows:
+            key_vals = page.select(keys).to_pylist()
+            last = tuple(key_vals[-1][k] for k in keys)
+            n = 0
+            if not plan.unique_sort:
+                for row in reversed(key_vals):
+                    if tuple(row[k] for k in keys) != last:
+                        break
+                    n += 1
+                if state and n == len(key_vals) and last == state.last:
+                    n += ties
+            next_cursor = self.platform.cursors.encode(
+                CursorState(fingerprint, self.principal.name, last, n, page_size)
+            )
+        if plan.columns and list(page.column_names) != list(plan.columns):
+            page = page.select(list(plan.columns))
+
+        def fetch_next(token: str) -> Result:
+            return self._page(plan, values, page_size, token, timeout)
+
+        return Result(table=page, next_cursor=next_cursor, plan=plan, fetch_next=fetch_next)
+
+
+def _fingerprint(plan: Plan, values: list[Any]) -> str:
+    digest = hashlib.sha256(plan.fingerprint.encode())
+    digest.update(json.dumps(values, default=str, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _order_item(item: str, ds: Any) -> str:
+    parts = item.strip().split()
+    if not parts or len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
+        raise InvalidInput(f"order_by items are 'column' or 'column desc', not {item!r}")
+    col = ds.column(parts[0]).name
+    return _ident(col) + (f" {parts[1].upper()}" if len(parts) == 2 else "")

@@ -1,0 +1,283 @@
+"""Typed configuration: ``headwater.yaml``, ``HEADWATER_*`` environment overrides, defaults.
+
+Precedence, highest first: arguments passed to :meth:`Config.load` > environment variables >
+the YAML file > defaults. An environment override names a path with double underscores,
+``HEADWATER_STORES__APP__DSN=...`` sets ``stores.app.dsn``. Strings in the file may refer to
+environment variables as ``${NAME}`` (the usual way to keep passwords out of the file).
+
+Secret fields are :class:`pydantic.SecretStr`: they print as ``**********`` in reprs, logs and
+errors, and :meth:`Config.to_yaml` writes them back only as ``${...}`` references or redacted.
+
+With no file, :func:`Config.embedded` describes the embedded platform in ``./.headwater``:
+SQLite ``app``, DuckDB ``warehouse``, local Parquet ``lake``, SQLite metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from headwater.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DuckDBConfig",
+    "MetadataConfig",
+    "ParquetConfig",
+    "PostgresConfig",
+    "QueryConfig",
+    "S3Config",
+    "SQLiteConfig",
+    "SecurityConfig",
+    "SnowflakeConfig",
+    "StoreConfig",
+]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class SQLiteConfig(_Model):
+    """A SQLite file store."""
+
+    kind: Literal["sqlite"] = "sqlite"
+    path: str = Field(description="File path, relative to the platform directory.")
+
+
+class DuckDBConfig(_Model):
+    """A DuckDB file store."""
+
+    kind: Literal["duckdb"] = "duckdb"
+    path: str
+
+
+class PostgresConfig(_Model):
+    """A Postgres database (libpq connection string or URL)."""
+
+    kind: Literal["postgres"] = "postgres"
+    dsn: SecretStr
+    schema_: str = Field("public", alias="schema")
+    max_connections: int = 8
+    connect_timeout_s: float = 5.0
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SnowflakeConfig(_Model):
+    """A Snowflake database (``host``/``port``/``protocol`` for a private endpoint or fakesnow)."""
+
+    kind: Literal["snowflake"] = "snowflake"
+    account: str
+    user: str
+    password: SecretStr
+    database: str
+    schema_: str = Field("PUBLIC", alias="schema")
+    warehouse: str | None = None
+    role: str | None = None
+    host: str | None = None
+    port: int | None = None
+    protocol: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class S3Config(_Model):
+    """Credentials and endpoint for S3 (or an S3-compatible server)."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class ParquetConfig(_Model):
+    """Parquet datasets in a local folder or under ``s3://bucket/prefix``."""
+
+    kind: Literal["parquet"] = "parquet"
+    root: str
+    s3: S3Config | None = None
+    partition_by: dict[str, list[str]] = Field(default_factory=dict)
+
+
+StoreConfig = Annotated[
+    SQLiteConfig | DuckDBConfig | PostgresConfig | SnowflakeConfig | ParquetConfig,
+    Field(discriminator="kind"),
+]
+
+
+class MetadataConfig(_Model):
+    """Where the catalog (and later policies, audit, lineage) live: a SQLAlchemy URL."""
+
+    url: SecretStr = SecretStr("sqlite:///metadata.db")
+
+
+class SecurityConfig(_Model):
+    """Keys used to sign page cursors."""
+
+    cursor_secret: SecretStr | None = Field(
+        None, description="HMAC key for page cursors; generated into the platform dir if unset."
+    )
+    cursor_ttl_s: int = 24 * 3600
+
+
+class QueryConfig(_Model):
+    """Defaults for SDK queries."""
+
+    default_page_size: int = 1000
+    max_page_size: int = 100_000
+    timeout_s: float | None = 300.0
+    batch_size: int = 65_536
+
+
+class Config(_Model):
+    """The whole platform configuration."""
+
+    platform_dir: str = ".headwater"
+    stores: dict[str, StoreConfig] = Field(default_factory=dict)
+    metadata: MetadataConfig = Field(default_factory=MetadataConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    query: QueryConfig = Field(default_factory=QueryConfig)
+    source: str | None = Field(None, exclude=True, description="File the config came from.")
+
+    @classmethod
+    def embedded(cls, platform_dir: str | Path = ".headwater") -> Config:
+        """The embedded platform: SQLite ``app``, DuckDB ``warehouse``, Parquet ``lake``."""
+        return cls(
+            platform_dir=str(platform_dir),
+            stores={
+                "app": SQLiteConfig(path="app.db"),
+                "warehouse": DuckDBConfig(path="warehouse.duckdb"),
+                "lake": ParquetConfig(root="lake"),
+            },
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> Config:
+        """Load a config file (or the embedded defaults), then env overrides, then arguments."""
+        env = dict(os.environ if env is None else env)
+        data: dict[str, Any]
+        base_dir: Path | None = None
+        if path is None:
+            data = Config.embedded().model_dump(by_alias=True, exclude={"source"}, mode="python")
+            data = _unwrap_secrets(data)
+        else:
+            p = Path(path)
+            try:
+                text = p.read_text()
+            except OSError as err:
+                raise ConfigError(f"cannot read config file {p}: {err.strerror}", path=str(p)) from None
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                raise ConfigError(f"{p} is not valid YAML{where}", path=str(p)) from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"{p} must hold a mapping at the top level", path=str(p))
+            base_dir = p.resolve().parent
+        data = _deep_merge(data, _env_overrides(env))
+        if overrides:
+            data = _deep_merge(data, overrides)
+        data = _expand_env(data, env)
+        try:
+            cfg = cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(_describe(err, path), path=str(path) if path else None) from None
+        if base_dir is not None:
+            cfg.source = str(Path(path).resolve())  # type: ignore[arg-type]
+            if not Path(cfg.platform_dir).is_absolute():
+                cfg.platform_dir = str(base_dir / cfg.platform_dir)
+        return cfg
+
+    def resolve(self, relative: str) -> Path:
+        """A path relative to the platform directory."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.platform_dir) / p
+
+    def to_yaml(self) -> str:
+        """The config as YAML with every secret redacted (safe to print or commit)."""
+        data = self.model_dump(by_alias=True, exclude={"source"}, mode="json", exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False)
+
+    def to_yaml_with_secrets(self) -> str:
+        """The config as YAML including secrets; only for writing the platform's own file."""
+        data = _unwrap_secrets(self.model_dump(by_alias=True, exclude={"source"}, mode="python", exclude_none=True))
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v) for v in value]
+    return value
+
+
+_NOT_OVERRIDES = {"HEADWATER_CONFIG", "HEADWATER_REQUIRE_SERVICES"}
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith("HEADWATER_") or key in _NOT_OVERRIDES or "__" not in key:
+            continue
+        parts = [p.lower() for p in key[len("HEADWATER_") :].split("__") if p]
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else value
+    return out
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _expand_env(value: Any, env: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"config refers to ${{{name}}} but that environment variable is not set")
+            return env[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, env) for v in value]
+    return value
+
+
+def _describe(err: ValidationError, path: str | Path | None) -> str:
+    where = f"{path}: " if path else ""
+    lines = []
+    for e in err.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        lines.append(f"{loc}: {e['msg']}")
+    return f"{where}invalid configuration: " + "; ".join(lines)

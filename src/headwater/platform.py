@@ -1,0 +1,208 @@
+"""``Platform``: wires configuration, stores, the metadata store, catalog and planner together.
+
+``Platform.open()`` with no argument opens the platform named by ``HEADWATER_CONFIG`` or, when
+that is unset, the embedded platform in ``./.headwater`` (SQLite ``app``, DuckDB ``warehouse``,
+local Parquet ``lake``, SQLite metadata). A ``headwater.yaml`` swaps any store for Postgres,
+Snowflake or S3 under the same name; calling code does not change.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from headwater.access.cursor import CursorCodec
+from headwater.access.planner import Planner
+from headwater.access.session import Session
+from headwater.catalog import Catalog, SyncReport
+from headwater.config import (
+    Config,
+    DuckDBConfig,
+    ParquetConfig,
+    PostgresConfig,
+    SnowflakeConfig,
+    SQLiteConfig,
+)
+from headwater.errors import ConfigError, DatasetNotFound
+from headwater.metadata import MetadataStore
+from headwater.principal import Principal
+from headwater.stores.base import Store
+
+__all__ = ["Platform"]
+
+
+class Platform:
+    """One Headwater platform: its stores, catalog and sessions."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dir = Path(config.platform_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._stores: dict[str, Store] = {}
+        self._lock = threading.Lock()
+        self.meta = MetadataStore.open(config.metadata.url.get_secret_value(), base_dir=self.dir)
+        self.catalog = Catalog(self.meta)
+        self.planner = Planner(self.catalog, _LazyStores(self))
+        self.cursors = CursorCodec(self._cursor_secret(), ttl_s=config.security.cursor_ttl_s)
+
+    def __repr__(self) -> str:
+        return f"Platform(dir={str(self.dir)!r}, stores={sorted(self.config.stores)})"
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def open(cls, config: Config | str | Path | None = None, **overrides: Any) -> Platform:
+        """Open a platform from a ``Config``, a path to ``headwater.yaml``, or the defaults.
+
+        Keyword overrides (``platform_dir=...``) win over the file and the environment.
+        """
+        if isinstance(config, Config):
+            cfg = config
+        else:
+            path = config if config is not None else os.environ.get("HEADWATER_CONFIG") or None
+            cfg = Config.load(path, overrides=overrides or None)
+        return cls(cfg)
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _cursor_secret(self) -> bytes:
+        configured = self.config.security.cursor_secret
+        if configured is not None:
+            return configured.get_secret_value().encode()
+        path = self.dir / "secret.key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+    # -- stores ------------------------------------------------------------------------
+    @property
+    def store_names(self) -> list[str]:
+        """Logical names of the configured stores."""
+        return list(self.config.stores)
+
+    def store(self, name: str) -> Store:
+        """The store called ``name`` (built on first use)."""
+        store = self._stores.get(name)
+        if store is not None:
+            return store
+        with self._lock:
+            if name not in self._stores:
+                cfg = self.config.stores.get(name)
+                if cfg is None:
+                    raise DatasetNotFound(
+                        f"no store named {name!r}; configured stores: {', '.join(self.config.stores)}",
+                        store=name,
+                    )
+                self._stores[name] = self._build(name, cfg)
+            return self._stores[name]
+
+    def _build(self, name: str, cfg: Any) -> Store:
+        if isinstance(cfg, SQLiteConfig):
+            from headwater.stores.sqlite import SQLiteStore
+
+            return SQLiteStore(name, self.config.resolve(cfg.path))
+        if isinstance(cfg, DuckDBConfig):
+            from headwater.stores.duckdb import DuckDBStore
+
+            return DuckDBStore(name, self.config.resolve(cfg.path))
+        if isinstance(cfg, PostgresConfig):
+            from headwater.stores.postgres import PostgresStore
+
+            return PostgresStore(
+                name, cfg.dsn.get_secret_value(), schema=cfg.schema_,
+                max_connections=cfg.max_connections, connect_timeout_s=cfg.connect_timeout_s,
+            )
+        if isinstance(cfg, SnowflakeConfig):
+            from headwater.stores.snowflake import SnowflakeStore
+
+            return SnowflakeStore(
+                name, account=cfg.account, user=cfg.user, password=cfg.password.get_secret_value(),
+                database=cfg.database, schema=cfg.schema_, warehouse=cfg.warehouse, role=cfg.role,
+                host=cfg.host, port=cfg.port, protocol=cfg.protocol,
+            )
+        if isinstance(cfg, ParquetConfig):
+            from headwater.stores.parquet import ParquetStore
+
+            fs = None
+            root = cfg.root
+            if root.startswith("s3://"):
+                fs, root = _s3_filesystem(cfg)
+            elif "://" not in root:
+                root = str(self.config.resolve(root))
+            return ParquetStore(name, root, filesystem=fs, partition_by=cfg.partition_by)
+        raise ConfigError(f"store {name!r} has an unknown kind")
+
+    @property
+    def stores(self) -> dict[str, Store]:
+        """Every configured store (building any not yet built)."""
+        return {n: self.store(n) for n in self.config.stores}
+
+    # -- sessions ----------------------------------------------------------------------
+    def session(self, principal: Principal | str | None = None) -> Session:
+        """A session for a trusted in-process principal (default: the OS user's name)."""
+        if principal is None:
+            principal = os.environ.get("USER") or "local"
+        return Session(self, Principal.of(principal))
+
+    def authorize(self, principal: Principal, action: str, datasets: Sequence[str]) -> None:
+        """Authorisation seam: the governance layer decides here. Until then, allow."""
+        return None
+
+    # -- catalog -----------------------------------------------------------------------
+    def sync_catalog(self, stores: Iterable[str] | None = None) -> SyncReport:
+        """Introspect stores (all, or the named ones) into the catalog."""
+        return self.catalog.sync(_LazyStores(self), only=stores)
+
+    def close(self) -> None:
+        """Close every store and the metadata store."""
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
+        self.meta.close()
+
+
+class _LazyStores(dict):  # type: ignore[type-arg]
+    """A mapping view of the platform's stores that builds them on access."""
+
+    def __init__(self, platform: Platform) -> None:
+        super().__init__()
+        self._platform = platform
+
+    def __getitem__(self, name: str) -> Store:
+        return self._platform.store(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._platform.config.stores
+
+    def items(self):  # type: ignore[no-untyped-def, override]
+        return [(n, self._platform.store(n)) for n in self._platform.config.stores]
+
+    def keys(self):  # type: ignore[no-untyped-def, override]
+        return list(self._platform.config.stores)
+
+
+def _s3_filesystem(cfg: ParquetConfig) -> tuple[Any, str]:
+    import pyarrow.fs as pafs
+
+    s3 = cfg.s3
+    kwargs: dict[str, Any] = {}
+    if s3 is not None:
+        kwargs["region"] = s3.region
+        if s3.endpoint_url:
+            scheme, _, host = s3.endpoint_url.partition("://")
+            kwargs["endpoint_override"] = host
+            kwargs["scheme"] = scheme
+        if s3.access_key_id is not None:
+            kwargs["access_key"] = s3.access_key_id.get_secret_value()
+        if s3.secret_access_key is not None:
+            kwargs["secret_key"] = s3.secret_access_key.get_secret_value()
+    return pafs.S3FileSystem(**kwargs), cfg.root[len("s3://"):]
