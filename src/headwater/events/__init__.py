@@ -1,0 +1,1 @@
+"""Headwater's event platform (schema registry, event bus)."""
