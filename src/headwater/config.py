@@ -244,8 +244,23 @@ def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 break
         else:
-            node[parts[-1]] = yaml.safe_load(value) if value.strip() else value
+            node[parts[-1]] = _env_value(value)
     return out
+
+
+def _env_value(value: str) -> Any:
+    # YAML gives lists, mappings and null; scalars stay strings (pydantic coerces them to the
+    # field's type), so a numeric-looking password is not turned into an int, and a value that
+    # is not valid YAML is never echoed back in a YAML error (it may be a secret).
+    if not value.strip():
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if parsed is None or isinstance(parsed, dict | list):
+        return parsed
+    return value
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
