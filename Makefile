@@ -1,0 +1,40 @@
+# Headwater — set-up and everyday commands. `make demo` and `make test` work from a clean clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+FAKESNOW_VENV := .venv-fakesnow
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench lint install fakesnow clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[all,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# fakesnow pins its own duckdb, so it lives in a virtual environment of its own.
+$(FAKESNOW_VENV)/bin/fakesnow:
+	$(PYTHON) -m venv $(FAKESNOW_VENV)
+	$(FAKESNOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(FAKESNOW_VENV)/bin/pip install --quiet 'fakesnow[server]'
+
+fakesnow: $(FAKESNOW_VENV)/bin/fakesnow
+
+demo: $(STAMP)
+	$(VENV)/bin/headwater demo --dir headwater-demo
+
+test: $(STAMP) fakesnow
+	HEADWATER_FAKESNOW_BIN=$(CURDIR)/$(FAKESNOW_VENV)/bin/fakesnow $(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) $(FAKESNOW_VENV) headwater-demo .headwater .pytest_cache

@@ -1,0 +1,209 @@
+"""``headwater`` commands. Errors print one line to stderr and exit non-zero, no traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from headwater.errors import HeadwaterError, InvalidInput
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="headwater",
+    help="Headwater: one governed interface to every data store.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+catalog_app = typer.Typer(help="Browse and sync the catalog.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="HEADWATER_CONFIG", help="headwater.yaml to use (default: embedded ./.headwater)."),
+]
+
+
+def handle_errors(fn: F) -> F:
+    """Turn Headwater errors into one stderr line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HeadwaterError as err:
+            err_console.print(f"[bold red]error[/bold red] ({type(err).__name__}): {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_platform(config: Path | None) -> Any:
+    """The platform named by --config / HEADWATER_CONFIG, or the embedded one."""
+    from headwater.platform import Platform
+
+    return Platform.open(str(config) if config else None)
+
+
+@app.command()
+@handle_errors
+def init(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create headwater.yaml.")] = Path("."),
+) -> None:
+    """Write a headwater.yaml for an embedded platform (edit it to use Postgres, Snowflake, S3)."""
+    from headwater.config import Config
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "headwater.yaml"
+    if path.exists():
+        raise InvalidInput(f"{path} already exists; remove it or pick another --dir")
+    cfg = Config.embedded(".headwater")
+    path.write_text(cfg.to_yaml_with_secrets())
+    console.print(f"wrote {path}; try: HEADWATER_CONFIG={path} headwater catalog ls")
+
+
+@app.command()
+@handle_errors
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo platform.")] = Path("headwater-demo"),
+    customers: Annotated[int, typer.Option(help="How many customers to generate.")] = 20_000,
+    orders: Annotated[int, typer.Option(help="How many orders to generate.")] = 200_000,
+) -> None:
+    """Build a demo platform with realistic data and show every feature working."""
+    from headwater.demo import run_demo
+
+    run_demo(directory, console=console, n_customers=customers, n_orders=orders)
+
+
+@app.command("sql")
+@handle_errors
+def sql_cmd(
+    query: Annotated[str, typer.Argument(help="One SELECT; datasets are named <store>.<table>.")],
+    config: ConfigOpt = None,
+    as_: Annotated[str | None, typer.Option("--as", help="Principal to run as.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or parquet.")] = "table",
+    page_size: Annotated[int | None, typer.Option("--page-size", help="Rows per page (keyset paging).")] = None,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of the previous page.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Positional parameter (JSON or text); repeat.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
+) -> None:
+    """Run a query and print the result."""
+    from headwater.cli._output import write_result
+
+    if fmt not in {"table", "json", "csv", "parquet"}:
+        raise InvalidInput(f"unknown format {fmt!r}; use table, json, csv or parquet")
+    params = [_parse_param(p) for p in param or []]
+    with open_platform(config) as platform:
+        session = platform.session(as_)
+        result = session.sql(query, params or None, page_size=page_size, cursor=cursor)
+        write_result(result, fmt, console=console if fmt == "table" else err_console, output=output,
+                     paged=page_size is not None or cursor is not None)
+
+
+def _parse_param(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@catalog_app.command("ls")
+@handle_errors
+def catalog_ls(
+    pattern: Annotated[str, typer.Argument(help="Glob over <store>.<table>.")] = "*",
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List catalogued datasets."""
+    with open_platform(config) as platform:
+        datasets = platform.catalog.list(pattern)
+        if fmt == "json":
+            sys.stdout.write(json.dumps([
+                {"name": d.name, "store": d.store, "kind": d.kind, "columns": len(d.columns),
+                 "owner": d.owner, "location": d.location} for d in datasets]) + "\n")
+            return
+        t = Table(header_style="bold cyan")
+        for col in ("dataset", "kind", "columns", "primary key", "owner", "tags"):
+            t.add_column(col)
+        for d in datasets:
+            tags = sorted({tag for c in d.columns for tag in c.tags})
+            t.add_row(d.name, d.kind, str(len(d.columns)), ", ".join(d.primary_key), d.owner or "", ", ".join(tags))
+        console.print(t)
+        if not datasets:
+            console.print("[dim]no datasets; run `headwater catalog sync`[/dim]")
+
+
+@catalog_app.command("show")
+@handle_errors
+def catalog_show(
+    dataset: Annotated[str, typer.Argument(help="<store>.<table>")],
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Show one dataset: location, columns, types, tags."""
+    with open_platform(config) as platform:
+        d = platform.catalog.get(dataset)
+        if fmt == "json":
+            sys.stdout.write(json.dumps({
+                "name": d.name, "store": d.store, "table": d.table, "kind": d.kind, "location": d.location,
+                "primary_key": list(d.primary_key), "owner": d.owner, "retention_days": d.retention_days,
+                "tier": d.tier,
+                "columns": [{"name": c.name, "type": c.type, "nullable": c.nullable, "tags": list(c.tags)} for c in d.columns],
+            }) + "\n")
+            return
+        console.print(f"[bold]{escape(d.name)}[/bold]  ({d.kind})  {escape(d.location)}", soft_wrap=True)
+        console.print(f"owner: {d.owner or '-'}   primary key: {', '.join(d.primary_key) or '-'}   "
+                      f"retention: {d.retention_days or '-'} days   tier: {d.tier or '-'}")
+        t = Table(header_style="bold cyan")
+        for col in ("column", "type", "nullable", "tags"):
+            t.add_column(col)
+        for c in d.columns:
+            t.add_row(escape(c.name), escape(c.type), "yes" if c.nullable else "no", escape(", ".join(c.tags)))
+        console.print(t)
+
+
+@catalog_app.command("sync")
+@handle_errors
+def catalog_sync(
+    config: ConfigOpt = None,
+    store: Annotated[list[str] | None, typer.Option("--store", help="Only these stores.")] = None,
+) -> None:
+    """Introspect the stores into the catalog."""
+    with open_platform(config) as platform:
+        with console.status("introspecting stores…"):
+            report = platform.sync_catalog(store)
+        console.print(f"added {len(report.added)}, updated {len(report.updated)}, "
+                      f"removed {len(report.removed)}, unchanged {len(report.unchanged)}")
+        for name in report.added:
+            console.print(f"  + {name}")
+        for name in report.removed:
+            console.print(f"  - {name}")
+        for store_name, msg in report.errors.items():
+            err_console.print(f"[red]store {store_name} could not be read:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
+        if report.errors:
+            raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    app()
