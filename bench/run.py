@@ -1,0 +1,60 @@
+"""Run the Headwater benchmarks: ``python bench/run.py`` (all) or ``python bench/run.py NAME...``.
+
+Environment: ``HEADWATER_BENCH_SF`` (TPC-H scale factor, default 1),
+``HEADWATER_BENCH_QUICK=1`` (small sizes, a smoke test; results go to bench/results/quick/),
+``HEADWATER_BENCH_PROFILE=1`` (cProfile one Headwater call per benchmark into bench/data/profiles/),
+``HEADWATER_BENCH_PG_DSN`` (Postgres, default host=127.0.0.1 port=5432 dbname=test user=postgres).
+Exit status is 1 when a benchmark misses its goal or fails, 0 otherwise (skips do not fail).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c  # noqa: E402
+
+BENCHMARKS = ["scan_duckdb", "point_lookup", "keyset_pagination", "scan_postgres"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    names = args or BENCHMARKS
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        return 2
+    info = c.machine_info()
+    print(
+        f"Headwater benchmarks: sf={c.SF:g} quick={c.QUICK} cores={info['cores']} "
+        f"duckdb={info['duckdb']} pyarrow={info['pyarrow']}",
+        flush=True,
+    )
+    t_all = time.perf_counter()
+    outcomes: dict[str, str] = {}
+    try:
+        for name in names:
+            print(f"\n== {name}", flush=True)
+            t0 = time.perf_counter()
+            try:
+                doc = importlib.import_module(name).run()
+                outcomes[name] = c.verdict(doc.get("passed"))
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
+                outcomes[name] = "ERROR"
+            print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
+    finally:
+        c.close_platform()
+    print(f"\n== summary ({time.perf_counter() - t_all:.0f} s)")
+    for name, outcome in outcomes.items():
+        print(f"  {name:<20} {outcome}")
+    return 1 if any(o in ("FAIL", "ERROR") for o in outcomes.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
