@@ -1,0 +1,125 @@
+"""The CLI end to end on a small demo platform: formats, paging, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from headwater.cli import app
+from headwater.demo import run_demo
+
+
+@pytest.fixture(scope="module")
+def demo_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("demo")
+    from rich.console import Console
+
+    platform = run_demo(directory, console=Console(quiet=True), n_customers=500, n_orders=2_000, n_events=1_000)
+    platform.close()
+    return directory / "headwater.yaml"
+
+
+@pytest.fixture()
+def run(demo_config: Path):
+    runner = CliRunner()
+
+    def invoke(*args: str) -> object:
+        return runner.invoke(app, list(args), env={"HEADWATER_CONFIG": str(demo_config)}, catch_exceptions=False)
+
+    return invoke
+
+
+def test_sql_json_is_one_object_with_cursor(run) -> None:
+    res = run("sql", "SELECT id, country FROM app.customers ORDER BY id", "--format", "json", "--page-size", "3")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["columns"] == ["id", "country"]
+    assert [r["id"] for r in doc["rows"]] == [1, 2, 3]
+    assert doc["next_cursor"]
+    res2 = run("sql", "SELECT id, country FROM app.customers ORDER BY id", "--format", "json", "--page-size", "3",
+               "--cursor", doc["next_cursor"])
+    assert [r["id"] for r in json.loads(res2.stdout)["rows"]] == [4, 5, 6]
+
+
+def test_sql_as_principal_and_last_page_has_null_cursor(run) -> None:
+    res = run("sql", "SELECT count(*) AS n FROM app.orders", "--format", "json", "--as", "bob")
+    doc = json.loads(res.stdout)
+    assert doc["rows"] == [{"n": 2_000}]
+    assert doc["next_cursor"] is None
+
+
+def test_cursor_from_another_principal_is_refused(run) -> None:
+    q = "SELECT id FROM app.customers"
+    token = json.loads(run("sql", q, "--format", "json", "--page-size", "2", "--as", "alice").stdout)["next_cursor"]
+    res = run("sql", q, "--format", "json", "--page-size", "2", "--as", "mallory", "--cursor", token)
+    assert res.exit_code == 1
+    assert "InvalidCursor" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("SELEC 1", "QueryParseError"),
+        ("SELECT nope FROM app.customers", "ColumnNotFound"),
+        ("SELECT * FROM app.nothing", "DatasetNotFound"),
+        ("DELETE FROM app.customers", "QueryRejected"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "QueryRejected"),
+    ],
+)
+def test_errors_go_to_stderr_without_traceback(run, query: str, error: str) -> None:
+    res = run("sql", query)
+    assert res.exit_code == 1
+    assert error in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_csv_and_parquet_exports(run, tmp_path: Path) -> None:
+    out = tmp_path / "c.csv"
+    assert run("sql", "SELECT * FROM app.customers", "--format", "csv", "--output", str(out)).exit_code == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].split(",")[:2] == ["id", "name"]
+    assert len(lines) == 1 + 501  # header + 500 generated + 1 appended by the demo
+    pq_out = tmp_path / "e.parquet"
+    assert run("sql", "SELECT * FROM lake.web_events", "--format", "parquet", "--output", str(pq_out)).exit_code == 0
+    assert pq.read_table(pq_out).num_rows == 1_000
+
+
+def test_parquet_needs_output(run) -> None:
+    res = run("sql", "SELECT 1 AS x", "--format", "parquet")
+    assert res.exit_code == 1 and "--output" in res.stderr
+
+
+def test_catalog_commands(run) -> None:
+    res = run("catalog", "ls", "--format", "json")
+    names = {d["name"] for d in json.loads(res.stdout)}
+    assert names == {"app.customers", "app.orders", "lake.web_events", "warehouse.order_facts"}
+    show = json.loads(run("catalog", "show", "app.customers", "--format", "json").stdout)
+    assert show["primary_key"] == ["id"]
+    assert [c["name"] for c in show["columns"]][:3] == ["id", "name", "email"]
+    assert run("catalog", "sync").exit_code == 0
+    missing = run("catalog", "show", "app.nope")
+    assert missing.exit_code == 1 and "DatasetNotFound" in missing.stderr
+
+
+def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "headwater.yaml"
+    bad.write_text("stores:\n  app: {kind: sqlite}\n")
+    res = CliRunner().invoke(app, ["catalog", "ls"], env={"HEADWATER_CONFIG": str(bad)})
+    assert res.exit_code == 1
+    assert "ConfigError" in res.stderr and "stores.app" in res.stderr
+
+
+def test_init_writes_a_usable_config(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--dir", str(tmp_path)]).exit_code == 0
+    cfg = tmp_path / "headwater.yaml"
+    res = runner.invoke(app, ["sql", "SELECT 1 AS one", "--format", "json"], env={"HEADWATER_CONFIG": str(cfg)})
+    assert json.loads(res.stdout)["rows"] == [{"one": 1}]
+    assert (tmp_path / ".headwater" / "metadata.db").exists()
+    again = runner.invoke(app, ["init", "--dir", str(tmp_path)])
+    assert again.exit_code == 1 and "already exists" in again.stderr

@@ -1,0 +1,29 @@
+"""The demo job builds a working platform and leaves a config other commands can use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from headwater import Platform
+from headwater.demo import run_demo
+
+
+def test_demo_builds_every_dataset_and_is_rerunnable(tmp_path: Path) -> None:
+    console = Console(record=True, width=120)
+    for _ in range(2):  # a second run starts clean instead of failing or doubling data
+        platform = run_demo(tmp_path, console=console, n_customers=300, n_orders=1_500, n_events=900)
+        platform.close()
+    with Platform.open(tmp_path / "headwater.yaml") as platform:
+        s = platform.session("tester")
+        counts = {
+            name: s.sql(f"SELECT count(*) AS n FROM {name}").to_pylist()[0]["n"]
+            for name in ("app.customers", "app.orders", "warehouse.order_facts", "lake.web_events")
+        }
+    assert counts == {"app.customers": 301, "app.orders": 1_500, "warehouse.order_facts": 1_500,
+                      "lake.web_events": 900}
+    text = console.export_text()
+    assert "federated in DuckDB" in text
+    assert "pages of 2,000" in text
+    assert "HEADWATER_CONFIG=" in text
