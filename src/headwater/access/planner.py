@@ -245,6 +245,13 @@ class Planner:
             if not table.db:
                 if table.name.lower() in ctes:
                     continue
+                if any(ch in table.name for ch in "./\\:*?"):
+                    # DuckDB reads FROM 'file.parquet' / "s3://..." as a file (replacement scan).
+                    raise QueryRejected(
+                        f"{table.name[:60]!r} looks like a file or URL, not a catalogued dataset; "
+                        "query datasets by their <store>.<table> name",
+                        rule="catalog-only",
+                    )
                 self.catalog.get(table.name)  # raises DatasetNotFound with a hint
             ds = self.catalog.get(f"{table.db}.{table.name}")
             if ds.store not in self.stores:
