@@ -1,5 +1,58 @@
-"""Schema registry: subjects, versions, global ids and compatibility checking."""
+"""Schema registry: subjects, versions, global ids, compatibility and PII classification.
 
-from .compat import CompatibilityMode, CompatibilityResult, SchemaType, check_compatibility
+``SchemaRegistry`` is the storage-backed API (SQLAlchemy engine, SQLite or Postgres);
+``check_compatibility`` is the pure checker it uses; ``classifications`` reads ``x-pii`` tags.
+Table definitions live in :mod:`headwater.events.registry._tables` (``METADATA``).
+"""
 
-__all__ = ["CompatibilityMode", "CompatibilityResult", "SchemaType", "check_compatibility"]
+from .classify import classifications, field_paths, looks_like_pii
+from .compat import (
+    CompatibilityMode,
+    CompatibilityResult,
+    OpenContentPolicy,
+    SchemaType,
+    check_compatibility,
+    load_schema,
+)
+from .errors import (
+    IncompatibleSchema,
+    InvalidSchema,
+    NotSoftDeleted,
+    SchemaNotFound,
+    SubjectNotFound,
+    UnclassifiedPII,
+    VersionNotFound,
+)
+from .registry import (
+    PiiPolicy,
+    RegisteredSchema,
+    RegistrationResult,
+    SchemaReference,
+    SchemaRegistry,
+    SchemaVersion,
+)
+
+__all__ = [
+    "CompatibilityMode",
+    "CompatibilityResult",
+    "IncompatibleSchema",
+    "InvalidSchema",
+    "NotSoftDeleted",
+    "OpenContentPolicy",
+    "PiiPolicy",
+    "RegisteredSchema",
+    "RegistrationResult",
+    "SchemaNotFound",
+    "SchemaReference",
+    "SchemaRegistry",
+    "SchemaType",
+    "SchemaVersion",
+    "SubjectNotFound",
+    "UnclassifiedPII",
+    "VersionNotFound",
+    "check_compatibility",
+    "classifications",
+    "field_paths",
+    "load_schema",
+    "looks_like_pii",
+]

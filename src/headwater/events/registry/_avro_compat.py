@@ -26,12 +26,14 @@ _PROMOTIONS = {
 def parse_avro(schema: Any, named: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Parse with fastavro; return the parsed schema and its table of named types.
 
+    ``named`` (name -> schema) is updated in place with the types ``schema`` defines.
+
     Raises ``ValueError`` (from fastavro) for an invalid schema and ``ImportError`` when
     fastavro is missing; the caller translates both.
     """
     import fastavro
 
-    names: dict[str, Any] = dict(named or {})
+    names: dict[str, Any] = named if named is not None else {}
     parsed = fastavro.parse_schema(copy.deepcopy(schema), named_schemas=names, _write_hint=False)
     return parsed, names
 

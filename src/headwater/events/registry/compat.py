@@ -128,11 +128,14 @@ class CompatibilityResult:
         return self.compatible
 
 
-def load_schema(schema: Any, schema_type: str | SchemaType) -> Any:
+def load_schema(
+    schema: Any, schema_type: str | SchemaType, references: Mapping[str, Any] | None = None
+) -> Any:
     """Turn schema text (or an already-parsed object) into Python data, validating it.
 
     JSON Schema is checked against its meta-schema (``jsonschema``); Avro is parsed with
-    ``fastavro``. Raises :class:`InvalidSchema` when either rejects it.
+    ``fastavro``, with the named types of ``references`` (name -> schema) in scope. Raises
+    :class:`InvalidSchema` when either rejects it.
     """
     stype = SchemaType.of(schema_type)
     obj = schema
@@ -160,7 +163,7 @@ def load_schema(schema: Any, schema_type: str | SchemaType) -> Any:
             except jsonschema.SchemaError as err:
                 raise InvalidSchema(f"invalid JSON Schema: {err.message}") from None
     else:
-        _parse_avro(obj)
+        _parse_avro(obj, _avro_named(references))
     return obj
 
 
@@ -192,7 +195,7 @@ def _direction_errors(
             a_refs=dict(old_refs or {}),
             b_refs=dict(new_refs or {}),
         )
-    reader, reader_names = _parse_avro(reader_or_new, _avro_named(new_refs))
+    reader, reader_names = _parse_avro(reader_or_new, _avro_named(new_refs))  # fresh tables
     writer, writer_names = _parse_avro(writer_or_old, _avro_named(old_refs))
     return avro_resolution_errors(
         reader, writer, reader_names=reader_names, writer_names=writer_names
@@ -237,11 +240,11 @@ def check_compatibility(
         return CompatibilityResult(True)
     if not cmode.transitive:
         items = items[-1:]
-    new_obj = load_schema(new, stype)
+    new_obj = load_schema(new, stype, new_references)
     messages: list[str] = []
     for label, old in reversed(items):
-        old_obj = load_schema(old, stype)
         old_refs = (existing_references or {}).get(label)
+        old_obj = load_schema(old, stype, old_refs)
         if cmode.backward:
             for msg in _direction_errors(new_obj, old_obj, stype, open_content, new_references, old_refs):
                 messages.append(f"BACKWARD vs {label}: {msg}")
