@@ -34,19 +34,27 @@ def obj(props: dict, *, required=(), closed: bool = True) -> dict:
 
 
 S = {"type": "string"}
-I = {"type": "integer"}
-V1 = obj({"id": I})
-V2 = obj({"id": I, "name": S})  # closed model: adding an optional property is backward only
-V3 = obj({"id": I, "name": S, "city": S})
+INT = {"type": "integer"}
+V1 = obj({"id": INT})
+V2 = obj({"id": INT, "name": S})  # closed model: adding an optional property is backward only
+V3 = obj({"id": INT, "name": S, "city": S})
 
-AVRO_V1 = {"type": "record", "name": "Order", "namespace": "hw", "fields": [{"name": "id", "type": "long"}]}
+AVRO_V1 = {
+    "type": "record",
+    "name": "Order",
+    "namespace": "hw",
+    "fields": [{"name": "id", "type": "long"}],
+}
 AVRO_V2 = {
-    "type": "record", "name": "Order", "namespace": "hw",
+    "type": "record",
+    "name": "Order",
+    "namespace": "hw",
     "fields": [{"name": "id", "type": "long"}, {"name": "total", "type": "double", "default": 0.0}],
 }
 
 
 # -- ids, idempotency, reads ------------------------------------------------------------------
+
 
 def test_register_returns_ids_and_versions(registry: SchemaRegistry) -> None:
     first = registry.register("orders-value", V1)
@@ -63,7 +71,9 @@ def test_register_returns_ids_and_versions(registry: SchemaRegistry) -> None:
 def test_reregistering_is_idempotent(registry: SchemaRegistry) -> None:
     schema_id = registry.register("orders-value", V1)
     # same schema, different key order and whitespace: same id, no new version
-    text = json.dumps({"additionalProperties": False, "properties": {"id": I}, "type": "object"}, indent=4)
+    text = json.dumps(
+        {"additionalProperties": False, "properties": {"id": INT}, "type": "object"}, indent=4
+    )
     result = registry.register_detailed("orders-value", text)
     assert result.id == schema_id and result.version == 1 and result.created is False
     assert registry.versions("orders-value") == [1]
@@ -113,13 +123,16 @@ def test_invalid_schemas_are_rejected(registry: SchemaRegistry) -> None:
     with pytest.raises(InvalidSchema):
         registry.register("x", {"type": "strin"})
     with pytest.raises(InvalidSchema):
-        registry.register("x", {"type": "record", "name": "R", "fields": [{"name": "a", "type": "nope"}]}, "AVRO")
+        registry.register(
+            "x", {"type": "record", "name": "R", "fields": [{"name": "a", "type": "nope"}]}, "AVRO"
+        )
     with pytest.raises(SchemaError):
         registry.register("x", V1, "PROTOBUF")
     assert registry.subjects() == []
 
 
 # -- compatibility enforcement ------------------------------------------------------------------
+
 
 def test_backward_is_the_default_and_enforced(registry: SchemaRegistry) -> None:
     assert registry.get_config() is CompatibilityMode.BACKWARD
@@ -179,13 +192,15 @@ def test_subject_config_overrides_global(registry: SchemaRegistry) -> None:
     ("mode", "accepted"),
     [("FORWARD", True), ("FORWARD_TRANSITIVE", False), ("FULL_TRANSITIVE", False), ("NONE", True)],
 )
-def test_transitive_modes_check_every_version(registry: SchemaRegistry, mode: str, accepted: bool) -> None:
+def test_transitive_modes_check_every_version(
+    registry: SchemaRegistry, mode: str, accepted: bool
+) -> None:
     registry.set_config("s", "NONE")
-    registry.register("s", obj({"x": I}))
-    registry.register("s", obj({"x": I, "y": S}))
+    registry.register("s", obj({"x": INT}))
+    registry.register("s", obj({"x": INT, "y": S}))
     registry.set_config("s", mode)
     # forward compatible with version 2 (narrower y) but not with version 1 (closed, no y)
-    candidate = obj({"x": I, "y": {"type": "string", "maxLength": 3}})
+    candidate = obj({"x": INT, "y": {"type": "string", "maxLength": 3}})
     if accepted:
         assert registry.register_detailed("s", candidate).version == 3
     else:
@@ -198,9 +213,9 @@ def test_transitive_modes_check_every_version(registry: SchemaRegistry, mode: st
 def test_check_versions_all_vs_latest(registry: SchemaRegistry) -> None:
     registry.set_config("s", "NONE")
     registry.register("s", obj({"x": S}))
-    registry.register("s", obj({"x": I}))
+    registry.register("s", obj({"x": INT}))
     registry.set_config("s", "BACKWARD")
-    candidate = obj({"x": I, "y": S})
+    candidate = obj({"x": INT, "y": S})
     assert registry.check("s", candidate).compatible  # latest: x integer
     result = registry.check("s", candidate, version="all")
     assert not result.compatible
@@ -235,16 +250,28 @@ def test_avro_subject(registry: SchemaRegistry) -> None:
 
 
 def test_avro_references(registry: SchemaRegistry) -> None:
-    money = {"type": "record", "name": "Money", "namespace": "hw", "fields": [{"name": "cents", "type": "long"}]}
+    money = {
+        "type": "record",
+        "name": "Money",
+        "namespace": "hw",
+        "fields": [{"name": "cents", "type": "long"}],
+    }
     registry.register("money", money, "AVRO")
-    order = {"type": "record", "name": "Order", "namespace": "hw", "fields": [{"name": "total", "type": "hw.Money"}]}
+    order = {
+        "type": "record",
+        "name": "Order",
+        "namespace": "hw",
+        "fields": [{"name": "total", "type": "hw.Money"}],
+    }
     ref = SchemaReference("hw.Money", "money", 1)
     schema_id = registry.register("order", order, "AVRO", references=[ref])
     assert registry.get_by_id(schema_id).references == (ref,)
     with pytest.raises(InvalidSchema):
         registry.register("order2", order, "AVRO")  # hw.Money unknown without the reference
     with pytest.raises(InvalidSchema):
-        registry.register("order3", order, "AVRO", references=[{"name": "x", "subject": "money", "version": 9}])
+        registry.register(
+            "order3", order, "AVRO", references=[{"name": "x", "subject": "money", "version": 9}]
+        )
 
 
 def test_json_references(registry: SchemaRegistry) -> None:
@@ -260,6 +287,7 @@ def test_json_references(registry: SchemaRegistry) -> None:
 
 
 # -- deletes ------------------------------------------------------------------------------------
+
 
 def test_soft_and_hard_delete_version(registry: SchemaRegistry) -> None:
     first = registry.register("s", V1)
@@ -284,14 +312,16 @@ def test_soft_and_hard_delete_version(registry: SchemaRegistry) -> None:
 def test_deleted_versions_do_not_count_for_compatibility(registry: SchemaRegistry) -> None:
     registry.register("s", obj({"x": S}))
     registry.set_config("s", "NONE")
-    registry.register("s", obj({"x": I}))
+    registry.register("s", obj({"x": INT}))
     registry.set_config("s", "BACKWARD")
     assert not registry.check("s", obj({"x": S})).compatible
     registry.delete_version("s", 2)
     assert registry.check("s", obj({"x": S})).compatible
 
 
-def test_reregister_after_soft_delete_makes_a_new_version_with_the_same_id(registry: SchemaRegistry) -> None:
+def test_reregister_after_soft_delete_makes_a_new_version_with_the_same_id(
+    registry: SchemaRegistry,
+) -> None:
     schema_id = registry.register("s", V1)
     registry.delete_version("s", 1)
     result = registry.register_detailed("s", V1)
@@ -326,8 +356,8 @@ def test_delete_subject(registry: SchemaRegistry) -> None:
 
 # -- PII ---------------------------------------------------------------------------------------
 
-PII_V2 = obj({"id": I, "email": S})
-PII_V2_TAGGED = obj({"id": I, "email": {"type": "string", "x-pii": "email"}})
+PII_V2 = obj({"id": INT, "email": S})
+PII_V2_TAGGED = obj({"id": INT, "email": {"type": "string", "x-pii": "email"}})
 
 
 def test_pii_warn_is_the_default(registry: SchemaRegistry, caplog) -> None:
@@ -350,7 +380,7 @@ def test_pii_reject(make_registry) -> None:
     assert registry.register_detailed("s", PII_V2_TAGGED).warnings == ()
     # the field already existed (classified): later versions do not re-trigger
     registry.set_config("s", "NONE")
-    registry.register("s", obj({"id": I, "email": S, "note": S}))
+    registry.register("s", obj({"id": INT, "email": S, "note": S}))
     # a first version is all "added" fields; nested names count too
     with pytest.raises(UnclassifiedPII) as err:
         registry.register("people", obj({"person": obj({"firstName": S, "dateOfBirth": S})}))
@@ -359,10 +389,14 @@ def test_pii_reject(make_registry) -> None:
 
 def test_pii_reject_avro(make_registry) -> None:
     registry = make_registry(pii_policy="reject")
-    schema = {"type": "record", "name": "User", "fields": [
-        {"name": "id", "type": "long"},
-        {"name": "phone_number", "type": ["null", "string"], "default": None},
-    ]}
+    schema = {
+        "type": "record",
+        "name": "User",
+        "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "phone_number", "type": ["null", "string"], "default": None},
+        ],
+    }
     with pytest.raises(UnclassifiedPII):
         registry.register("users", schema, "AVRO")
     schema["fields"][1]["x-pii"] = "phone"

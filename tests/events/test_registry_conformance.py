@@ -35,11 +35,15 @@ def _cases(filename: str) -> list[dict]:
 
 def _outcome(case: dict, schema_type: str) -> str:
     backward = check_compatibility(
-        case["updated"], [case["original"]], schema_type=schema_type,
+        case["updated"],
+        [case["original"]],
+        schema_type=schema_type,
         mode=CompatibilityMode.BACKWARD,
     )
     forward = check_compatibility(
-        case["updated"], [case["original"]], schema_type=schema_type,
+        case["updated"],
+        [case["original"]],
+        schema_type=schema_type,
         mode=CompatibilityMode.FORWARD,
     )
     if backward.compatible and forward.compatible:

@@ -70,7 +70,10 @@ class _Resolver:
         if rname == wname:
             return True
         namespace = rname.rpartition(".")[0]
-        aliases = {a if "." in a or not namespace else f"{namespace}.{a}" for a in reader.get("aliases", [])}
+        aliases = {
+            a if "." in a or not namespace else f"{namespace}.{a}"
+            for a in reader.get("aliases", [])
+        }
         return wname in aliases or wname.rpartition(".")[2] in set(reader.get("aliases", []))
 
     def check(self, reader: Any, writer: Any, path: str) -> list[str]:
@@ -90,11 +93,15 @@ class _Resolver:
         if rk == "union":
             if any(not self.check(branch, w, path) for branch in r):
                 return []
-            return [f"{path}: writer type {self._describe(w)} matches no branch of the reader union"]
+            return [
+                f"{path}: writer type {self._describe(w)} matches no branch of the reader union"
+            ]
         if rk in _PRIMITIVES or wk in _PRIMITIVES:
             if rk == wk or rk in _PROMOTIONS.get(wk, ()):
                 return []
-            return [f"{path}: writer type {self._describe(w)} cannot be read as {self._describe(r)}"]
+            return [
+                f"{path}: writer type {self._describe(w)} cannot be read as {self._describe(r)}"
+            ]
         if rk != wk:
             return [f"{path}: writer type {wk} cannot be read as {rk}"]
         if rk in ("record", "error", "enum", "fixed") and not self._names_match(r, w):

@@ -42,30 +42,81 @@ ALL_TYPES = frozenset({"null", "boolean", "object", "array", "number", "integer"
 #: Keywords that never restrict the instance set.
 _ANNOTATIONS = frozenset(
     {
-        "$schema", "$id", "id", "$anchor", "$dynamicAnchor", "$recursiveAnchor", "$comment",
-        "$vocabulary", "title", "description", "default", "examples", "readOnly", "writeOnly",
-        "deprecated", "definitions", "$defs",
+        "$schema",
+        "$id",
+        "id",
+        "$anchor",
+        "$dynamicAnchor",
+        "$recursiveAnchor",
+        "$comment",
+        "$vocabulary",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "readOnly",
+        "writeOnly",
+        "deprecated",
+        "definitions",
+        "$defs",
     }
 )
 
 #: Assertion keywords the checker does not reason about: B may only keep A's exact value.
 _OPAQUE = frozenset(
     {
-        "unevaluatedProperties", "unevaluatedItems", "minContains", "maxContains",
-        "$dynamicRef", "$recursiveRef", "contentSchema",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "minContains",
+        "maxContains",
+        "$dynamicRef",
+        "$recursiveRef",
+        "contentSchema",
     }
 )
 
 #: Keywords consumed by flattening and the dedicated checks below.
 _STRUCTURAL = frozenset(
     {
-        "$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "const", "enum", "type",
-        "properties", "patternProperties", "additionalProperties", "items", "prefixItems",
-        "additionalItems", "dependencies", "dependentRequired", "dependentSchemas",
-        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-        "minLength", "maxLength", "pattern", "format", "contentEncoding", "contentMediaType",
-        "required", "minProperties", "maxProperties", "propertyNames", "minItems", "maxItems",
-        "uniqueItems", "contains",
+        "$ref",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "const",
+        "enum",
+        "type",
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "items",
+        "prefixItems",
+        "additionalItems",
+        "dependencies",
+        "dependentRequired",
+        "dependentSchemas",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "contentEncoding",
+        "contentMediaType",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "propertyNames",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "contains",
     }
 )
 
@@ -452,7 +503,9 @@ class JsonSchemaChecker:
 
         for kind, alternatives, doc, _gid in bb.groups:
             if kind == "anyOf":
-                ok = any(not self._sub(a, _Node(((g, doc),)), f"{path}/anyOf") for g in alternatives)
+                ok = any(
+                    not self._sub(a, _Node(((g, doc),)), f"{path}/anyOf") for g in alternatives
+                )
             else:
                 ok = self._one_of_ok(a, ba, alternatives, doc, path)
             if not ok:
@@ -485,7 +538,10 @@ class JsonSchemaChecker:
 
     def _numbers(self, ba: _Bag, bb: _Bag, path: str, integer_only: bool) -> list[str]:
         msgs = []
-        for lower, incl, excl in ((True, "minimum", "exclusiveMinimum"), (False, "maximum", "exclusiveMaximum")):
+        for lower, incl, excl in (
+            (True, "minimum", "exclusiveMinimum"),
+            (False, "maximum", "exclusiveMaximum"),
+        ):
             need = self._bound(bb, incl, excl, lower)
             if need is None:
                 continue
@@ -503,8 +559,10 @@ class JsonSchemaChecker:
             (hv, hx), (nv, nx) = have, need
             ok = (hv > nv if lower else hv < nv) or (hv == nv and (hx or not nx))
             if not ok:
-                msgs.append(f"{path}/{incl if not nx else excl}: {word} tightened to {nv}"
-                            f"{' (exclusive)' if nx else ''}")
+                msgs.append(
+                    f"{path}/{incl if not nx else excl}: {word} tightened to {nv}"
+                    f"{' (exclusive)' if nx else ''}"
+                )
         for m in bb.values("multipleOf"):
             try:
                 mf = _frac(m)
@@ -571,7 +629,9 @@ class JsonSchemaChecker:
                 return msgs  # A's arrays cannot be this long
             msgs += self._sub(a_i, item(bb.arrays, i), f"{path}/items/{i}")
         if have_max is None or have_max > n:
-            msgs += self._sub(item(ba.arrays, None), item(bb.arrays, None), f"{path}/additionalItems")
+            msgs += self._sub(
+                item(ba.arrays, None), item(bb.arrays, None), f"{path}/additionalItems"
+            )
         return msgs
 
     # -- objects -----------------------------------------------------------------------------

@@ -23,18 +23,58 @@ PII_TAG = "x-pii"
 
 #: Token sequences that mark a field name as personal data.
 _PII_TOKENS: tuple[tuple[str, ...], ...] = (
-    ("email",), ("e", "mail"), ("phone",), ("mobile",), ("msisdn",), ("fax",),
-    ("ssn",), ("social", "security"), ("national", "id"), ("tax", "id"), ("tin",),
-    ("first", "name"), ("last", "name"), ("full", "name"), ("given", "name"),
-    ("family", "name"), ("middle", "name"), ("maiden", "name"), ("surname",),
-    ("firstname",), ("lastname",), ("fullname",),
-    ("address",), ("street",), ("postcode",), ("zip", "code"), ("zipcode",), ("postal", "code"),
-    ("dob",), ("date", "of", "birth"), ("birth", "date"), ("birthdate",), ("birthday",),
-    ("ip",), ("ipv4",), ("ipv6",),
-    ("credit", "card"), ("card", "number"), ("cc", "number"), ("pan",), ("cvv",),
-    ("iban",), ("bic",), ("account", "number"), ("passport",),
-    ("driver", "license"), ("drivers", "license"), ("driving", "licence"),
-    ("license", "number"), ("geo", "location"), ("latitude",), ("longitude",),
+    ("email",),
+    ("e", "mail"),
+    ("phone",),
+    ("mobile",),
+    ("msisdn",),
+    ("fax",),
+    ("ssn",),
+    ("social", "security"),
+    ("national", "id"),
+    ("tax", "id"),
+    ("tin",),
+    ("first", "name"),
+    ("last", "name"),
+    ("full", "name"),
+    ("given", "name"),
+    ("family", "name"),
+    ("middle", "name"),
+    ("maiden", "name"),
+    ("surname",),
+    ("firstname",),
+    ("lastname",),
+    ("fullname",),
+    ("address",),
+    ("street",),
+    ("postcode",),
+    ("zip", "code"),
+    ("zipcode",),
+    ("postal", "code"),
+    ("dob",),
+    ("date", "of", "birth"),
+    ("birth", "date"),
+    ("birthdate",),
+    ("birthday",),
+    ("ip",),
+    ("ipv4",),
+    ("ipv6",),
+    ("credit", "card"),
+    ("card", "number"),
+    ("cc", "number"),
+    ("pan",),
+    ("cvv",),
+    ("iban",),
+    ("bic",),
+    ("account", "number"),
+    ("passport",),
+    ("driver", "license"),
+    ("drivers", "license"),
+    ("driving", "licence"),
+    ("license", "number"),
+    ("geo", "location"),
+    ("latitude",),
+    ("longitude",),
 )
 
 
@@ -62,7 +102,13 @@ def field_paths(schema: Any, schema_type: str | SchemaType) -> dict[str, str | N
     if stype is SchemaType.JSON:
         _walk_json(obj, obj, "", out, frozenset())
     else:
-        _walk_avro(obj, "", out, {}, set())
+        from .compat import _parse_avro  # qualifies names (namespaces are inherited)
+
+        try:
+            parsed, names = _parse_avro(obj, {})
+        except Exception:  # noqa: BLE001 - e.g. unresolved references: walk what we have
+            parsed, names = obj, {}
+        _walk_avro(parsed, "", out, names, set())
     return out
 
 

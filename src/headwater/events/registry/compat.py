@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from headwater.errors import MissingDependency
@@ -53,7 +53,7 @@ OpenContentPolicy = Literal["strict", "lenient"]
 """How JSON Schema open content models are treated; see the module docstring."""
 
 
-class SchemaType(str, Enum):
+class SchemaType(StrEnum):
     """The schema languages the registry understands."""
 
     JSON = "JSON"
@@ -72,7 +72,7 @@ class SchemaType(str, Enum):
         raise InvalidSchema(f"unknown schema type {value!r}; use JSON or AVRO", schema_type=value)
 
 
-class CompatibilityMode(str, Enum):
+class CompatibilityMode(StrEnum):
     """Compatibility modes, as in Confluent Schema Registry."""
 
     BACKWARD = "BACKWARD"
@@ -233,8 +233,10 @@ def check_compatibility(
         from headwater.errors import InvalidInput
 
         raise InvalidInput(f"open_content must be 'strict' or 'lenient', not {open_content!r}")
-    items = list(existing.items()) if isinstance(existing, Mapping) else list(
-        enumerate(existing, start=1)
+    items = (
+        list(existing.items())
+        if isinstance(existing, Mapping)
+        else list(enumerate(existing, start=1))
     )
     if cmode is CompatibilityMode.NONE or not items:
         return CompatibilityResult(True)
@@ -246,9 +248,13 @@ def check_compatibility(
         old_refs = (existing_references or {}).get(label)
         old_obj = load_schema(old, stype, old_refs)
         if cmode.backward:
-            for msg in _direction_errors(new_obj, old_obj, stype, open_content, new_references, old_refs):
+            for msg in _direction_errors(
+                new_obj, old_obj, stype, open_content, new_references, old_refs
+            ):
                 messages.append(f"BACKWARD vs {label}: {msg}")
         if cmode.forward:
-            for msg in _direction_errors(old_obj, new_obj, stype, open_content, old_refs, new_references):
+            for msg in _direction_errors(
+                old_obj, new_obj, stype, open_content, old_refs, new_references
+            ):
                 messages.append(f"FORWARD vs {label}: {msg}")
     return CompatibilityResult(not messages, tuple(messages))

@@ -200,14 +200,18 @@ class SchemaRegistry:
             raise InvalidInput("subject must be a non-empty string of at most 255 characters")
 
     @staticmethod
-    def _refs(references: Sequence[SchemaReference | Mapping[str, Any]] | None) -> tuple[SchemaReference, ...]:
+    def _refs(
+        references: Sequence[SchemaReference | Mapping[str, Any]] | None,
+    ) -> tuple[SchemaReference, ...]:
         out = []
         for ref in references or ():
             if isinstance(ref, SchemaReference):
                 out.append(ref)
             else:
                 try:
-                    out.append(SchemaReference(str(ref["name"]), str(ref["subject"]), int(ref["version"])))
+                    out.append(
+                        SchemaReference(str(ref["name"]), str(ref["subject"]), int(ref["version"]))
+                    )
                 except (KeyError, TypeError, ValueError):
                     raise InvalidSchema(
                         "a reference needs 'name', 'subject' and an integer 'version'"
@@ -220,10 +224,14 @@ class SchemaRegistry:
             raw = json.loads(raw)
         return tuple(SchemaReference(r["name"], r["subject"], int(r["version"])) for r in raw or [])
 
-    def _version_row(self, conn: sa.Connection, subject: str, version: int | str, include_deleted: bool) -> Any:
+    def _version_row(
+        self, conn: sa.Connection, subject: str, version: int | str, include_deleted: bool
+    ) -> Any:
         v, s = versions_table.c, schemas_table.c
         query = (
-            sa.select(v.subject, v.version, v.schema_id, v.deleted, s.schema_text, s.schema_type, s.refs)
+            sa.select(
+                v.subject, v.version, v.schema_id, v.deleted, s.schema_text, s.schema_type, s.refs
+            )
             .join(schemas_table, s.id == v.schema_id)
             .where(v.subject == subject)
         )
@@ -237,13 +245,15 @@ class SchemaRegistry:
         try:
             number = int(version)
         except (TypeError, ValueError):
-            raise InvalidInput(f"version must be a positive integer or 'latest', not {version!r}") from None
+            raise InvalidInput(
+                f"version must be a positive integer or 'latest', not {version!r}"
+            ) from None
         row = conn.execute(query.where(v.version == number)).first()
         if row is None:
             exists = conn.execute(
-                sa.select(sa.func.count()).select_from(versions_table).where(
-                    v.subject == subject, *(() if include_deleted else (v.deleted.is_(False),))
-                )
+                sa.select(sa.func.count())
+                .select_from(versions_table)
+                .where(v.subject == subject, *(() if include_deleted else (v.deleted.is_(False),)))
             ).scalar()
             if not exists:
                 raise SubjectNotFound(f"subject {subject!r} not found", subject=subject)
@@ -289,7 +299,15 @@ class SchemaRegistry:
         v, s = versions_table.c, schemas_table.c
         return list(
             conn.execute(
-                sa.select(v.subject, v.version, v.schema_id, v.deleted, s.schema_text, s.schema_type, s.refs)
+                sa.select(
+                    v.subject,
+                    v.version,
+                    v.schema_id,
+                    v.deleted,
+                    s.schema_text,
+                    s.schema_type,
+                    s.refs,
+                )
                 .join(schemas_table, s.id == v.schema_id)
                 .where(v.subject == subject, v.deleted.is_(False))
                 .order_by(v.version)
@@ -297,7 +315,9 @@ class SchemaRegistry:
         )
 
     # -- configuration -----------------------------------------------------------------------
-    def get_config(self, subject: str | None = None, *, default_to_global: bool = True) -> CompatibilityMode | None:
+    def get_config(
+        self, subject: str | None = None, *, default_to_global: bool = True
+    ) -> CompatibilityMode | None:
         """The compatibility mode of ``subject`` (or the global mode when ``subject`` is None).
 
         A subject without its own mode falls back to the global mode, then to the registry's
@@ -306,12 +326,17 @@ class SchemaRegistry:
         with self._tx() as conn:
             return self._config(conn, subject, default_to_global)
 
-    def _config(self, conn: sa.Connection, subject: str | None, default_to_global: bool) -> CompatibilityMode | None:
+    def _config(
+        self, conn: sa.Connection, subject: str | None, default_to_global: bool
+    ) -> CompatibilityMode | None:
         c = config_table.c
         keys = [subject] if subject else []
         if default_to_global or not subject:
             keys.append(_GLOBAL)
-        rows = {r.subject: r.compatibility for r in conn.execute(sa.select(c.subject, c.compatibility).where(c.subject.in_(keys)))}
+        rows = {
+            r.subject: r.compatibility
+            for r in conn.execute(sa.select(c.subject, c.compatibility).where(c.subject.in_(keys)))
+        }
         for key in keys:
             if key in rows:
                 return CompatibilityMode(rows[key])
@@ -319,7 +344,9 @@ class SchemaRegistry:
             return None
         return self.default_compatibility
 
-    def set_config(self, subject: str | None, compatibility: str | CompatibilityMode) -> CompatibilityMode:
+    def set_config(
+        self, subject: str | None, compatibility: str | CompatibilityMode
+    ) -> CompatibilityMode:
         """Set the mode of ``subject``, or the global mode when ``subject`` is None."""
         mode = CompatibilityMode.of(compatibility)
         key = _GLOBAL if subject is None else subject
@@ -335,7 +362,9 @@ class SchemaRegistry:
                     ).rowcount
                     if not updated:
                         conn.execute(
-                            config_table.insert().values(subject=key, compatibility=mode.value, updated_at=_now())
+                            config_table.insert().values(
+                                subject=key, compatibility=mode.value, updated_at=_now()
+                            )
                         )
                 return mode
             except sa.exc.IntegrityError:
@@ -430,11 +459,17 @@ class SchemaRegistry:
                     )
                     .returning(s.id)
                 ).scalar_one()
-            last = conn.execute(sa.select(sa.func.max(v.version)).where(v.subject == subject)).scalar()
+            last = conn.execute(
+                sa.select(sa.func.max(v.version)).where(v.subject == subject)
+            ).scalar()
             version = (last or 0) + 1
             conn.execute(
                 versions_table.insert().values(
-                    subject=subject, version=version, schema_id=schema_id, deleted=False, created_at=_now()
+                    subject=subject,
+                    version=version,
+                    schema_id=schema_id,
+                    deleted=False,
+                    created_at=_now(),
                 )
             )
             return RegistrationResult(schema_id, subject, version, created=True, warnings=warnings)
@@ -445,22 +480,26 @@ class SchemaRegistry:
         before: set[str] = set()
         if live:
             latest = live[-1]
-            before = set(field_paths(json.loads(latest.schema_text), SchemaType(latest.schema_type)))
+            before = set(
+                field_paths(json.loads(latest.schema_text), SchemaType(latest.schema_type))
+            )
         fields = field_paths(obj, stype)
         flagged = sorted(
-            p for p, tag in fields.items() if p not in before and not tag and looks_like_pii(_leaf(p))
+            p
+            for p, tag in fields.items()
+            if p not in before and not tag and looks_like_pii(_leaf(p))
         )
         if not flagged:
             return ()
         if self.pii_policy == "reject":
             raise UnclassifiedPII(
                 f"subject {subject!r}: new field(s) {', '.join(flagged)} look like personal data; "
-                "classify them with \"x-pii\" (use \"x-pii\": \"none\" if they are not)",
+                'classify them with "x-pii" (use "x-pii": "none" if they are not)',
                 subject=subject,
                 fields=tuple(flagged),
             )
         warnings = tuple(
-            f"field {p!r} looks like personal data but has no \"x-pii\" classification"
+            f'field {p!r} looks like personal data but has no "x-pii" classification'
             for p in flagged
         )
         for w in warnings:
@@ -507,7 +546,11 @@ class SchemaRegistry:
         }
         # the mode's directions; which versions to compare with was decided above
         base = CompatibilityMode(mode.value.replace("_TRANSITIVE", ""))
-        effective = CompatibilityMode(f"{base.value}_TRANSITIVE") if base is not CompatibilityMode.NONE else base
+        effective = (
+            CompatibilityMode(f"{base.value}_TRANSITIVE")
+            if base is not CompatibilityMode.NONE
+            else base
+        )
         return check_compatibility(
             obj,
             existing,
@@ -548,7 +591,9 @@ class SchemaRegistry:
                 try:
                     version = int(version)
                 except (TypeError, ValueError):
-                    raise InvalidInput(f"version must be 'latest', 'all' or an integer, not {version!r}") from None
+                    raise InvalidInput(
+                        f"version must be 'latest', 'all' or an integer, not {version!r}"
+                    ) from None
             return self._check_against(conn, subject, obj, stype, resolved, live, version)
 
     # -- reads -------------------------------------------------------------------------------
@@ -561,23 +606,43 @@ class SchemaRegistry:
             ).first()
         if row is None:
             raise SchemaNotFound(f"no schema has id {schema_id}", schema_id=schema_id)
-        return RegisteredSchema(row.id, row.schema_text, SchemaType(row.schema_type), self._refs_from_row(row.refs))
+        return RegisteredSchema(
+            row.id, row.schema_text, SchemaType(row.schema_type), self._refs_from_row(row.refs)
+        )
 
-    def subject_versions_by_id(self, schema_id: int, *, include_deleted: bool = False) -> list[tuple[str, int]]:
+    def subject_versions_by_id(
+        self, schema_id: int, *, include_deleted: bool = False
+    ) -> list[tuple[str, int]]:
         """Every (subject, version) that uses schema ``schema_id``."""
         v = versions_table.c
         query = sa.select(v.subject, v.version).where(v.schema_id == int(schema_id))
         if not include_deleted:
             query = query.where(v.deleted.is_(False))
         with self._tx() as conn:
-            return [(r.subject, r.version) for r in conn.execute(query.order_by(v.subject, v.version))]
+            return [
+                (r.subject, r.version) for r in conn.execute(query.order_by(v.subject, v.version))
+            ]
 
-    def get_version(self, subject: str, version: int | Literal["latest"] = "latest", *, include_deleted: bool = False) -> SchemaVersion:
+    def get_version(
+        self,
+        subject: str,
+        version: int | Literal["latest"] = "latest",
+        *,
+        include_deleted: bool = False,
+    ) -> SchemaVersion:
         """One version of ``subject`` (``"latest"``: the highest live version)."""
         with self._tx() as conn:
             return self._to_version(self._version_row(conn, subject, version, include_deleted))
 
-    def lookup(self, subject: str, schema: Any, schema_type: str | SchemaType | None = None, *, references: Sequence[SchemaReference | Mapping[str, Any]] | None = None, include_deleted: bool = False) -> SchemaVersion:
+    def lookup(
+        self,
+        subject: str,
+        schema: Any,
+        schema_type: str | SchemaType | None = None,
+        *,
+        references: Sequence[SchemaReference | Mapping[str, Any]] | None = None,
+        include_deleted: bool = False,
+    ) -> SchemaVersion:
         """The version of ``subject`` holding ``schema`` (compared in canonical form).
 
         Raises :class:`SubjectNotFound` or :class:`SchemaNotFound`.
@@ -586,7 +651,15 @@ class SchemaRegistry:
         v, s = versions_table.c, schemas_table.c
         with self._tx() as conn:
             query = (
-                sa.select(v.subject, v.version, v.schema_id, v.deleted, s.schema_text, s.schema_type, s.refs)
+                sa.select(
+                    v.subject,
+                    v.version,
+                    v.schema_id,
+                    v.deleted,
+                    s.schema_text,
+                    s.schema_type,
+                    s.refs,
+                )
                 .join(schemas_table, s.id == v.schema_id)
                 .where(v.subject == subject)
                 .order_by(v.version)
@@ -596,7 +669,11 @@ class SchemaRegistry:
             rows = list(conn.execute(query))
             if not rows:
                 raise SubjectNotFound(f"subject {subject!r} not found", subject=subject)
-            stype = SchemaType.of(schema_type) if schema_type is not None else SchemaType(rows[-1].schema_type)
+            stype = (
+                SchemaType.of(schema_type)
+                if schema_type is not None
+                else SchemaType(rows[-1].schema_type)
+            )
             obj = load_schema(schema, stype, self._resolve_refs(conn, refs))
             fingerprint = _fingerprint(stype, _canonical(obj), refs)
             schema_id = conn.execute(sa.select(s.id).where(s.fingerprint == fingerprint)).scalar()
@@ -627,7 +704,9 @@ class SchemaRegistry:
         return numbers
 
     # -- deletes -----------------------------------------------------------------------------
-    def delete_version(self, subject: str, version: int | Literal["latest"], *, permanent: bool = False) -> int:
+    def delete_version(
+        self, subject: str, version: int | Literal["latest"], *, permanent: bool = False
+    ) -> int:
         """Soft-delete a version, or permanently delete an already soft-deleted one.
 
         Returns the version number. The schema itself (and its id) stays retrievable with
@@ -651,7 +730,9 @@ class SchemaRegistry:
                     subject=subject,
                     version=row.version,
                 )
-            conn.execute(versions_table.delete().where(v.subject == subject, v.version == row.version))
+            conn.execute(
+                versions_table.delete().where(v.subject == subject, v.version == row.version)
+            )
             return row.version
 
     def delete_subject(self, subject: str, *, permanent: bool = False) -> list[int]:
@@ -660,12 +741,18 @@ class SchemaRegistry:
         version numbers deleted."""
         v = versions_table.c
         with self._tx() as conn:
-            rows = list(conn.execute(sa.select(v.version, v.deleted).where(v.subject == subject).order_by(v.version)))
+            rows = list(
+                conn.execute(
+                    sa.select(v.version, v.deleted).where(v.subject == subject).order_by(v.version)
+                )
+            )
             live = [r.version for r in rows if not r.deleted]
             if not permanent:
                 if not live:
                     raise SubjectNotFound(f"subject {subject!r} not found", subject=subject)
-                conn.execute(versions_table.update().where(v.subject == subject).values(deleted=True))
+                conn.execute(
+                    versions_table.update().where(v.subject == subject).values(deleted=True)
+                )
                 return live
             if not rows:
                 raise SubjectNotFound(f"subject {subject!r} not found", subject=subject)
