@@ -307,6 +307,8 @@ class Session:
         if arrow.num_columns == 0:
             raise WriteError(f"no rows or columns to write to {dataset}", dataset=dataset)
         keys = [key] if isinstance(key, str) else list(key or [])
+        if mode is WriteMode.UPSERT:
+            _check_upsert_keys(arrow, keys or (existing.primary_key if existing else ()), dataset)
         self._authorize_write(mode, dataset)
         store = self.platform.store(store_name)
         result = store.write(table, arrow, mode=mode, key=keys)
@@ -422,6 +424,16 @@ class Session:
             return self._page(plan, values, page_size, token, timeout)
 
         return Result(table=page, next_cursor=next_cursor, plan=plan, fetch_next=fetch_next)
+
+
+def _check_upsert_keys(data: pa.Table, keys: Sequence[str], dataset: str) -> None:
+    # Every store must refuse null keys (a null never matches, so the row would be duplicated
+    # on each upsert); checked here once rather than trusting each backend.
+    by_lower = {c.lower(): c for c in data.column_names}
+    for k in keys:
+        col = by_lower.get(k.lower())
+        if col is not None and data.column(col).null_count:
+            raise WriteError(f"upsert into {dataset}: key columns must not be null", dataset=dataset)
 
 
 def _fingerprint(plan: Plan, values: list[Any]) -> str:
