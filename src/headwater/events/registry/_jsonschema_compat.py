@@ -411,8 +411,13 @@ class JsonSchemaChecker:
         if key in self._memo:
             return self._memo[key]
         self._keep.append((a, b))
+        before = set(self._memo)
         self._memo[key] = []  # coinductive assumption for recursive schemas
         result = self._sub_uncached(a, b, path)
+        if result:
+            # successes proven meanwhile may rest on the assumption that just failed
+            for k in [k for k in self._memo if k not in before and not self._memo[k]]:
+                del self._memo[k]
         self._memo[key] = result
         return result
 
