@@ -131,6 +131,12 @@ class MetadataStore:
         with self.engine.connect() as conn:
             yield conn
 
+    def schema_registry(self, **options: object) -> object:
+        """A :class:`headwater.events.registry.SchemaRegistry` on this database."""
+        from headwater.events.registry import SchemaRegistry
+
+        return SchemaRegistry(self.engine, **options)  # type: ignore[arg-type]
+
     def close(self) -> None:
         """Dispose of pooled connections."""
         self.engine.dispose()
