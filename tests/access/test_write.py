@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from headwater import DatasetNotFound, InvalidInput, WriteError, WriteMode
+from headwater import DatasetNotFound, InvalidInput, StoreUnavailable, WriteError, WriteMode
 
 STORES = ["app", "warehouse", "lake"]
 
@@ -219,3 +219,33 @@ def test_written_dataset_is_queryable_immediately_and_federates(session):
         "SELECT a.x, b.y, c.z FROM app.a a JOIN warehouse.b b ON a.id = b.id JOIN lake.c c ON c.id = a.id"
     ).to_pylist()
     assert got == [{"x": "r", "y": 30, "z": True}]
+
+
+EMPTY_LAKE_BUG = pytest.mark.xfail(
+    strict=True, raises=StoreUnavailable,
+    reason="stores/parquet.py: creating a dataset from zero rows writes no file, so the dataset "
+           "folder does not exist when the manifest is written (StoreUnavailable)",
+)
+
+
+@pytest.mark.parametrize("store_name", [
+    "app", "warehouse", pytest.param("lake", marks=EMPTY_LAKE_BUG),
+])
+def test_create_from_zero_rows(session, store_name):
+    ds = f"{store_name}.empty"
+    res = session.write(ds, pa.table({"id": pa.array([], pa.int64()), "x": pa.array([], pa.string())}))
+    assert res.created is True
+    assert res.rows_written == 0
+    assert session.sql(f"SELECT * FROM {ds}").to_pylist() == []
+    session.write(ds, [{"id": 1, "x": "a"}])
+    assert rows(session, ds) == [{"id": 1, "x": "a"}]
+
+
+def test_overwrite_with_zero_rows_empties_table(session, store):
+    ds = f"{store}.people"
+    session.write(ds, {"id": [1, 2], "name": ["Ann", "Bob"]}, key="id")
+    session.write(ds, pa.table({"id": pa.array([], pa.int64()), "name": pa.array([], pa.string())}),
+                  mode="overwrite")
+    assert rows(session, ds) == []
+    session.write(ds, [{"id": 3, "name": "Cy"}])
+    assert rows(session, ds) == [{"id": 3, "name": "Cy"}]
