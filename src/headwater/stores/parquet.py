@@ -174,6 +174,11 @@ class ParquetStore:
         timeout_s: float | None = None,
     ) -> pa.RecordBatchReader:
         """Run DuckDB SQL whose table names are this store's datasets."""
+        con = self._engine(sql)
+        return DuckDBStore.over(self.name, con).execute(sql, params, batch_size=batch_size, timeout_s=timeout_s)
+
+    def _engine(self, sql: str) -> Any:
+        """An in-memory DuckDB connection with the datasets ``sql`` names registered."""
         try:
             tree = sqlglot.parse_one(sql, dialect="duckdb")
         except sqlglot.errors.ParseError as err:
@@ -183,7 +188,7 @@ class ParquetStore:
         for t in tree.find_all(exp.Table):
             if t.name and t.name.lower() not in ctes:
                 con.register(t.name, self.dataset(t.name))
-        return DuckDBStore.over(self.name, con).execute(sql, params, batch_size=batch_size, timeout_s=timeout_s)
+        return con
 
     def tables(self) -> list[TableInfo]:
         """Every dataset folder under the root."""
@@ -209,7 +214,9 @@ class ParquetStore:
 
     def explain(self, sql: str, params: Sequence[Any] = ()) -> str:
         """DuckDB's plan over the Parquet scan."""
-        reader = self.execute(f"EXPLAIN {sql}", params)
+        # Datasets are found in ``sql`` itself: sqlglot does not look inside ``EXPLAIN ...``.
+        con = self._engine(sql)
+        reader = DuckDBStore.over(self.name, con).execute(f"EXPLAIN {sql}", params)
         t = reader.read_all()
         return "\n".join(str(v) for v in t.column(t.num_columns - 1).to_pylist())
 
@@ -261,7 +268,11 @@ class ParquetStore:
                 unknown = [k for k in key if k not in data.column_names]
                 if unknown:
                     raise WriteError(f"key column(s) {unknown} not in {dataset}", dataset=dataset)
+                if any(data.column(k).null_count for k in key):
+                    raise WriteError(f"upsert into {dataset}: key columns must not be null",
+                                     dataset=dataset)
                 data = dedupe_last(data, key)
+            rows_written = data.num_rows
             base = self._dir(table)
             written: list[str] = []
             try:
@@ -289,7 +300,8 @@ class ParquetStore:
                 raise StoreUnavailable(f"write to {dataset} failed and was rolled back: {_clean(err)}",
                                        store=self.name) from None
             self._delete(base, [f for f in old_files if f not in keep_files])
-        return WriteResult(dataset=dataset, mode=mode, rows_written=data.num_rows, created=created)
+        # ``data`` now also holds the surviving rows of rewritten files: report the caller's rows.
+        return WriteResult(dataset=dataset, mode=mode, rows_written=rows_written, created=created)
 
     def _remove_keys(
         self, table: str, files: list[str], schema: pa.Schema, parts: list[str], key: list[str],
