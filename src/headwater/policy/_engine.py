@@ -502,7 +502,7 @@ class PolicyEngine:
             result: set[str] = set()
             if isinstance(node, exp.SetOperation):
                 names = [s.alias_or_name.lower() for s in node.selects]
-                for branch in scope.union_scopes:
+                for branch in getattr(scope, "set_operation_scopes", None) or getattr(scope, "union_scopes", []):
                     bsel = branch.expression.selects if isinstance(branch.expression, exp.Query) else []
                     bt = outputs(branch)
                     for i, s in enumerate(bsel):
@@ -535,11 +535,18 @@ class PolicyEngine:
                     node = select.args.get(clause)
                     if node is None:
                         continue
+                    refs = []
                     for lit in node.find_all(exp.Literal):
                         if lit.is_int and lit.parent is not None and isinstance(lit.parent, exp.Group | exp.Ordered):
-                            i = int(lit.this) - 1
-                            if 0 <= i < len(select.selects) and \
-                                    select.selects[i].alias_or_name.lower() in outputs(scope):
+                            refs.append(int(lit.this) - 1)
+                    # ORDER BY <output alias> is not among scope.columns: resolve it here.
+                    names = [s.alias_or_name.lower() for s in select.selects]
+                    for col in node.find_all(exp.Column):
+                        if not col.table and col.name.lower() in names:
+                            refs.append(names.index(col.name.lower()))
+                    for i in refs:
+                        if 0 <= i < len(select.selects) and \
+                                select.selects[i].alias_or_name.lower() in outputs(scope):
                                 raise AccessDenied(
                                     f"masked column {select.selects[i].alias_or_name} may not be used in "
                                     f"{clause} by {who} (rule settings.masked_predicates)",
