@@ -7,7 +7,7 @@ import sqlglot
 from sqlglot.errors import OptimizeError, ParseError
 
 from headwater.errors import AccessDenied, ColumnNotFound, QueryRejected
-from tests.policy.conftest import CUSTOMERS, EU, World, qualified, DATASETS
+from tests.policy.conftest import CUSTOMERS, DATASETS, EU, World, qualified
 
 RAW_EMAILS = {c[2] for c in CUSTOMERS}
 RAW_SSNS = {c[4] for c in CUSTOMERS}

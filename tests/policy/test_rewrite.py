@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlglot
 import pytest
+import sqlglot
 
 from headwater.errors import AccessDenied
 from headwater.principal import Principal
