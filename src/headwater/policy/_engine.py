@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -83,8 +84,6 @@ class _Effective:
 
     def filters_for(self, dataset: str) -> list[RowFilter]:
         low = dataset.lower()
-        import fnmatch
-
         return [f for f in self.filters if any(fnmatch.fnmatchcase(low, p) for p in f.datasets)]
 
 
@@ -547,11 +546,11 @@ class PolicyEngine:
                     for i in refs:
                         if 0 <= i < len(select.selects) and \
                                 select.selects[i].alias_or_name.lower() in outputs(scope):
-                                raise AccessDenied(
-                                    f"masked column {select.selects[i].alias_or_name} may not be used in "
-                                    f"{clause} by {who} (rule settings.masked_predicates)",
-                                    rule="settings.masked_predicates", principal=who,
-                                )
+                            raise AccessDenied(
+                                f"masked column {select.selects[i].alias_or_name} may not be used in "
+                                f"{clause} by {who} (rule settings.masked_predicates)",
+                                rule="settings.masked_predicates", principal=who,
+                            )
 
     # -- writes ---------------------------------------------------------------------------
     def authorize_write(
