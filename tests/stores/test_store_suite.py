@@ -6,9 +6,11 @@ than skipping; a test that cannot run on a backend says so in its skip reason.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import pickle
 import traceback
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -416,3 +418,53 @@ def test_snowflake_live_store_repr_hides_password(snowflake_conn_args: dict[str,
         assert snowflake_conn_args["password"] not in str(info.value)
     finally:
         store.close()
+
+
+# -- Snowflake specifics ---------------------------------------------------------------
+def test_snowflake_identifiers_fold_like_unquoted_names(snowflake_conn_args: dict[str, Any]) -> None:
+    """New names are stored as unquoted SQL would store them; lookups ignore case."""
+    from headwater.stores.snowflake import SnowflakeStore
+
+    schema = f"HW_TEST_{uuid.uuid4().hex[:12].upper()}"
+    store = SnowflakeStore("warehouse", **{**snowflake_conn_args, "schema": schema})
+    try:
+        store.write("customers", pa.table({"id": [1, 2], "Display Name": ["a", "b"]}), key=["id"])
+        info = store.table("customers")
+        assert info.name == "CUSTOMERS"
+        assert [c.name for c in info.columns] == ["ID", "Display Name"]
+        assert info.primary_key == ("ID",)
+        assert store.table("CUSTOMERS") == info
+        # Plain unquoted SQL finds what Headwater created.
+        got = store.execute("SELECT id FROM customers WHERE id = %s", [2]).read_all()
+        assert got.to_pylist() == [{"ID": 2}]
+        # A quoted lower-case table made elsewhere is found by its exact name.
+        store.execute('CREATE TABLE "events" ("kind" VARCHAR)').read_all()
+        assert store.table("events").name == "events"
+        assert sorted(t.name for t in store.tables()) == ["CUSTOMERS", "events"]
+        store.write("events", pa.table({"KIND": ["x"]}))
+        assert store.execute('SELECT * FROM "events"').read_all().to_pylist() == [{"kind": "x"}]
+    finally:
+        with contextlib.suppress(HeadwaterError):
+            store.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE').read_all()
+        store.close()
+
+
+def test_snowflake_error_translation() -> None:
+    pytest.importorskip("snowflake.connector")
+    from snowflake.connector import errors as sfe
+
+    from headwater.errors import Transient
+    from headwater.stores.snowflake import SnowflakeStore
+
+    store = SnowflakeStore("warehouse", account="acct", user="u", password=SECRET, database="db")
+    cancelled = sfe.ProgrammingError(
+        msg="SQL execution was cancelled by the client due to a timeout", errno=604)
+    err = store._translate(cancelled)
+    assert isinstance(err, QueryTimeout) and isinstance(err, Transient)
+    missing = sfe.ProgrammingError(msg="Object 'X' does not exist", errno=2003, sqlstate="42S02")
+    assert isinstance(store._translate(missing), DatasetNotFound)
+    leaked = sfe.ProgrammingError(msg=f"syntax error near {SECRET}", errno=1003, sqlstate="42000")
+    err = store._translate(leaked)
+    assert isinstance(err, QueryError) and SECRET not in str(err)
+    down = sfe.OperationalError(msg="Could not connect to Snowflake backend", errno=250001)
+    assert isinstance(store._translate(down), StoreUnavailable)
