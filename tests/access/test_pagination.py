@@ -404,3 +404,28 @@ def test_default_page_size_applies_with_cursor_only_paging(platform):
     first = session.read("app.t", order_by="id", page_size=4)
     nxt = session.read("app.t", order_by="id", cursor=first.next_cursor)
     assert [r["id"] for r in nxt.to_pylist()] == [5, 6, 7, 8]
+
+
+# -- typed sort keys -----------------------------------------------------------------------
+@pytest.mark.parametrize("column", ["ts", "day", "f", "b", "tz"])
+@pytest.mark.parametrize("desc", [False, True])
+def test_typed_sort_keys_round_trip_through_cursor(target, column, desc):
+    import datetime as dt
+
+    platform, store = target
+    session = platform.session("alice")
+    rnd = random.Random(11)
+    base = dt.datetime(2024, 1, 1, 12, 0, 0)
+    rows = [
+        {"id": i,
+         "ts": None if i % 7 == 0 else base + dt.timedelta(seconds=rnd.randint(0, 5) * 1.5),
+         "day": dt.date(2024, 1, 1 + rnd.randint(0, 3)),
+         "f": rnd.choice([0.1, 0.2, None, 1e-9]),
+         "b": rnd.choice([True, False, None]),
+         "tz": dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=rnd.randint(0, 3))}
+        for i in range(40)
+    ]
+    session.write(f"{store}.typed", rows, key="id")
+    got, _ = collect(session.read(f"{store}.typed", order_by=[f"{column} desc" if desc else column],
+                                  page_size=3))
+    assert [r["id"] for r in got] == [r["id"] for r in py_order(rows, [(column, desc), ("id", False)])]
