@@ -266,8 +266,10 @@ def _env_value(value: str) -> Any:
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in top.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
+        old = out.get(k)
+        if isinstance(v, dict) and isinstance(old, dict) and v.get("kind", old.get("kind")) == old.get("kind"):
+            # Same kind of thing (or no kind): merge. A new ``kind`` replaces the whole entry.
+            out[k] = _deep_merge(old, v)
         else:
             out[k] = v
     return out

@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import OptimizeError, ParseError
+from sqlglot.errors import OptimizeError, ParseError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 
 from headwater.catalog import Catalog, Dataset
@@ -198,10 +198,16 @@ class Planner:
         except OptimizeError as err:
             msg = str(err)
             raise ColumnNotFound(_column_message(msg, datasets), datasets=sorted(datasets)) from None
+        except SqlglotError as err:
+            raise InvalidInput(f"cannot resolve the query against {', '.join(sorted(datasets))}: {err}") from None
         columns = tuple(tree.named_selects) if isinstance(tree, exp.Query) else ()
         logical = tree.copy()
         sort, unique = _sort_keys(tree, datasets, order_by)
-        occurrences = [(t, datasets[_logical(t)]) for t in tree.find_all(exp.Table) if _logical(t) in datasets]
+        # qualify() normalises identifiers (Snowflake tables are upper case in the catalog).
+        by_lower = {name.lower(): ds for name, ds in datasets.items()}
+        occurrences = [
+            (t, by_lower[_logical(t).lower()]) for t in tree.find_all(exp.Table) if _logical(t).lower() in by_lower
+        ]
         stores = {ds.store for _, ds in occurrences}
         fingerprint = hashlib.sha256(
             f"{sql}\x00{','.join(order_by or ())}".encode()
