@@ -20,7 +20,7 @@ install: $(STAMP)
 $(FAKESNOW_VENV)/bin/fakesnow:
 	$(PYTHON) -m venv $(FAKESNOW_VENV)
 	$(FAKESNOW_VENV)/bin/pip install --quiet --upgrade pip
-	$(FAKESNOW_VENV)/bin/pip install --quiet 'fakesnow[server]'
+	$(FAKESNOW_VENV)/bin/pip install --quiet 'fakesnow[server]==0.12.1' 'snowflake-connector-python>=4,<5'
 
 fakesnow: $(FAKESNOW_VENV)/bin/fakesnow
 
