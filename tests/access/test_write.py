@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from headwater import DatasetNotFound, InvalidInput, StoreUnavailable, WriteError, WriteMode
+from headwater import DatasetNotFound, InvalidInput, WriteError, WriteMode
 
 STORES = ["app", "warehouse", "lake"]
 
@@ -221,16 +221,7 @@ def test_written_dataset_is_queryable_immediately_and_federates(session):
     assert got == [{"x": "r", "y": 30, "z": True}]
 
 
-EMPTY_LAKE_BUG = pytest.mark.xfail(
-    strict=True, raises=StoreUnavailable,
-    reason="stores/parquet.py: creating a dataset from zero rows writes no file, so the dataset "
-           "folder does not exist when the manifest is written (StoreUnavailable)",
-)
-
-
-@pytest.mark.parametrize("store_name", [
-    "app", "warehouse", pytest.param("lake", marks=EMPTY_LAKE_BUG),
-])
+@pytest.mark.parametrize("store_name", ["app", "warehouse", "lake"])
 def test_create_from_zero_rows(session, store_name):
     ds = f"{store_name}.empty"
     res = session.write(ds, pa.table({"id": pa.array([], pa.int64()), "x": pa.array([], pa.string())}))

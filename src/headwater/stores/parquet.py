@@ -108,6 +108,7 @@ class ParquetStore:
         path = f"{self._dir(table)}/{MANIFEST}"
         body = json.dumps(manifest).encode()
         if isinstance(self.fs, pafs.LocalFileSystem):
+            self.fs.create_dir(self._dir(table), recursive=True)  # a zero-row dataset has no files yet
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
             with self.fs.open_output_stream(tmp) as f:
                 f.write(body)
