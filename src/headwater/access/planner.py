@@ -94,6 +94,8 @@ class Plan:
     sort: tuple[SortKey, ...] = ()
     unique_sort: bool = False
     logical: exp.Expression | None = field(default=None, repr=False)
+    rendered: dict[Any, tuple[str, tuple[int, ...]]] = field(default_factory=dict, repr=False, compare=False)
+    """Rendered SQL per (store, tree role), filled on first execution."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class PagePlan:
     tree: exp.Expression
     has_cursor: bool
     null_pattern: tuple[bool, ...]
+    rendered: dict[Any, tuple[str, tuple[int, ...]]] = field(default_factory=dict, repr=False, compare=False)
 
 
 def bind_params(plan: Plan, params: Sequence[Any] | Mapping[str, Any] | None) -> list[Any]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from headwater.access.cursor import CursorState
 from headwater.access.planner import Plan, bind_params
@@ -24,7 +25,7 @@ from headwater.errors import (
     WriteError,
 )
 from headwater.principal import Principal
-from headwater.stores._sql import split_params
+from headwater.stores._sql import bind_template, param_template
 from headwater.stores.base import WriteMode, WriteResult
 from headwater.stores.duckdb import DuckDBStore, new_connection
 
@@ -327,17 +328,20 @@ class Session:
             self.platform.authorize(self.principal, action, (dataset,))
 
     def _execute(
-        self, store_name: str | None, plan: Plan, tree: Any, values: list[Any], timeout: float | None
+        self, store_name: str | None, plan: Plan, tree: Any, values: list[Any], timeout: float | None,
+        rendered: dict[Any, tuple[str, tuple[int, ...]]] | None = None,
     ) -> pa.RecordBatchReader:
         batch = self.platform.config.query.batch_size
+        cache = plan.rendered if rendered is None else rendered
         if store_name is not None:
             store = self.platform.store(store_name)
-            sql, vals = store.render(tree, values)
+            sql, vals = _render(cache, store_name, store, tree, values)
             return store.execute(sql, vals, batch_size=batch, timeout_s=timeout)
-        return self._federate(plan, tree, values, timeout, batch)
+        return self._federate(plan, tree, values, timeout, batch, cache)
 
     def _federate(
-        self, plan: Plan, tree: Any, values: list[Any], timeout: float | None, batch: int
+        self, plan: Plan, tree: Any, values: list[Any], timeout: float | None, batch: int,
+        cache: dict[Any, tuple[str, tuple[int, ...]]],
     ) -> pa.RecordBatchReader:
         if plan.engine is not None:
             engine_store = self.platform.store(plan.engine)
@@ -354,7 +358,7 @@ class Session:
                 if src.how == "lake":
                     con.register(src.view, store.dataset(src.dataset.table))
                     continue
-                sql, vals = store.render(src.fetch_tree, values)
+                sql, vals = _render(plan.rendered, ("fetch", src.view), store, src.fetch_tree, values)
                 reader = store.execute(sql, vals, batch_size=batch, timeout_s=timeout)
                 opened.append(reader)
                 con.register(src.view, reader.read_all() if src.materialize else reader)
@@ -364,8 +368,12 @@ class Session:
                     r.close()
             con.close()
             raise
-        sql, vals = split_params(tree.sql(dialect="duckdb"), values, lambda n: "?")
-        return DuckDBStore.over("federation", con).execute(sql, vals, batch_size=batch, timeout_s=timeout)
+        tpl = cache.get("federation")
+        if tpl is None:
+            tpl = cache.setdefault("federation", param_template(tree.sql(dialect="duckdb"), lambda n: "?"))
+        sql, order = tpl
+        return DuckDBStore.over("federation", con).execute(
+            sql, bind_template(order, values), batch_size=batch, timeout_s=timeout)
 
     def _page(
         self, plan: Plan, values: list[Any], page_size: int | None, cursor: str | None,
@@ -390,7 +398,7 @@ class Session:
         pp = self.platform.planner.page(plan, has_cursor=state is not None, null_pattern=nulls)
         ties = state.ties if state else 0
         vals = list(values) + (list(state.last) if state else []) + [page_size + ties + 1]
-        table = self._execute(plan.store, plan, pp.tree, vals, timeout).read_all()
+        table = self._execute(plan.store, plan, pp.tree, vals, timeout, pp.rendered).read_all()
         keys = [k.name for k in plan.sort]
         skip = 0
         if state and ties:
@@ -404,15 +412,12 @@ class Session:
         page = rest.slice(0, page_size)
         next_cursor = None
         if rest.num_rows > page_size and page.num_rows:
-            key_vals = page.select(keys).to_pylist()
-            last = tuple(key_vals[-1][k] for k in keys)
+            last = tuple(page.column(k)[page.num_rows - 1].as_py() for k in keys)
             n = 0
             if not plan.unique_sort:
-                for row in reversed(key_vals):
-                    if tuple(row[k] for k in keys) != last:
-                        break
-                    n += 1
-                if state and n == len(key_vals) and last == state.last:
+                # Rows are sorted by the keys, so rows equal to the last one end the page.
+                n = _count_equal(page, keys, last)
+                if state and n == page.num_rows and last == state.last:
                     n += ties
             next_cursor = self.platform.cursors.encode(
                 CursorState(fingerprint, self.principal.name, last, n, page_size)
@@ -434,6 +439,27 @@ def _check_upsert_keys(data: pa.Table, keys: Sequence[str], dataset: str) -> Non
         col = by_lower.get(k.lower())
         if col is not None and data.column(col).null_count:
             raise WriteError(f"upsert into {dataset}: key columns must not be null", dataset=dataset)
+
+
+def _count_equal(table: pa.Table, keys: list[str], values: tuple[Any, ...]) -> int:
+    """Rows of ``table`` whose key columns equal ``values`` (NULL equals NULL here)."""
+    mask = None
+    for k, v in zip(keys, values, strict=True):
+        col = table.column(k)
+        m = pc.is_null(col) if v is None else pc.fill_null(pc.equal(col, pa.scalar(v, type=col.type)), False)
+        mask = m if mask is None else pc.and_(mask, m)
+    return int(pc.sum(mask).as_py() or 0) if mask is not None else 0
+
+
+def _render(
+    cache: dict[Any, tuple[str, tuple[int, ...]]], key: Any, store: Any, tree: Any, values: list[Any]
+) -> tuple[str, list[Any]]:
+    """Rendered SQL for ``tree`` on ``store``, generated once per plan and reused."""
+    tpl = cache.get(key)
+    if tpl is None:
+        tpl = cache.setdefault(key, store.render_template(tree))
+    sql, order = tpl
+    return sql, bind_template(order, values)
 
 
 def _fingerprint(plan: Plan, values: list[Any]) -> str:

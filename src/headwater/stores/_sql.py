@@ -23,7 +23,9 @@ from headwater.errors import (
 )
 from headwater.stores.base import Capabilities, TableInfo, WriteMode, WriteResult
 
-__all__ = ["SqlStore", "cast_to_schema", "param", "rows_to_batch", "split_params"]
+__all__ = [
+    "SqlStore", "bind_template", "cast_to_schema", "param", "param_template", "rows_to_batch", "split_params",
+]
 
 _MARKER = "__hwparam{}__"
 _MARKER_RE = re.compile(r"__hwparam(\d+)__")
@@ -34,31 +36,44 @@ def param(index: int) -> exp.Expression:
     return exp.Var(this=_MARKER.format(index))
 
 
-def split_params(
-    sql: str, params: Sequence[Any], placeholder: Callable[[int], str], *, pyformat: bool = False
-) -> tuple[str, list[Any]]:
-    """Replace parameter markers in rendered SQL with native placeholders.
+def param_template(
+    sql: str, placeholder: Callable[[int], str], *, pyformat: bool = False
+) -> tuple[str, tuple[int, ...]]:
+    """Replace parameter markers in rendered SQL with native placeholders, once.
 
-    Returns the SQL and the parameter values in the order their placeholders appear (a marker
-    may appear twice, or in another order than its index, after rewriting).
+    Returns the SQL and, per placeholder in order of appearance, the index of the parameter it
+    takes (a marker may appear twice, or out of order, after rewriting). Reusable for every
+    execution of the same tree.
     """
-    if not params and "__hwparam" not in sql:
-        return sql, []
+    if "__hwparam" not in sql:
+        return sql, ()
     out: list[str] = []
-    values: list[Any] = []
+    order: list[int] = []
     pos = 0
     for m in _MARKER_RE.finditer(sql):
         chunk = sql[pos : m.start()]
         out.append(chunk.replace("%", "%%") if pyformat else chunk)
-        idx = int(m.group(1))
-        if idx >= len(params):
-            raise HeadwaterError(f"query uses parameter {idx + 1} but only {len(params)} given")
-        values.append(params[idx])
-        out.append(placeholder(len(values)))
+        order.append(int(m.group(1)))
+        out.append(placeholder(len(order)))
         pos = m.end()
     tail = sql[pos:]
     out.append(tail.replace("%", "%%") if pyformat else tail)
-    return "".join(out), values
+    return "".join(out), tuple(order)
+
+
+def bind_template(order: Sequence[int], params: Sequence[Any]) -> list[Any]:
+    """Parameter values in placeholder order for a :func:`param_template` result."""
+    if order and max(order) >= len(params):
+        raise HeadwaterError(f"query uses parameter {max(order) + 1} but only {len(params)} given")
+    return [params[i] for i in order]
+
+
+def split_params(
+    sql: str, params: Sequence[Any], placeholder: Callable[[int], str], *, pyformat: bool = False
+) -> tuple[str, list[Any]]:
+    """Replace parameter markers with native placeholders; returns SQL and ordered values."""
+    text, order = param_template(sql, placeholder, pyformat=pyformat)
+    return text, bind_template(order, params)
 
 
 def _column_array(values: Sequence[Any], type_: pa.DataType | None) -> pa.Array:
@@ -236,6 +251,11 @@ class SqlStore:
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------
+    def render_template(self, tree: exp.Expression) -> tuple[str, tuple[int, ...]]:
+        """SQL text with native placeholders and the parameter index of each (cacheable)."""
+        return param_template(tree.sql(dialect=self.capabilities.dialect), self._placeholder,
+                              pyformat=self.pyformat)
+
     def render(self, tree: exp.Expression, params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
         """Render ``tree`` in this store's dialect with native placeholders."""
         sql = tree.sql(dialect=self.capabilities.dialect)

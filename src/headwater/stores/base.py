@@ -126,6 +126,10 @@ class Store(Protocol):
         """
         ...
 
+    def render_template(self, tree: exp.Expression) -> tuple[str, tuple[int, ...]]:
+        """Like :meth:`render` without values: SQL plus the parameter index per placeholder."""
+        ...
+
     def table_expr(self, table: str) -> exp.Table:
         """The physical table as a sqlglot node (planners swap logical names for it)."""
         ...

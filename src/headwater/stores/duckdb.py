@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import itertools
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -70,6 +72,50 @@ def extension_path(name: str) -> Path:
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Load extension ``name`` by path (the connection needs ``allow_unsigned=True``)."""
     con.execute(f"LOAD '{extension_path(name)}'")
+
+
+class _Watchdog:
+    """One thread that interrupts queries past their deadline.
+
+    A ``threading.Timer`` per query costs a thread start (about a millisecond) on every call;
+    this keeps one sleeping thread and a table of deadlines instead.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._deadlines: dict[int, tuple[float, Any]] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, timeout_s: float, action: Any) -> int:
+        with self._cond:
+            handle = next(self._ids)
+            self._deadlines[handle] = (time.monotonic() + timeout_s, action)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="headwater-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return handle
+
+    def disarm(self, handle: int) -> None:
+        with self._cond:
+            self._deadlines.pop(handle, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = [h for h, (d, _) in self._deadlines.items() if d <= now]
+                actions = [self._deadlines.pop(h)[1] for h in due]
+                wait = min((d for d, _ in self._deadlines.values()), default=now + 60) - now
+                if not actions:
+                    self._cond.wait(timeout=max(wait, 0.001))
+            for action in actions:
+                with contextlib.suppress(Exception):
+                    action()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _sql_type(type_: pa.DataType) -> str:
@@ -196,16 +242,13 @@ class DuckDBStore(SqlStore):
     ) -> pa.RecordBatchReader:
         """Run ``sql`` and stream the result as Arrow record batches."""
         cur = self.cursor()
-        timer = threading.Timer(timeout_s, cur.interrupt) if timeout_s else None
-        if timer:
-            timer.daemon = True
-            timer.start()
+        timer = _WATCHDOG.arm(timeout_s, cur.interrupt) if timeout_s else None
         try:
             res = cur.execute(sql, list(params)) if params else cur.execute(sql)
             reader = res.fetch_record_batch(batch_size)
         except duckdb.Error as err:
             if timer:
-                timer.cancel()
+                _WATCHDOG.disarm(timer)
             cur.close()
             raise self._translate(err, sql=sql) from None
 
@@ -230,7 +273,7 @@ class DuckDBStore(SqlStore):
                     yield batch
             finally:
                 if timer:
-                    timer.cancel()
+                    _WATCHDOG.disarm(timer)
                 cur.close()
 
         return pa.RecordBatchReader.from_batches(reader.schema, gen())

@@ -35,7 +35,7 @@ from headwater.errors import (
     StoreUnavailable,
     WriteError,
 )
-from headwater.stores._sql import cast_to_schema, dedupe_last, split_params
+from headwater.stores._sql import cast_to_schema, dedupe_last, param_template, split_params
 from headwater.stores.base import Capabilities, ColumnInfo, TableInfo, WriteMode, WriteResult
 from headwater.stores.duckdb import DuckDBStore, new_connection
 
@@ -158,6 +158,10 @@ class ParquetStore:
             raise QueryError(f"cannot read {self.name}.{table}: {_clean(err)}", store=self.name) from None
 
     # -- Store protocol ----------------------------------------------------------------
+    def render_template(self, tree: exp.Expression) -> tuple[str, tuple[int, ...]]:
+        """DuckDB SQL with ``?`` placeholders and the parameter index of each."""
+        return param_template(tree.sql(dialect="duckdb"), lambda n: "?")
+
     def render(self, tree: exp.Expression, params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
         """Render in DuckDB's dialect (queries on the lake run in DuckDB)."""
         return split_params(tree.sql(dialect="duckdb"), params, lambda n: "?")

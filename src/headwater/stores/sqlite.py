@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import decimal
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -93,6 +94,8 @@ class SQLiteStore(SqlStore):
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self.capabilities = Capabilities(sql=True, dialect="sqlite")
+        self._idle: list[sqlite3.Connection] = []
+        self._idle_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.closing(self._connect()) as con:
             con.execute("PRAGMA journal_mode=WAL")
@@ -167,6 +170,23 @@ class SQLiteStore(SqlStore):
             return [None if v is None else float(v) for v in col.to_pylist()]
         return col.to_pylist()
 
+    def _checkout(self) -> sqlite3.Connection:
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _checkin(self, con: sqlite3.Connection) -> None:
+        con.set_progress_handler(None, 0)
+        if con.in_transaction:
+            con.close()
+            return
+        with self._idle_lock:
+            if len(self._idle) < 8:
+                self._idle.append(con)
+                return
+        con.close()
+
     def execute(
         self,
         sql: str,
@@ -176,7 +196,7 @@ class SQLiteStore(SqlStore):
         timeout_s: float | None = None,
     ) -> pa.RecordBatchReader:
         """Run ``sql`` and stream the result as Arrow batches of ``batch_size`` rows."""
-        con = self._connect()
+        con = self._checkout()
         if timeout_s:
             deadline = time.monotonic() + timeout_s
             con.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
@@ -186,14 +206,19 @@ class SQLiteStore(SqlStore):
             types = self._result_types(con, cur)
             first_rows = cur.fetchmany(batch_size)
         except sqlite3.Error as err:
-            con.close()
+            self._checkin(con)
             raise self._translate(err, sql=sql) from None
         first = rows_to_batch(first_rows, names, types)
 
+        done = len(first_rows) < batch_size
+        if done:
+            cur.close()
+            self._checkin(con)
+
         def rest() -> Iterator[pa.RecordBatch]:
+            if done:
+                return
             try:
-                if len(first_rows) < batch_size:
-                    return
                 while True:
                     try:
                         rows = cur.fetchmany(batch_size)
@@ -203,10 +228,9 @@ class SQLiteStore(SqlStore):
                         return
                     yield rows_to_batch(rows, names, types)
             finally:
-                con.close()
+                cur.close()
+                self._checkin(con)
 
-        if len(first_rows) < batch_size:
-            con.close()
         return unify_batches(first, rest())
 
     def _result_types(self, con: sqlite3.Connection, cur: sqlite3.Cursor) -> list[pa.DataType | None]:
@@ -258,4 +282,8 @@ class SQLiteStore(SqlStore):
         return "\n".join(str(r[-1]) for r in rows)
 
     def close(self) -> None:
-        """Nothing to release: connections are per call."""
+        """Close idle read connections."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for con in idle:
+            con.close()
