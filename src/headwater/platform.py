@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,14 @@ class Platform:
         self._lock = threading.Lock()
         self.meta = MetadataStore.open(config.metadata.url.get_secret_value(), base_dir=self.dir)
         self.catalog = Catalog(self.meta)
-        self.planner = Planner(self.catalog, _LazyStores(self))
-        self.cursors = CursorCodec(self._cursor_secret(), ttl_s=config.security.cursor_ttl_s)
+        secret = self._cursor_secret()
+        self.cursors = CursorCodec(_derive(secret, "cursors"), ttl_s=config.security.cursor_ttl_s)
+        from headwater.policy._store import PolicyStore
+
+        self.policies = PolicyStore(self.meta, hmac_key=_derive(secret, "masks"))
+        self.planner = Planner(self.catalog, _LazyStores(self), policy=self.policies.engine)
+        self._inflight: dict[str, int] = {}
+        self._inflight_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Platform(dir={str(self.dir)!r}, stores={sorted(self.config.stores)})"
@@ -147,15 +153,80 @@ class Platform:
         return {n: self.store(n) for n in self.config.stores}
 
     # -- sessions ----------------------------------------------------------------------
-    def session(self, principal: Principal | str | None = None) -> Session:
-        """A session for a trusted in-process principal (default: the OS user's name)."""
+    def session(self, principal: Principal | str | None = None, *, token: str | None = None) -> Session:
+        """A session for a principal.
+
+        ``token`` (an API key or a JWT) is authenticated first; ``principal`` is for trusted
+        in-process callers (default: the OS user's name). Once a policy is applied, every call
+        of the session is authorised against it (default deny); before that the platform is open.
+        """
+        if token is not None:
+            if principal is not None:
+                from headwater.errors import InvalidInput
+
+                raise InvalidInput("pass either token= or principal=, not both")
+            return Session(self, self.authenticate(token))
         if principal is None:
             principal = os.environ.get("USER") or "local"
         return Session(self, Principal.of(principal))
 
-    def authorize(self, principal: Principal, action: str, datasets: Sequence[str]) -> None:
-        """Authorisation seam: the governance layer decides here. Until then, allow."""
-        return None
+    def authenticate(self, token: str) -> Principal:
+        """The principal a token (API key or JWT) stands for; ``AuthenticationError`` otherwise."""
+        from headwater.auth import authenticate_token
+
+        return authenticate_token(self, token)
+
+    def policy_engine(self) -> Any:
+        """The policy engine in force, or None when no policy has been applied (open platform)."""
+        return self.policies.engine()
+
+    def admit(self, principal: Principal, limit: int | None) -> Any:
+        """Take one of the principal's concurrent-query slots; returns the release function."""
+        if limit is None:
+            return _noop
+        from headwater.errors import QueryRejected
+
+        with self._inflight_lock:
+            n = self._inflight.get(principal.name, 0)
+            if n >= limit:
+                raise QueryRejected(
+                    f"{principal.name} already runs {n} queries, its limit (rule max_concurrent)",
+                    rule="max_concurrent")
+            self._inflight[principal.name] = n + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            with self._inflight_lock:
+                self._inflight[principal.name] -= 1
+
+        return release
+
+    def system_rows(self, dataset: Any, *, match: Any = None) -> Any:
+        """Rows of a dataset read by the platform itself (no policy), optionally only those whose
+        key columns equal a row of ``match`` (an Arrow table of key columns)."""
+        import pyarrow as pa
+
+        from headwater.stores.duckdb import new_connection
+
+        store = self.store(dataset.store)
+        reader = store.execute(*store.render(
+            __import__("sqlglot").exp.select("*").from_(store.table_expr(dataset.table))))
+        if match is None:
+            return reader.read_all()
+        con = new_connection()
+        try:
+            con.register("hw_rows", reader)
+            con.register("hw_keys", match)
+            on = " AND ".join(f'r."{c}" = k."{c}"' for c in match.column_names)
+            return con.execute(f"SELECT r.* FROM hw_rows r SEMI JOIN hw_keys k ON {on}").fetch_arrow_table()
+        except Exception:  # noqa: BLE001
+            return pa.table({})
+        finally:
+            con.close()
 
     # -- catalog -----------------------------------------------------------------------
     def sync_catalog(self, stores: Iterable[str] | None = None) -> SyncReport:
@@ -168,6 +239,18 @@ class Platform:
             store.close()
         self._stores.clear()
         self.meta.close()
+
+
+def _noop() -> None:
+    return None
+
+
+def _derive(secret: bytes, purpose: str) -> bytes:
+    """A key for one purpose from the platform secret (HMAC-SHA256)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
 
 
 class _LazyStores(dict):  # type: ignore[type-arg]

@@ -13,6 +13,7 @@ at execution time, so one plan serves every parameter value.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -27,11 +28,13 @@ from sqlglot.optimizer.qualify import qualify
 
 from headwater.catalog import Catalog, Dataset
 from headwater.errors import (
+    AccessDenied,
     ColumnNotFound,
     InvalidInput,
     QueryParseError,
     QueryRejected,
 )
+from headwater.principal import Principal
 from headwater.stores._sql import param
 
 __all__ = ["FedSource", "PagePlan", "Plan", "Planner", "SortKey", "bind_params"]
@@ -96,6 +99,10 @@ class Plan:
     logical: exp.Expression | None = field(default=None, repr=False)
     rendered: dict[Any, tuple[str, tuple[int, ...]]] = field(default_factory=dict, repr=False, compare=False)
     """Rendered SQL per (store, tree role), filled on first execution."""
+    decision: Any = field(default=None, repr=False, compare=False)
+    """The policy engine's decision (masks, filters, limits), or None without a policy."""
+    n_user_params: int = 0
+    """Markers 0 .. n_user_params-1 take the caller's parameters; the policy's follow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +117,8 @@ class PagePlan:
 
 
 def bind_params(plan: Plan, params: Sequence[Any] | Mapping[str, Any] | None) -> list[Any]:
-    """Values for the plan's markers, from a list (``?``/``$1``) or a mapping (``:name``)."""
-    names = plan.param_names
+    """Values for the caller's markers, from a list (``?``/``$1``) or a mapping (``:name``)."""
+    names = plan.param_names[: plan.n_user_params]
     if not names:
         if params:
             raise InvalidInput(f"query has no placeholders but {len(params)} parameter(s) were given")
@@ -152,9 +159,14 @@ def bind_params(plan: Plan, params: Sequence[Any] | Mapping[str, Any] | None) ->
 class Planner:
     """Prepares SQL against the catalog and the platform's stores; caches plans."""
 
-    def __init__(self, catalog: Catalog, stores: Mapping[str, Any], *, cache_size: int = 1024) -> None:
+    def __init__(
+        self, catalog: Catalog, stores: Mapping[str, Any], *, cache_size: int = 1024,
+        policy: Any = None,
+    ) -> None:
         self.catalog = catalog
         self.stores = stores
+        self._policy = policy or (lambda: None)
+        """Callable returning the current PolicyEngine, or None (no policy applied: open)."""
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -173,10 +185,18 @@ class Planner:
                 self._cache.popitem(last=False)
         return value
 
-    def prepare(self, sql: str, *, order_by: Sequence[str] | None = None) -> Plan:
-        """A plan for ``sql`` (cached per catalog version)."""
-        key = ("plan", sql, tuple(order_by or ()), self.catalog.version)
-        return self._cached(key, lambda: self._prepare(sql, order_by))
+    def prepare(
+        self, sql: str, *, order_by: Sequence[str] | None = None, principal: Principal | None = None
+    ) -> Plan:
+        """A plan for ``sql`` as ``principal`` sees it.
+
+        Cached per (SQL, catalog version, the policy's cache key for the principal): attribute
+        values are parameters, so principals with the same roles share one decision.
+        """
+        engine = self._policy()
+        who = engine.cache_key(principal) if engine is not None and principal is not None else None
+        key = ("plan", sql, tuple(order_by or ()), self.catalog.version, who)
+        return self._cached(key, lambda: self._prepare(sql, order_by, engine, principal))
 
     def page(self, plan: Plan, *, has_cursor: bool, null_pattern: tuple[bool, ...]) -> PagePlan:
         """The plan wrapped for a keyset page (cached per shape)."""
@@ -184,15 +204,24 @@ class Planner:
         return self._cached(key, lambda: self._page(plan, has_cursor, null_pattern))
 
     # -- preparation -------------------------------------------------------------------
-    def _prepare(self, sql: str, order_by: Sequence[str] | None) -> Plan:
+    def _prepare(
+        self, sql: str, order_by: Sequence[str] | None, engine: Any = None, principal: Principal | None = None
+    ) -> Plan:
         tree = parse_one(sql)
         names = _markers(tree)
         datasets, occurrences = self._resolve(tree)
-        schema = {
-            ds.store: {} for ds in datasets.values()
-        }
+        if engine is not None and principal is None:
+            raise AccessDenied("a principal is required when a policy is applied", rule="default-deny")
+        schema: dict[str, dict[str, dict[str, str]]] = {ds.store: {} for ds in datasets.values()}
         for ds in datasets.values():
-            schema[ds.store][ds.table] = {c.name: _sql_type(c.type) for c in ds.columns}
+            # Columns the principal may not read are not there for it: `*` skips them and a
+            # named reference fails to resolve (the policy engine names the rule).
+            hidden = {c.lower() for c in engine.hidden_columns(ds, principal)} if engine is not None else set()
+            schema[ds.store][ds.table] = {
+                c.name: _sql_type(c.type) for c in ds.columns if c.name.lower() not in hidden
+            }
+            if engine is not None and hidden:
+                _check_hidden(tree, ds, hidden, engine, principal)
         try:
             tree = qualify(
                 tree, schema=schema, dialect=DIALECT, quote_identifiers=False,
@@ -206,6 +235,12 @@ class Planner:
         columns = tuple(tree.named_selects) if isinstance(tree, exp.Query) else ()
         logical = tree.copy()
         sort, unique = _sort_keys(tree, datasets, order_by)
+        decision = None
+        n_user = len(names)
+        if engine is not None:
+            decision = engine.authorize_query(tree, datasets, principal, first_param=n_user)
+            tree = decision.tree
+            names = names + [f"\x00policy{i}" for i in range(len(decision.params))]
         # qualify() normalises identifiers (Snowflake tables are upper case in the catalog).
         by_lower = {name.lower(): ds for name, ds in datasets.items()}
         occurrences = [
@@ -215,18 +250,21 @@ class Planner:
         fingerprint = hashlib.sha256(
             f"{sql}\x00{','.join(order_by or ())}".encode()
         ).hexdigest()[:32]
-        if len(stores) == 1:
+        extra = {"decision": decision, "n_user_params": n_user}
+        single = len(stores) == 1 and _portable(decision, self.stores[next(iter(stores))])
+        if single:
             (store_name,) = stores
             store = self.stores[store_name]
             for node, ds in occurrences:
                 _replace_table(node, store.table_expr(ds.table))
             return Plan(sql, tree, tuple(sorted(datasets)), columns, store_name, None, (),
-                        len(names), tuple(names), fingerprint, sort, unique, logical)
+                        len(names), tuple(names), fingerprint, sort, unique, logical, **extra)
         if not stores:
             # No dataset at all (SELECT 1): run in DuckDB.
             return Plan(sql, tree, (), columns, None, None, (), len(names), tuple(names),
-                        fingerprint, sort, unique, logical)
-        return self._federate(sql, tree, occurrences, datasets, columns, names, fingerprint, sort, unique, logical)
+                        fingerprint, sort, unique, logical, **extra)
+        plan = self._federate(sql, tree, occurrences, datasets, columns, names, fingerprint, sort, unique, logical)
+        return dataclasses.replace(plan, **extra)
 
     def _resolve(self, tree: exp.Expression) -> tuple[dict[str, Dataset], list[exp.Table]]:
         ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
@@ -295,7 +333,7 @@ class Planner:
                 )
                 if predicate is not None:
                     fetch = fetch.where(predicate)
-                materialize = select is None or id(select) not in root_selects
+                materialize = select is None or not _streamable(select, root_selects)
                 sources.append(FedSource(view, ds, "fetch", fetch, materialize, predicate is not None))
             _replace_table(node, exp.Table(this=exp.to_identifier(view)))
         return Plan(sql, tree, tuple(sorted(datasets)), columns, None, engine, tuple(sources),
@@ -427,6 +465,48 @@ def _root_selects(tree: exp.Expression) -> set[int]:
         elif isinstance(node, exp.SetOperation):
             stack.extend([node.this, node.expression])
     return out
+
+
+def _streamable(select: exp.Select, roots: set[int]) -> bool:
+    """Scanned once: a root select, or a subquery (the policy's masking scan) in its FROM/JOIN."""
+    node: exp.Expression | None = select
+    while node is not None:
+        if id(node) in roots:
+            return True
+        parent = node.parent
+        if not isinstance(parent, exp.Subquery) or not isinstance(parent.parent, exp.From | exp.Join):
+            return False
+        node = parent.parent.parent
+    return False
+
+
+def _portable(decision: Any, store: Any) -> bool:
+    """Whether every mask of the decision runs natively in the store's dialect."""
+    if decision is None or not decision.masks:
+        return True
+    from headwater.policy import PORTABLE
+
+    dialect = store.capabilities.dialect
+    native = PORTABLE.get(dialect)
+    if native is None:
+        return True
+    return all(strategy in native for _, _, strategy in decision.masks)
+
+
+def _check_hidden(tree: exp.Expression, ds: Dataset, hidden: set[str], engine: Any, principal: Any) -> None:
+    """A denied column named explicitly gets AccessDenied with the rule, not 'not found'."""
+    rules = engine.hidden_columns(ds, principal)
+    aliases = {ds.table.lower(), ds.name.lower()}
+    for t in tree.find_all(exp.Table):
+        if f"{t.db}.{t.name}".lower() == ds.name.lower():
+            aliases.add(t.alias_or_name.lower())
+    for col in tree.find_all(exp.Column):
+        if col.name.lower() in hidden and (not col.table or col.table.lower() in aliases):
+            rule = next((r for c, r in rules.items() if c.lower() == col.name.lower()), "deny")
+            raise AccessDenied(
+                f"{principal.name} may not read {ds.name}.{col.name} (rule {rule})",
+                rule=rule, dataset=ds.name, column=col.name,
+            )
 
 
 def _columns_of(tree: exp.Expression, alias: str, ds: Dataset) -> list[str]:

@@ -22,6 +22,7 @@ from headwater.errors import (
     HeadwaterError,
     InvalidCursor,
     InvalidInput,
+    QueryRejected,
     WriteError,
 )
 from headwater.principal import Principal
@@ -202,14 +203,25 @@ class Session:
         page comes back with ``next_cursor`` for the following one. Placeholders are ``?``,
         ``$1`` or ``:name``.
         """
-        plan = self.platform.planner.prepare(query, order_by=order_by)
-        values = bind_params(plan, params)
-        self._authorize("select", plan)
-        timeout = timeout_s if timeout_s is not None else self.platform.config.query.timeout_s
-        if page_size is None and cursor is None:
-            reader = self._execute(plan.store, plan, plan.tree, values, timeout)
-            return Result(reader=reader, plan=plan)
-        return self._page(plan, values, page_size, cursor, timeout)
+        plan, values = self._plan(query, params, order_by=order_by)
+        timeout = self._timeout(plan, timeout_s)
+        decision = plan.decision
+        cap = decision.max_rows if decision is not None else None
+        release = self.platform.admit(self.principal, decision.max_concurrent if decision else None)
+        try:
+            if page_size is None and cursor is None:
+                reader = self._execute(plan.store, plan, plan.tree, values, timeout)
+                return Result(reader=_guarded(reader, cap, release), plan=plan)
+            if cap is not None and page_size is not None and page_size > cap:
+                raise QueryRejected(
+                    f"page_size {page_size} exceeds the row cap of {cap} for {self.principal.name}",
+                    rule="max_rows")
+            result = self._page(plan, values, page_size, cursor, timeout)
+        except BaseException:
+            release()
+            raise
+        release()
+        return result
 
     def read(
         self,
@@ -256,9 +268,7 @@ class Session:
 
     def explain(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> str:
         """Where and how a query would run: the store's plan, or the federation plan."""
-        plan = self.platform.planner.prepare(query)
-        values = bind_params(plan, params)
-        self._authorize("select", plan)
+        plan, values = self._plan(query, params)
         if plan.store is not None:
             store = self.platform.store(plan.store)
             sql, vals = store.render(plan.tree, values)
@@ -310,22 +320,62 @@ class Session:
         keys = [key] if isinstance(key, str) else list(key or [])
         if mode is WriteMode.UPSERT:
             _check_upsert_keys(arrow, keys or (existing.primary_key if existing else ()), dataset)
-        self._authorize_write(mode, dataset)
         store = self.platform.store(store_name)
+        self._authorize_write(mode, dataset, existing, arrow, keys, store)
         result = store.write(table, arrow, mode=mode, key=keys)
         if existing is None or result.created:
             self.platform.catalog.register(store_name, store.table(table), kind=store.kind, owner=self.principal.name)
         return result
 
     # -- internals ---------------------------------------------------------------------
-    def _authorize(self, action: str, plan: Plan) -> None:
-        self.platform.authorize(self.principal, action, plan.datasets)
+    def _plan(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None, *,
+        order_by: Sequence[str] | None = None,
+    ) -> tuple[Plan, list[Any]]:
+        """The (cached) plan as this principal sees it, and every parameter value it needs."""
+        plan = self.platform.planner.prepare(query, order_by=order_by, principal=self.principal)
+        values = bind_params(plan, params)
+        if plan.decision is not None:
+            engine = self.platform.policy_engine()
+            if engine is None or engine.policy.version != plan.decision.policy_version:
+                plan = self.platform.planner.prepare(query, order_by=order_by, principal=self.principal)
+                engine = self.platform.policy_engine()
+            if plan.decision is not None and engine is not None:
+                values += engine.params_for(plan.decision, self.principal)
+        return plan, values
 
-    def _authorize_write(self, mode: WriteMode, dataset: str) -> None:
+    def _timeout(self, plan: Plan, timeout_s: float | None) -> float | None:
+        limits = [t for t in (timeout_s, self.platform.config.query.timeout_s) if t is not None]
+        if plan.decision is not None and plan.decision.timeout_s is not None:
+            limits.append(plan.decision.timeout_s)
+        return min(limits) if limits else None
+
+    def _authorize_write(
+        self, mode: WriteMode, dataset: str, existing: Any, rows: pa.Table, keys: list[str], store: Any,
+    ) -> None:
+        engine = self.platform.policy_engine()
+        if engine is None:
+            return
+        target = existing if existing is not None else _new_dataset(dataset, rows, store)
+        columns = list(rows.column_names)
         actions = {WriteMode.APPEND: ("insert",), WriteMode.UPSERT: ("insert", "update"),
                    WriteMode.OVERWRITE: ("insert", "delete")}[mode]
         for action in actions:
-            self.platform.authorize(self.principal, action, (dataset,))
+            engine.authorize_write(target, self.principal, action, columns, rows)
+        if existing is None:
+            return
+        # The rows a write replaces must be inside the principal's row filter too.
+        if mode is WriteMode.OVERWRITE:
+            before = self.platform.system_rows(existing)
+            if before.num_rows:
+                engine.authorize_write(existing, self.principal, "delete", [], before)
+        elif mode is WriteMode.UPSERT:
+            key_cols = keys or list(existing.primary_key)
+            if key_cols:
+                before = self.platform.system_rows(existing, match=rows.select(
+                    [c for c in rows.column_names if c.lower() in {k.lower() for k in key_cols}]))
+                if before.num_rows:
+                    engine.authorize_write(existing, self.principal, "update", [], before)
 
     def _execute(
         self, store_name: str | None, plan: Plan, tree: Any, values: list[Any], timeout: float | None,
@@ -439,6 +489,34 @@ def _check_upsert_keys(data: pa.Table, keys: Sequence[str], dataset: str) -> Non
         col = by_lower.get(k.lower())
         if col is not None and data.column(col).null_count:
             raise WriteError(f"upsert into {dataset}: key columns must not be null", dataset=dataset)
+
+
+def _guarded(reader: pa.RecordBatchReader, cap: int | None, release: Any) -> pa.RecordBatchReader:
+    """Enforce the row cap while streaming; release the concurrency slot when done."""
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        seen = 0
+        try:
+            for batch in reader:
+                seen += batch.num_rows
+                if cap is not None and seen > cap:
+                    raise QueryRejected(
+                        f"the result exceeds the row cap of {cap}; page through it with page_size",
+                        rule="max_rows")
+                yield batch
+        finally:
+            release()
+
+    return pa.RecordBatchReader.from_batches(reader.schema, gen())
+
+
+def _new_dataset(name: str, rows: pa.Table, store: Any) -> Any:
+    """A catalog entry for a dataset a write would create (to authorise creating it)."""
+    from headwater.catalog import CatalogColumn, Dataset
+
+    store_name, _, table = name.partition(".")
+    return Dataset(name=name, store=store_name, table=table, kind=store.kind, location="",
+                   columns=tuple(CatalogColumn(f.name, str(f.type)) for f in rows.schema))
 
 
 def _count_equal(table: pa.Table, keys: list[str], values: tuple[Any, ...]) -> int:
