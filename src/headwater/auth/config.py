@@ -33,7 +33,8 @@ __all__ = ["AuthConfig", "JwtConfig"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # hide_input_in_errors: a validation error must not echo a secret it was given.
+    model_config = ConfigDict(extra="forbid", frozen=False, hide_input_in_errors=True)
 
 
 class JwtConfig(_Model):
