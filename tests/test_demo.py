@@ -16,7 +16,7 @@ def test_demo_builds_every_dataset_and_is_rerunnable(tmp_path: Path) -> None:
         platform = run_demo(tmp_path, console=console, n_customers=300, n_orders=1_500, n_events=900)
         platform.close()
     with Platform.open(tmp_path / "headwater.yaml") as platform:
-        s = platform.session("tester")
+        s = platform.session("alice")
         counts = {
             name: s.sql(f"SELECT count(*) AS n FROM {name}").to_pylist()[0]["n"]
             for name in ("app.customers", "app.orders", "warehouse.order_facts", "lake.web_events")
@@ -27,3 +27,4 @@ def test_demo_builds_every_dataset_and_is_rerunnable(tmp_path: Path) -> None:
     assert "federated in DuckDB" in text
     assert "pages of 2,000" in text
     assert "HEADWATER_CONFIG=" in text
+    assert "AccessDenied" in text and "was allowed" not in text

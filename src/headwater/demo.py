@@ -43,6 +43,36 @@ _PAGES = ["/", "/products", "/products/widget", "/cart", "/checkout", "/account"
 _KINDS = ["view", "view", "view", "click", "add_to_cart", "purchase"]
 EPOCH = dt.datetime(2025, 1, 1)
 
+# The demo's governance contract (documented in the README): alice sees everything, bob sees
+# masked email and phone and no ssn, carol sees EU customers only, with ssn last-4.
+DEMO_POLICY = """\
+version: 1
+roles:
+  admin:
+    grants:
+      - {datasets: "*", actions: [select, insert, update, delete]}
+  analyst:
+    grants:
+      - {datasets: ["app.*", "warehouse.*", "lake.*"], actions: [select]}
+    columns:
+      - {tag: pii.email, mask: email_domain}
+      - {tag: pii.phone, mask: last4}
+      - {tag: pii.ssn, deny: true}
+  support_eu:
+    grants:
+      - {datasets: ["app.customers", "app.orders"], actions: [select]}
+    columns:
+      - {tag: pii.ssn, mask: last4}
+    row_filters:
+      - {datasets: app.customers, where: "country IN principal.countries"}
+principals:
+  alice: {roles: [admin]}
+  bob: {roles: [analyst]}
+  carol: {roles: [support_eu], attributes: {countries: [DE, FR, IT, ES, NL, IE, PL]}}
+  demo: {roles: [admin], kind: service}
+"""
+DEMO_TAGS = {"email": "pii.email", "phone": "pii.phone", "ssn": "pii.ssn", "name": "pii.name"}
+
 
 def _ssn(rng: random.Random) -> str:
     area = rng.choice([a for a in range(1, 900) if a != 666][:800])
@@ -215,11 +245,42 @@ def run_demo(
     print_table(console, back)
     step.done("upsert replaced customer 1, append added a new customer; each write is atomic")
 
+    with step("Governance: one policy, three principals, three views of the same data"):
+        for column, tag in DEMO_TAGS.items():
+            platform.catalog.set_tags("app.customers", column, [tag])
+        policy_path = directory / "policy.yaml"
+        policy_path.write_text(DEMO_POLICY)
+        version, _ = platform.policies.apply(DEMO_POLICY, source=str(policy_path), applied_by="demo")
+    step.done(f"tagged app.customers (email, phone, ssn, name), applied {policy_path.name} as "
+              f"policy version {version.version}: default deny from now on")
+    q = "SELECT * FROM app.customers ORDER BY id LIMIT 3"
+    for who, what in (("alice", "admin: everything"), ("bob", "analyst: email domain, phone last-4, no ssn"),
+                      ("carol", "support_eu: EU customers only, ssn last-4")):
+        rows = platform.session(who).sql(q).to_arrow()
+        print_table(console, rows, title=f"{who} ({what}) — {q}")
+    counts = {who: platform.session(who).sql("SELECT count(*) AS n FROM app.customers").to_pylist()[0]["n"]
+              for who in ("alice", "bob", "carol")}
+    step.done(f"row counts: alice {counts['alice']:,}, bob {counts['bob']:,}, carol {counts['carol']:,} "
+              "(carol's row filter binds her countries as parameters)")
+    from headwater.errors import AccessDenied, QueryRejected
+
+    for who, attempt in (("bob", "SELECT ssn FROM app.customers"),
+                         ("bob", "SELECT count(*) FROM app.customers WHERE email LIKE 'ada%'"),
+                         ("carol", "SELECT * FROM warehouse.order_facts"),
+                         ("mallory", "SELECT * FROM app.customers")):
+        try:
+            platform.session(who).sql(attempt).to_arrow()
+            console.print(f"  [red]✗ {who}: {attempt} was allowed[/red]", highlight=False)
+        except (AccessDenied, QueryRejected) as err:
+            console.print(f"  [green]✓[/green] {who}: [dim]{attempt}[/dim] → {type(err).__name__}: {err}",
+                          highlight=False)
+
     console.print(Panel.fit(
         f"Done in {time.perf_counter() - step.t0:.1f}s. The platform stays in {directory}; try\n"
         f"  HEADWATER_CONFIG={directory}/headwater.yaml headwater catalog ls\n"
-        f"  HEADWATER_CONFIG={directory}/headwater.yaml headwater sql "
-        "\"SELECT country, count(*) AS n FROM app.customers GROUP BY 1 ORDER BY 2 DESC\"",
+        f"  HEADWATER_CONFIG={directory}/headwater.yaml headwater sql --as carol "
+        "\"SELECT country, count(*) AS n FROM app.customers GROUP BY 1 ORDER BY 2 DESC\"\n"
+        f"  HEADWATER_CONFIG={directory}/headwater.yaml headwater sql --as bob \"SELECT * FROM app.customers LIMIT 5\"",
         border_style="green"))
     return platform
 
@@ -227,7 +288,7 @@ def run_demo(
 def _reset(directory: Path) -> None:
     """Remove what an earlier demo run left (only files the demo creates)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("app.db", "app.db-wal", "app.db-shm", "warehouse.duckdb", "warehouse.duckdb.wal",
+    for name in ("policy.yaml", "secret.key", "app.db", "app.db-wal", "app.db-shm", "warehouse.duckdb", "warehouse.duckdb.wal",
                  "metadata.db", "metadata.db-wal", "metadata.db-shm", "headwater.yaml"):
         (directory / name).unlink(missing_ok=True)
     shutil.rmtree(directory / "lake", ignore_errors=True)

@@ -28,7 +28,9 @@ def run(demo_config: Path):
     runner = CliRunner()
 
     def invoke(*args: str) -> object:
-        return runner.invoke(app, list(args), env={"HEADWATER_CONFIG": str(demo_config)}, catch_exceptions=False)
+        # The demo applies its policy (default deny), so act as its admin unless told otherwise.
+        env = {"HEADWATER_CONFIG": str(demo_config), "USER": "alice"}
+        return runner.invoke(app, list(args), env=env, catch_exceptions=False)
 
     return invoke
 
@@ -47,6 +49,7 @@ def test_sql_json_is_one_object_with_cursor(run) -> None:
 
 def test_sql_as_principal_and_last_page_has_null_cursor(run) -> None:
     res = run("sql", "SELECT count(*) AS n FROM app.orders", "--format", "json", "--as", "bob")
+    assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["rows"] == [{"n": 2_000}]
     assert doc["next_cursor"] is None
@@ -55,7 +58,7 @@ def test_sql_as_principal_and_last_page_has_null_cursor(run) -> None:
 def test_cursor_from_another_principal_is_refused(run) -> None:
     q = "SELECT id FROM app.customers"
     token = json.loads(run("sql", q, "--format", "json", "--page-size", "2", "--as", "alice").stdout)["next_cursor"]
-    res = run("sql", q, "--format", "json", "--page-size", "2", "--as", "mallory", "--cursor", token)
+    res = run("sql", q, "--format", "json", "--page-size", "2", "--as", "carol", "--cursor", token)
     assert res.exit_code == 1
     assert "InvalidCursor" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout
@@ -123,3 +126,37 @@ def test_init_writes_a_usable_config(tmp_path: Path) -> None:
     assert (tmp_path / ".headwater" / "metadata.db").exists()
     again = runner.invoke(app, ["init", "--dir", str(tmp_path)])
     assert again.exit_code == 1 and "already exists" in again.stderr
+
+
+def test_demo_principals_see_the_documented_views(run) -> None:
+    q = "SELECT * FROM app.customers ORDER BY id LIMIT 50"
+    alice = json.loads(run("sql", q, "-f", "json", "--as", "alice").stdout)
+    bob = json.loads(run("sql", q, "-f", "json", "--as", "bob").stdout)
+    carol = json.loads(run("sql", q, "-f", "json", "--as", "carol").stdout)
+    assert "ssn" in alice["columns"] and "ssn" not in bob["columns"]
+    assert all(r["email"].startswith("***@") for r in bob["rows"])
+    assert all(r["phone"].startswith("****") for r in bob["rows"])
+    eu = {"DE", "FR", "IT", "ES", "NL", "IE", "PL"}
+    assert carol["rows"] and all(r["country"] in eu for r in carol["rows"])
+    assert all(r["ssn"].startswith("****") and "@" in r["email"] and not r["email"].startswith("***")
+               for r in carol["rows"])
+    denied = run("sql", "SELECT ssn FROM app.customers", "--as", "bob")
+    assert denied.exit_code == 1 and "AccessDenied" in denied.stderr and "rule" in denied.stderr
+    nobody = run("sql", "SELECT 1 AS x FROM app.customers", "--as", "mallory")
+    assert nobody.exit_code == 1 and "default-deny" in nobody.stderr
+
+
+def test_policy_commands(run, tmp_path: Path) -> None:
+    shown = run("policy", "show")
+    assert shown.exit_code == 0 and "support_eu" in shown.stdout
+    edited = tmp_path / "policy.yaml"
+    edited.write_text(shown.stdout.replace("{tag: pii.phone, mask: last4}", "{tag: pii.phone, mask: redact}"))
+    assert run("policy", "validate", str(edited)).exit_code == 0
+    diff = run("policy", "diff", str(edited))
+    assert diff.exit_code == 0 and "redact" in diff.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nroles:\n  x:\n    grants:\n      - {datasets: '*', actions: [fly]}\n")
+    res = run("policy", "validate", str(bad))
+    assert res.exit_code == 1 and "PolicyError" in res.stderr and ":5" in res.stderr
+    hist = run("policy", "show", "--history")
+    assert hist.exit_code == 0 and "demo" in hist.stdout

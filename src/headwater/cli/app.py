@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="Browse and sync the catalog.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+policy_app = typer.Typer(help="Policy as code: validate, apply, diff, show.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -201,6 +203,92 @@ def catalog_sync(
             err_console.print(f"[red]store {store_name} could not be read:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
         if report.errors:
             raise typer.Exit(1)
+
+
+PolicyFile = Annotated[Path, typer.Argument(help="Policy YAML file.", exists=False)]
+
+
+def _read_policy(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise InvalidInput(f"cannot read {path}: {err.strerror}") from None
+
+
+@policy_app.command("validate")
+@handle_errors
+def policy_validate(path: PolicyFile) -> None:
+    """Check a policy file; errors name the file and line."""
+    from headwater.policy import load_policy
+
+    policy = load_policy(_read_policy(path), source=str(path))
+    console.print(f"{path}: valid ({len(policy.roles)} roles, {len(policy.principals)} principals, "
+                  f"version {policy.version[:12]})")
+
+
+@policy_app.command("apply")
+@handle_errors
+def policy_apply(
+    path: PolicyFile,
+    config: ConfigOpt = None,
+    as_: Annotated[str | None, typer.Option("--as", help="Who applies it (recorded).")] = None,
+) -> None:
+    """Validate and apply a policy: it becomes the newest version, in force at once."""
+    with open_platform(config) as platform:
+        before = platform.policies.latest()
+        version, policy = platform.policies.apply(
+            _read_policy(path), source=str(path), applied_by=as_ or os.environ.get("USER") or "local")
+        if before is not None and before.version == version.version:
+            console.print(f"unchanged: version {version.version} is already in force")
+        else:
+            console.print(f"applied {path} as policy version {version.version} "
+                          f"({len(policy.roles)} roles, {len(policy.principals)} principals)")
+
+
+@policy_app.command("diff")
+@handle_errors
+def policy_diff(path: PolicyFile, config: ConfigOpt = None) -> None:
+    """What applying a file would change against the policy in force."""
+    from headwater.policy import load_policy
+
+    new = load_policy(_read_policy(path), source=str(path))
+    with open_platform(config) as platform:
+        current = platform.policies.latest()
+        if current is None:
+            console.print("no policy in force: applying would turn on default-deny governance")
+            return
+        old = load_policy(current.document, source=f"version {current.version}")
+        lines = old.diff(new)
+        for line in lines:
+            style = {"+": "green", "-": "red"}.get(line[:1], "yellow")
+            console.print(f"[{style}]{escape(line)}[/{style}]", highlight=False)
+        if not lines:
+            console.print("no changes")
+
+
+@policy_app.command("show")
+@handle_errors
+def policy_show(
+    config: ConfigOpt = None,
+    version: Annotated[int | None, typer.Option("--version", help="An older version.")] = None,
+    history: Annotated[bool, typer.Option("--history", help="List every version.")] = False,
+) -> None:
+    """Print the policy in force (or a version, or the history)."""
+    with open_platform(config) as platform:
+        if history:
+            t = Table(header_style="bold cyan")
+            for col in ("version", "applied at", "by", "source", "hash"):
+                t.add_column(col)
+            for v in platform.policies.history():
+                t.add_row(str(v.version), v.applied_at.isoformat(timespec="seconds"), v.applied_by,
+                          escape(v.source or ""), v.content_hash[:12])
+            console.print(t)
+            return
+        doc = platform.policies.get(version) if version is not None else platform.policies.latest()
+        if doc is None:
+            raise InvalidInput("no such policy version" if version is not None else
+                               "no policy applied; the platform is open (apply one with `headwater policy apply`)")
+        sys.stdout.write(doc.document if doc.document.endswith("\n") else doc.document + "\n")
 
 
 def main() -> None:
