@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from headwater.auth.config import AuthConfig
 from headwater.errors import ConfigError
 
 __all__ = [
@@ -145,6 +146,7 @@ class Config(_Model):
     metadata: MetadataConfig = Field(default_factory=MetadataConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     source: str | None = Field(None, exclude=True, description="File the config came from.")
 
     @classmethod

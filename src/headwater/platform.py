@@ -52,6 +52,7 @@ class Platform:
 
         self.policies = PolicyStore(self.meta, hmac_key=_derive(secret, "masks"))
         self.planner = Planner(self.catalog, _LazyStores(self), policy=self.policies.engine)
+        self._authenticator: Any = None
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
 
@@ -170,11 +171,25 @@ class Platform:
             principal = os.environ.get("USER") or "local"
         return Session(self, Principal.of(principal))
 
-    def authenticate(self, token: str) -> Principal:
-        """The principal a token (API key or JWT) stands for; ``AuthenticationError`` otherwise."""
-        from headwater.auth import authenticate_token
+    @property
+    def authenticator(self) -> Any:
+        """The :class:`headwater.auth.Authenticator` (API keys, and JWT when configured)."""
+        if self._authenticator is None:
+            self._authenticator = self.config.auth.build(self.meta, base_dir=self.dir)
+        return self._authenticator
 
-        return authenticate_token(self, token)
+    @property
+    def api_keys(self) -> Any:
+        """The platform's :class:`headwater.auth.ApiKeys`."""
+        return self.authenticator.api_keys
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal a token (API key or JWT) stands for; ``AuthenticationError`` otherwise.
+
+        Roles and attributes carried by a JWT are used; an API key's principal gets its roles
+        and attributes from the policy.
+        """
+        return self.authenticator.authenticate(token).principal()
 
     def policy_engine(self) -> Any:
         """The policy engine in force, or None when no policy has been applied (open platform)."""

@@ -160,3 +160,25 @@ def test_policy_commands(run, tmp_path: Path) -> None:
     assert res.exit_code == 1 and "PolicyError" in res.stderr and ":5" in res.stderr
     hist = run("policy", "show", "--history")
     assert hist.exit_code == 0 and "demo" in hist.stdout
+
+
+def test_api_keys_lifecycle(run) -> None:
+    created = run("keys", "create", "carol", "--expires", "1d", "--description", "ci")
+    assert created.exit_code == 0
+    fields = dict(line.split(":", 1) for line in created.stdout.strip().splitlines())
+    key_id, secret, token = fields["key id"].strip(), fields["secret"].strip(), fields["token"].strip()
+    assert token == f"{key_id}.{secret}"
+    listed = json.loads(run("keys", "ls", "--format", "json").stdout)
+    mine = [k for k in listed if k["key_id"] == key_id]
+    assert mine and mine[0]["active"] and mine[0]["principal"] == "carol"
+    assert secret not in run("keys", "ls").stdout
+    q = "SELECT DISTINCT country FROM app.customers"
+    ok = run("sql", q, "-f", "json", "--token", token)
+    assert ok.exit_code == 0, ok.stderr
+    assert {r["country"] for r in json.loads(ok.stdout)["rows"]} <= {"DE", "FR", "IT", "ES", "NL", "IE", "PL"}
+    assert run("keys", "revoke", key_id).exit_code == 0
+    for bad in (token, f"{key_id}.wrong", "hwk_nosuchkey12.x", "not-a-token"):
+        res = run("sql", q, "--token", bad)
+        assert res.exit_code == 1 and "AuthenticationError" in res.stderr and "invalid credentials" in res.stderr
+        assert secret not in res.stderr
+    assert run("keys", "create", "bob", "--expires", "soon").exit_code == 1

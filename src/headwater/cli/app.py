@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="Browse and sync the catalog.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 policy_app = typer.Typer(help="Policy as code: validate, apply, diff, show.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
@@ -101,7 +103,8 @@ def demo(
 def sql_cmd(
     query: Annotated[str, typer.Argument(help="One SELECT; datasets are named <store>.<table>.")],
     config: ConfigOpt = None,
-    as_: Annotated[str | None, typer.Option("--as", help="Principal to run as.")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="Principal to run as (trusted local use).")] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="HEADWATER_TOKEN", help="API key or JWT to authenticate with.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or parquet.")] = "table",
     page_size: Annotated[int | None, typer.Option("--page-size", help="Rows per page (keyset paging).")] = None,
     cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of the previous page.")] = None,
@@ -115,7 +118,7 @@ def sql_cmd(
         raise InvalidInput(f"unknown format {fmt!r}; use table, json, csv or parquet")
     params = [_parse_param(p) for p in param or []]
     with open_platform(config) as platform:
-        session = platform.session(as_)
+        session = platform.session(token=token) if token else platform.session(as_)
         result = session.sql(query, params or None, page_size=page_size, cursor=cursor)
         write_result(result, fmt, console=console if fmt == "table" else err_console, output=output,
                      paged=page_size is not None or cursor is not None)
@@ -203,6 +206,71 @@ def catalog_sync(
             err_console.print(f"[red]store {store_name} could not be read:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
         if report.errors:
             raise typer.Exit(1)
+
+
+def _duration(text: str) -> Any:
+    import datetime as dt
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text or "")
+    if not m:
+        raise InvalidInput(f"--expires takes a duration like 30m, 12h, 90d or 2w, not {text!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit]: n})
+
+
+@keys_app.command("create")
+@handle_errors
+def keys_create(
+    principal: Annotated[str, typer.Argument(help="Principal the key authenticates as.")],
+    config: ConfigOpt = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="Lifetime: 30m, 12h, 90d, 2w.")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="What the key is for.")] = None,
+) -> None:
+    """Create an API key; its secret is printed once and cannot be shown again."""
+    with open_platform(config) as platform:
+        key = platform.api_keys.create(principal, expires_in=_duration(expires) if expires else None,
+                                       description=description)
+        sys.stdout.write(f"key id: {key.key_id}\nsecret: {key.secret}\ntoken:  {key.token}\n")
+        err_console.print("Store the token now (key id + secret): it is shown only once; only a slow hash is kept.")
+
+
+@keys_app.command("ls")
+@handle_errors
+def keys_ls(
+    config: ConfigOpt = None,
+    principal: Annotated[str | None, typer.Option("--principal", help="Only this principal's keys.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List API keys (never their secrets)."""
+    import datetime as dt
+
+    with open_platform(config) as platform:
+        keys = platform.api_keys.list(principal)
+        now = dt.datetime.now(dt.UTC)
+        if fmt == "json":
+            sys.stdout.write(json.dumps([
+                {"key_id": k.key_id, "principal": k.principal, "created_at": k.created_at.isoformat(),
+                 "expires_at": k.expires_at.isoformat() if k.expires_at else None,
+                 "revoked": k.revoked_at is not None, "active": k.is_active(now)} for k in keys]) + "\n")
+            return
+        t = Table(header_style="bold cyan")
+        for col in ("key id", "principal", "created", "expires", "state"):
+            t.add_column(col)
+        for k in keys:
+            state = "revoked" if k.revoked_at else ("active" if k.is_active(now) else "expired")
+            t.add_row(k.key_id, escape(k.principal), k.created_at.isoformat(timespec="seconds"),
+                      k.expires_at.isoformat(timespec="seconds") if k.expires_at else "-", state)
+        console.print(t)
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (hwk_...).")], config: ConfigOpt = None) -> None:
+    """Revoke an API key (other processes stop accepting it within the verification cache TTL)."""
+    with open_platform(config) as platform:
+        platform.api_keys.revoke(key_id)
+        console.print(f"revoked {key_id}")
 
 
 PolicyFile = Annotated[Path, typer.Argument(help="Policy YAML file.", exists=False)]
