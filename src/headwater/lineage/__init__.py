@@ -87,11 +87,6 @@ __all__ = [
 
 
 def schema_from_catalog(catalog: Catalog) -> Any:
-    """A ``schema`` callable for :func:`column_lineage` that reads the catalog
-    (dataset name -> {column: type}, None for an unknown dataset)."""
-
-    def lookup(name: str) -> dict[str, str] | None:
-        ds = catalog.find(name)
-        return None if ds is None else {c.name: c.type for c in ds.columns}
-
-    return lookup
+    """A ``schema`` callable for :func:`column_lineage` that reads the catalog (the ``Dataset``
+    of a name, None for an unknown dataset)."""
+    return catalog.find

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from headwater.lineage._identity import IdentityMap
 
 if TYPE_CHECKING:
-    from headwater.catalog import Dataset
     from headwater.lineage._extract import LineageResult
 
 __all__ = [
@@ -64,7 +63,6 @@ FACET_SCHEMA_URLS = {
 }
 """The ``_schemaURL`` of each facet Headwater writes, by facet key."""
 
-DatasetRef = "str | Dataset"
 ColumnsLike = Mapping[str, str] | Sequence[tuple[str, str]]
 
 

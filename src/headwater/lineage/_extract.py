@@ -46,9 +46,10 @@ __all__ = [
 DIRECT = "DIRECT"
 INDIRECT = "INDIRECT"
 
-SchemaLike = Mapping[str, Mapping[str, str]] | Callable[[str], Mapping[str, str] | None]
+SchemaLike = Mapping[str, Mapping[str, str]] | Callable[[str], Any]
 """Columns (name -> SQL type) by dataset ``<store>.<table>``, or a function of the dataset name
-returning them (None when the dataset is unknown)."""
+returning them, or the catalog ``Dataset`` (whose name is then the canonical spelling), or None
+when the dataset is unknown."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -333,7 +334,7 @@ class _Walker:
             if node.args.get("order") is not None:
                 self._collect(scope, node.args["order"], wmode, acc, outputs)
             return
-        if isinstance(node, exp.AggFunc):
+        if isinstance(node, exp.AggFunc) and not isinstance(node, _VALUE_FUNCTIONS):
             amode = mode if mode.type == INDIRECT else _compose(AGGREGATE, mode)
             for child in node.iter_expressions():
                 self._collect(scope, child, amode, acc, outputs)
@@ -436,6 +437,12 @@ class _Walker:
         return self.fields.get(dataset, {}).get(name.lower(), name)
 
 
+# Window functions sqlglot files under AggFunc that pick one row's value rather than combine rows.
+_VALUE_FUNCTIONS = tuple(
+    getattr(exp, n) for n in ("Lag", "Lead", "FirstValue", "LastValue", "NthValue", "AnyValue")
+    if hasattr(exp, n)
+)
+
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ)
 
 
@@ -471,9 +478,14 @@ def _schema_for(names: Iterable[str], schema: SchemaLike) -> dict[str, dict[str,
     out: dict[str, dict[str, str]] = {}
     if callable(schema):
         for n in dict.fromkeys(names):
-            cols = schema(n)
-            if cols is not None:
-                out[n] = dict(cols)
+            got = schema(n)
+            if got is None:
+                continue
+            if hasattr(got, "columns") and hasattr(got, "name"):
+                # A catalog Dataset: its name is the canonical spelling.
+                out[got.name] = {c.name: c.type for c in got.columns}
+            else:
+                out[n] = dict(got)
         return out
     by_lower = {k.lower(): k for k in schema}
     for n in dict.fromkeys(names):
@@ -566,7 +578,11 @@ def column_lineage(
     target_schema = None
     if target is not None:
         key = next((k for k in found if k.lower() == target.lower()), None)
-        target_schema = found.pop(key) if key is not None and target not in names else found.get(key or "")
+        if key is not None:
+            target_schema = found[key]
+            result.target = key
+            if key.lower() not in {n.lower() for n in names}:
+                del found[key]
     try:
         qualified = qualify(
             query, schema=_sqlglot_schema(found), dialect=dialect, quote_identifiers=False,
