@@ -1,0 +1,45 @@
+"""Tamper-evident audit log: hash-chained records in the metadata store.
+
+::
+
+    from headwater.audit import AuditEvent, AuditLog, normalise_sql
+
+    audit = AuditLog(meta, signing_key=key, checkpoint_every=1000, retention_days=365)
+    audit.record(AuditEvent(actor="alice", action="query", datasets=["app.orders"],
+                            statement=normalise_sql(sql), rows=12, duration_ms=3.1))
+    report = audit.verify()          # VerifyReport(ok, records_checked, first_bad_seq, problem)
+    audit.query(actor="alice", since=yesterday)
+    audit.export("audit.parquet", format="parquet", dataset="app.orders")
+
+Each record's hash covers its seq, timestamp, fields and the previous record's hash; every
+``checkpoint_every`` records, and at every append for the chain head, (seq, hash) is signed
+with HMAC-SHA256. Editing, deleting, inserting or reordering records, or cutting the tail, is
+reported by :meth:`AuditLog.verify` with the first bad seq. The log has no update or delete
+API; :meth:`AuditLog.apply_retention` drops old records behind a signed anchor.
+
+What a hash chain cannot show: someone holding both database write access and the signing
+key can rewrite anything; and wiping the whole log (records, checkpoints and head) leaves an
+empty, valid log. Copy :meth:`AuditLog.checkpoints` elsewhere to anchor against both.
+"""
+
+from headwater.audit._log import AuditLog
+from headwater.audit._model import (
+    ACTIONS,
+    AuditEvent,
+    AuditIntegrityError,
+    AuditRecord,
+    Checkpoint,
+    VerifyReport,
+)
+from headwater.audit._normalise import normalise_sql
+
+__all__ = [
+    "ACTIONS",
+    "AuditEvent",
+    "AuditIntegrityError",
+    "AuditLog",
+    "AuditRecord",
+    "Checkpoint",
+    "VerifyReport",
+    "normalise_sql",
+]
