@@ -222,6 +222,13 @@ class Bus(Protocol):
         backend allows; all-or-nothing on the embedded log."""
         ...
 
+    def publish_raw(
+        self, topic: str, value: bytes, key: str | None = None, *, msg_id: str | None = None
+    ) -> PublishResult:
+        """Publish bytes as they are, valid envelope or not (dead-letter replays keep the
+        original bytes). ``msg_id`` is the broker de-duplication id where supported."""
+        ...
+
     def subscribe(
         self,
         topic: str,

@@ -269,9 +269,12 @@ class EmbeddedBus:
         encoded = [(ev, key, ev.to_json(max_bytes=limit)) for ev, key in pairs]
         return self._append(topic, encoded)
 
-    def publish_raw(self, topic: str, value: bytes, key: str | None = None) -> PublishResult:
-        """Append bytes that may not be a valid envelope (tests and replays of malformed
-        input use this; consumers dead-letter such messages at the *deserialise* stage)."""
+    def publish_raw(
+        self, topic: str, value: bytes, key: str | None = None, *, msg_id: str | None = None
+    ) -> PublishResult:
+        """Append bytes as they are (replays of dead letters, tests of malformed input;
+        consumers dead-letter bytes that do not parse at the *deserialise* stage).
+        ``msg_id`` is accepted for symmetry and ignored (no broker de-duplication here)."""
         if len(value) > self.capabilities.max_event_bytes:
             raise EventTooLarge(
                 f"message is {len(value)} bytes; the limit is {self.capabilities.max_event_bytes}",

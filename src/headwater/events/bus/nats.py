@@ -256,8 +256,19 @@ class NatsBus:
         encoded = [(ev.id, key, ev.to_json(max_bytes=limit)) for ev, key in split_batch(events)]
         return self._publish_encoded(topic, encoded)
 
-    def publish_raw(self, topic: str, value: bytes, key: str | None = None, msg_id: str | None = None) -> PublishResult:
-        """Publish bytes that may not be a valid envelope (tests, replays of malformed input)."""
+    def publish_raw(
+        self, topic: str, value: bytes, key: str | None = None, *, msg_id: str | None = None
+    ) -> PublishResult:
+        """Publish bytes as they are (replays, tests of malformed input), de-duplicated by
+        ``msg_id`` when given."""
+        if len(value) > self.capabilities.max_event_bytes:
+            from headwater.events.bus.errors import EventTooLarge
+
+            raise EventTooLarge(
+                f"message is {len(value)} bytes; the limit is {self.capabilities.max_event_bytes}",
+                size=len(value),
+                limit=self.capabilities.max_event_bytes,
+            )
         return self._publish_encoded(topic, [(msg_id, key, value)])[0]
 
     def _publish_encoded(

@@ -1,0 +1,301 @@
+"""Consumers: run a handler over a topic with retries, then dead-letter; never loop forever.
+
+:class:`EventConsumer` fetches batches from a bus consumer group and, for each message:
+
+1. **deserialise** -- a message that is not a valid envelope is dead-lettered at once;
+2. **validate** -- with a :class:`~headwater.events.producer.SchemaValidator`, a payload that
+   breaks the schema named by its ``schemaid`` (or names an unknown id) is dead-lettered at
+   once (retrying cannot fix it);
+3. **handle** -- the handler runs; when it raises, the message is nacked with exponential
+   backoff and full jitter (``RetryPolicy``) and retried on redelivery, up to
+   ``max_attempts``; then it is dead-lettered with the last error. Errors that are
+   :class:`~headwater.errors.InvalidInput` (bad data, not bad luck) skip the retries.
+
+Dead letters are written before the message is acked, and the store keeps one row per (group,
+event), so a crash in between only updates the same row on redelivery.
+
+**Poison messages never loop forever.** The bus subscription allows ``max_attempts + 1``
+deliveries: a message whose handler crashed the whole process (so it could not even be
+nacked) comes back with ``delivery > max_attempts`` and is dead-lettered *without* running
+the handler again. And since acks are per message, a poison message never blocks the messages
+behind it in its partition.
+
+Handlers take one :class:`~headwater.events.envelope.Event`, or -- with ``batch=True`` -- a
+list of events (sinks use this for throughput); a failing batch is retried event by event so
+only the bad ones are retried and dead-lettered.
+
+Synchronous: :meth:`EventConsumer.run` blocks the calling thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from headwater.errors import InvalidInput, NotFound
+from headwater.events.bus.base import Bus, Consumer, Message, SubscriptionOptions
+from headwater.events.bus.errors import InvalidEvent
+from headwater.events.dlq import DeadLetterStore, Stage
+from headwater.events.envelope import Event
+
+__all__ = ["ConsumerStats", "EventConsumer", "RetryPolicy"]
+
+logger = logging.getLogger("headwater")
+
+Handler = Callable[[Event], Any]
+BatchHandler = Callable[[list[Event]], Any]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt *n* waits a random time in
+    ``[0, min(max_delay, base * factor**(n-1))]`` (AWS' "full jitter")."""
+
+    max_attempts: int = 5
+    """Handler attempts before the message is dead-lettered."""
+    base: float = 0.2
+    factor: float = 2.0
+    max_delay: float = 30.0
+    jitter: bool = True
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        cap = min(self.max_delay, self.base * self.factor ** max(attempt - 1, 0))
+        if not self.jitter:
+            return cap
+        return (rng or random).uniform(0, cap)
+
+
+@dataclass
+class ConsumerStats:
+    """Counters of one :meth:`EventConsumer.run` or :meth:`EventConsumer.poll`."""
+
+    handled: int = 0
+    """Messages whose handler succeeded (and were acked)."""
+    retried: int = 0
+    """Failed attempts that were nacked for a retry."""
+    dead_lettered: int = 0
+    by_stage: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: ConsumerStats) -> None:
+        self.handled += other.handled
+        self.retried += other.retried
+        self.dead_lettered += other.dead_lettered
+        for k, v in other.by_stage.items():
+            self.by_stage[k] = self.by_stage.get(k, 0) + v
+
+
+_TERMINAL = (InvalidInput,)
+"""Errors retrying cannot fix (bad data); they go straight to the dead-letter store."""
+
+
+class EventConsumer:
+    """Runs ``handler`` for consumer ``group`` on ``topic``, with retries and dead letters.
+
+    ``stage`` names what the handler does in dead-letter reasons (``handle``; sinks use
+    ``sink``, routers ``route``). ``ack_wait`` is how long a fetched message may be held
+    before the bus redelivers it (set it above the slowest handler call).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        topic: str,
+        group: str,
+        handler: Handler | BatchHandler,
+        *,
+        dead_letters: DeadLetterStore,
+        retry: RetryPolicy | None = None,
+        validator: Any = None,
+        batch: bool = False,
+        batch_size: int = 500,
+        ack_wait: float = 30.0,
+        stage: Stage | str = Stage.HANDLE,
+        terminal: tuple[type[BaseException], ...] = _TERMINAL,
+        seed: int | None = None,
+    ) -> None:
+        self.bus = bus
+        self.topic = topic
+        self.group = group
+        self.handler = handler
+        self.dead_letters = dead_letters
+        self.retry = retry or RetryPolicy()
+        self.validator = validator
+        self.batch = batch
+        self.batch_size = batch_size
+        self.stage = Stage(stage)
+        self.terminal = terminal
+        self._rng = random.Random(seed)
+        self._first_failure: dict[tuple[int, int], datetime] = {}
+        self._stop = threading.Event()
+        self.consumer: Consumer = bus.subscribe(
+            topic,
+            group,
+            options=SubscriptionOptions(
+                max_deliveries=self.retry.max_attempts + 1, ack_wait=ack_wait
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"EventConsumer(topic={self.topic!r}, group={self.group!r})"
+
+    # -- control -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current batch (thread-safe)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Leave the group."""
+        self.consumer.close()
+
+    def __enter__(self) -> EventConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lag(self) -> int:
+        """Messages of the topic the group has not finished yet."""
+        return sum(self.consumer.lag().values())
+
+    def run(
+        self,
+        *,
+        max_messages: int | None = None,
+        idle_timeout: float | None = None,
+        poll_timeout: float = 0.5,
+    ) -> ConsumerStats:
+        """Consume until :meth:`stop`, ``max_messages`` finished (handled or dead-lettered),
+        or nothing arrived for ``idle_timeout`` seconds."""
+        stats = ConsumerStats()
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            if max_messages is not None and stats.handled + stats.dead_lettered >= max_messages:
+                break
+            got = self.poll(timeout=poll_timeout)
+            stats.add(got)
+            if got.handled or got.dead_lettered or got.retried:
+                idle_since = time.monotonic()
+            elif idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                break
+        return stats
+
+    # -- one batch ---------------------------------------------------------------------------
+    def poll(self, *, timeout: float = 0.5) -> ConsumerStats:
+        """Fetch one batch and process it completely (every message acked or nacked)."""
+        stats = ConsumerStats()
+        messages = self.consumer.fetch(self.batch_size, timeout=timeout)
+        if not messages:
+            return stats
+        done: list[Message] = []
+        ready: list[tuple[Message, Event]] = []
+        for msg in messages:
+            if msg.delivery > self.retry.max_attempts:
+                self._dead(
+                    msg, None, self.stage,
+                    ("DeliveryLimitExceeded",
+                     f"delivered {msg.delivery} times without an ack (the consumer crashed or "
+                     "timed out while handling it); not retried"),
+                    attempts=msg.delivery - 1, stats=stats,
+                )
+                done.append(msg)
+                continue
+            try:
+                event = msg.event()
+            except InvalidEvent as err:
+                self._dead(msg, None, Stage.DESERIALISE, err, attempts=1, stats=stats)
+                done.append(msg)
+                continue
+            if self.validator is not None:
+                try:
+                    self.validator.validate(event)
+                except (InvalidInput, NotFound) as err:
+                    self._dead(msg, event, Stage.VALIDATE, err, attempts=1, stats=stats)
+                    done.append(msg)
+                    continue
+            ready.append((msg, event))
+        if ready:
+            if self.batch:
+                try:
+                    self.handler([e for _, e in ready])  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001 - isolate the bad events one by one
+                    logger.debug("batch handler failed; retrying events one by one", exc_info=True)
+                    for msg, event in ready:
+                        if self._handle_one(msg, event, stats, lambda e: self.handler([e])):  # type: ignore[list-item]
+                            done.append(msg)
+                else:
+                    stats.handled += len(ready)
+                    done.extend(m for m, _ in ready)
+            else:
+                for msg, event in ready:
+                    if self._handle_one(msg, event, stats, self.handler):  # type: ignore[arg-type]
+                        done.append(msg)
+        self.consumer.ack_many(done)
+        return stats
+
+    def _handle_one(
+        self, msg: Message, event: Event, stats: ConsumerStats, call: Callable[[Event], Any]
+    ) -> bool:
+        """Run the handler; True when the message is finished (handled or dead-lettered)."""
+        try:
+            call(event)
+        except Exception as err:  # noqa: BLE001 - every handler error is retried or dead-lettered
+            pos = (msg.partition, msg.offset)
+            self._first_failure.setdefault(pos, datetime.now(UTC))
+            if isinstance(err, self.terminal) or msg.delivery >= self.retry.max_attempts:
+                self._dead(msg, event, self.stage, err, attempts=msg.delivery, stats=stats)
+                return True
+            stats.retried += 1
+            self.consumer.nack(msg, delay=self.retry.delay(msg.delivery, self._rng))
+            return False
+        self._first_failure.pop((msg.partition, msg.offset), None)
+        stats.handled += 1
+        return True
+
+    def _dead(
+        self,
+        msg: Message,
+        event: Event | None,
+        stage: Stage,
+        error: BaseException | tuple[str, str],
+        *,
+        attempts: int,
+        stats: ConsumerStats,
+    ) -> None:
+        first = self._first_failure.pop((msg.partition, msg.offset), None)
+        self.dead_letters.add(
+            msg.value,
+            stage=stage,
+            error=error,
+            attempts=attempts,
+            consumer_group=self.group,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            event=event,
+            first_failure_at=first,
+        )
+        stats.dead_lettered += 1
+        stats.by_stage[stage.value] = stats.by_stage.get(stage.value, 0) + 1
+
+
+def handle_all(consumers: Sequence[EventConsumer], **run_options: Any) -> list[ConsumerStats]:
+    """Run several consumers, one thread each, until all return (see :meth:`EventConsumer.run`)."""
+    results: list[ConsumerStats | None] = [None] * len(consumers)
+
+    def go(i: int) -> None:
+        results[i] = consumers[i].run(**run_options)
+
+    threads = [threading.Thread(target=go, args=(i,), daemon=True) for i in range(len(consumers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r or ConsumerStats() for r in results]

@@ -1,0 +1,247 @@
+"""Producers validate every payload against its registered schema before anything is sent.
+
+:class:`SchemaValidator` turns registry schemas into compiled validators (JSON Schema via
+``jsonschema``, Avro via ``fastavro``), cached by global schema id (ids never change meaning)
+and by subject for ``latest`` lookups (refreshed after ``latest_ttl`` seconds).
+
+:class:`Producer` stamps events with ``schemaid`` and ``dataschema``, validates the whole
+batch, and only then publishes. A violation raises :class:`EventValidationError` (a
+:class:`~headwater.errors.SchemaError`) listing each error, and **nothing of the batch is
+sent**. Unknown subjects or schema ids raise the registry's ``SubjectNotFound`` /
+``SchemaNotFound``.
+
+By default the schema subject of a topic is ``<topic>-value`` (Confluent's TopicNameStrategy).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from headwater.events.bus.base import Bus, PublishResult
+from headwater.events.bus.errors import EventValidationError
+from headwater.events.envelope import Event
+from headwater.events.registry import SchemaRegistry, SchemaType, classifications
+
+__all__ = ["EventValidationError", "Producer", "SchemaValidator", "topic_subject"]
+
+_MAX_ERRORS = 10
+
+
+def topic_subject(topic: str) -> str:
+    """The default schema subject of a topic's payloads: ``<topic>-value``."""
+    return f"{topic}-value"
+
+
+class _Compiled:
+    __slots__ = ("check", "id", "subject", "version", "tags")
+
+    def __init__(
+        self,
+        schema_id: int,
+        check: Callable[[Any], list[str]],
+        tags: tuple[str, ...],
+        subject: str | None = None,
+        version: int | None = None,
+    ) -> None:
+        self.id = schema_id
+        self.check = check
+        self.tags = tags
+        self.subject = subject
+        self.version = version
+
+
+class SchemaValidator:
+    """Validates payloads against registry schemas (thread-safe, cached)."""
+
+    def __init__(self, registry: SchemaRegistry, *, latest_ttl: float = 5.0) -> None:
+        self.registry = registry
+        self.latest_ttl = latest_ttl
+        self._by_id: dict[int, _Compiled] = {}
+        self._latest: dict[str, tuple[float, _Compiled]] = {}
+        self._lock = threading.Lock()
+
+    def for_id(self, schema_id: int) -> _Compiled:
+        """The compiled schema with global id ``schema_id``."""
+        compiled = self._by_id.get(schema_id)
+        if compiled is None:
+            reg = self.registry.get_by_id(schema_id)
+            refs = self._refs(reg.references)
+            compiled = _compile(schema_id, reg.schema, reg.schema_type, refs)
+            with self._lock:
+                self._by_id[schema_id] = compiled
+        return compiled
+
+    def for_subject(self, subject: str, version: int | str = "latest") -> _Compiled:
+        """The compiled schema of ``subject`` at ``version`` (``latest`` is cached briefly)."""
+        now = time.monotonic()
+        if version == "latest":
+            hit = self._latest.get(subject)
+            if hit is not None and now - hit[0] < self.latest_ttl:
+                return hit[1]
+        sv = self.registry.get_version(subject, version)  # type: ignore[arg-type]
+        base = self.for_id(sv.id)
+        compiled = _Compiled(sv.id, base.check, base.tags, subject, sv.version)
+        if version == "latest":
+            with self._lock:
+                self._latest[subject] = (now, compiled)
+        return compiled
+
+    def _refs(self, references: Iterable[Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for ref in references:
+            sv = self.registry.get_version(ref.subject, ref.version)
+            out[ref.name] = json.loads(sv.schema)
+            inner = self.registry.get_by_id(sv.id)
+            out.update(self._refs(inner.references))
+        return out
+
+    def validate(self, event: Event) -> None:
+        """Check ``event.data`` against the schema named by ``event.schemaid``.
+
+        Raises :class:`EventValidationError`; an event without ``schemaid`` passes (nothing
+        to check against)."""
+        if event.schemaid is None:
+            return
+        compiled = self.for_id(event.schemaid)
+        errors = compiled.check(event.data)
+        if errors:
+            raise _violation(event, compiled, errors)
+
+
+def _violation(event: Event, compiled: _Compiled, errors: list[str]) -> EventValidationError:
+    return EventValidationError(
+        f"event {event.id} ({event.type}) does not match schema id {compiled.id}"
+        + (f" ({compiled.subject} v{compiled.version})" if compiled.subject else "")
+        + ": "
+        + "; ".join(errors[:_MAX_ERRORS]),
+        event_id=event.id,
+        subject=compiled.subject,
+        schema_id=compiled.id,
+        errors=tuple(errors[:_MAX_ERRORS]),
+    )
+
+
+def _compile(
+    schema_id: int, text: str, stype: SchemaType, refs: Mapping[str, Any]
+) -> _Compiled:
+    schema = json.loads(text)
+    tags = tuple(sorted(set(classifications(schema, stype).values())))
+    if stype is SchemaType.AVRO:
+        import fastavro
+        from fastavro.validation import ValidationError, validate
+
+        named: dict[str, Any] = {}
+        for ref in refs.values():
+            fastavro.parse_schema(ref, named_schemas=named)
+        parsed = fastavro.parse_schema(schema, named_schemas=named)
+
+        def check_avro(datum: Any) -> list[str]:
+            try:
+                validate(datum, parsed, raise_errors=True)
+            except ValidationError as err:
+                return [str(e) for e in err.errors] or [str(err)]
+            except (TypeError, ValueError, AttributeError) as err:
+                return [f"{type(err).__name__}: {err}"]
+            return []
+
+        return _Compiled(schema_id, check_avro, tags)
+
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    registry: Registry = Registry()
+    for name, ref_schema in refs.items():
+        resource = Resource.from_contents(ref_schema, default_specification=DRAFT202012)
+        registry = registry.with_resource(name, resource)
+    validator = cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
+
+    def check_json(datum: Any) -> list[str]:
+        if validator.is_valid(datum):  # fast path: no error objects built
+            return []
+        return [
+            f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+            for e in sorted(validator.iter_errors(datum), key=lambda e: list(map(str, e.path)))
+        ]
+
+    return _Compiled(schema_id, check_json, tags)
+
+
+class Producer:
+    """Publishes events whose payloads passed their registered schema.
+
+    ``source`` is the CloudEvents source of events built by :meth:`send`. ``subject_for``
+    maps a topic to its schema subject (default ``<topic>-value``). ``validator`` may be
+    shared between producers to share the cache.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        registry: SchemaRegistry | None = None,
+        *,
+        source: str = "/headwater",
+        subject_for: Callable[[str], str] = topic_subject,
+        validator: SchemaValidator | None = None,
+    ) -> None:
+        if validator is None and registry is None:
+            raise TypeError("pass a SchemaRegistry or a SchemaValidator")
+        self.bus = bus
+        self.source = source
+        self.subject_for = subject_for
+        self.validator = validator or SchemaValidator(registry)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"Producer(bus={self.bus!r}, source={self.source!r})"
+
+    def prepare(self, topic: str, event: Event, *, version: int | str = "latest") -> Event:
+        """Stamp ``schemaid``/``dataschema``/``classification`` and validate; returns the
+        stamped event or raises :class:`EventValidationError`."""
+        if event.schemaid is not None:
+            compiled = self.validator.for_id(event.schemaid)
+        else:
+            compiled = self.validator.for_subject(self.subject_for(topic), version)
+        errors = compiled.check(event.data)
+        if errors:
+            raise _violation(event, compiled, errors)
+        if event.schemaid == compiled.id and (event.dataschema or not compiled.subject):
+            return event
+        return event.with_(
+            schemaid=compiled.id,
+            dataschema=event.dataschema
+            or (f"registry:{compiled.subject}/{compiled.version}" if compiled.subject else None),
+            classification=event.classification or compiled.tags,
+        )
+
+    def publish(self, topic: str, event: Event, *, key: str | None = None) -> PublishResult:
+        """Validate, then publish one event."""
+        return self.bus.publish(topic, self.prepare(topic, event), key)
+
+    def publish_many(
+        self, topic: str, events: Iterable[Event | tuple[Event, str | None]]
+    ) -> list[PublishResult]:
+        """Validate the whole batch, then publish it; one bad event sends nothing."""
+        stamped: list[tuple[Event, str | None]] = []
+        for item in events:
+            ev, key = item if isinstance(item, tuple) else (item, None)
+            stamped.append((self.prepare(topic, ev), key))
+        return self.bus.publish_many(topic, stamped)
+
+    def send(
+        self,
+        topic: str,
+        data: Any,
+        *,
+        type: str,
+        subject: str | None = None,
+        key: str | None = None,
+        **attributes: Any,
+    ) -> PublishResult:
+        """Build an event from ``data`` (source: this producer's), validate and publish."""
+        event = Event(type=type, source=self.source, data=data, subject=subject, **attributes)
+        return self.publish(topic, event, key=key)
