@@ -115,7 +115,7 @@ def pg_meta() -> Iterator[MetadataStore]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def meta(request) -> MetadataStore:
     """The metadata store, on SQLite then on Postgres."""
-    return request.getfixturevalue(f"{request.param}_meta")
+    return request.getfixturevalue("sqlite_meta" if request.param == "sqlite" else "pg_meta")
 
 
 @pytest.fixture

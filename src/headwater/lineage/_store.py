@@ -407,8 +407,9 @@ class LineageStore:
                     nxt.add(there)
             frontier = nxt
 
-        # Dataset level: datasets linked by jobs that reported no column lineage still count.
-        dfrontier = {(ns, name)}
+        # Dataset level (for a dataset root): datasets linked by jobs that reported no column
+        # lineage still count. A column root follows column edges only.
+        dfrontier = {(ns, name)} if fld is None else set()
         dseen = {(ns, name)} | {(n, d) for n, d, _ in seen_nodes}
         level = 0
         while dfrontier and (depth is None or level < depth):
