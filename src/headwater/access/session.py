@@ -425,6 +425,35 @@ class Session:
         return DuckDBStore.over("federation", con).execute(
             sql, bind_template(order, values), batch_size=batch, timeout_s=timeout)
 
+    def _page_rows(
+        self, plan: Plan, values: list[Any], state: CursorState | None, limit: int, timeout: float | None,
+    ) -> pa.Table:
+        """The next ``limit`` rows after the cursor position.
+
+        DuckDB plans ``ORDER BY ... LIMIT n`` under a range filter as a full sort once n passes a
+        few thousand rows (measured: 20 ms vs 450 ms at 10% depth of TPC-H lineitem), so when
+        DuckDB runs the query and the order is unique, a page is fetched as keyset chunks small
+        enough to keep its top-N plan.
+        """
+        engine_kind = self.platform.store(plan.store).kind if plan.store is not None else "duckdb"
+        chunk = _DUCKDB_TOPN_ROWS if engine_kind in ("duckdb", "parquet") and plan.unique_sort else limit
+        last = state.last if state else None
+        keys = [k.name for k in plan.sort]
+        parts: list[pa.Table] = []
+        remaining = limit
+        while remaining > 0:
+            n = min(remaining, chunk)
+            nulls = tuple(v is None for v in last) if last is not None else ()
+            pp = self.platform.planner.page(plan, has_cursor=last is not None, null_pattern=nulls)
+            vals = list(values) + (list(last) if last is not None else []) + [n]
+            part = self._execute(plan.store, plan, pp.tree, vals, timeout, pp.rendered).read_all()
+            parts.append(part)
+            remaining -= part.num_rows
+            if part.num_rows < n:
+                break
+            last = tuple(part.column(k)[part.num_rows - 1].as_py() for k in keys)
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
     def _page(
         self, plan: Plan, values: list[Any], page_size: int | None, cursor: str | None,
         timeout: float | None,
@@ -444,11 +473,8 @@ class Session:
             page_size = qcfg.default_page_size
         if not 1 <= page_size <= qcfg.max_page_size:
             raise InvalidInput(f"page_size must be between 1 and {qcfg.max_page_size}")
-        nulls = tuple(v is None for v in state.last) if state else ()
-        pp = self.platform.planner.page(plan, has_cursor=state is not None, null_pattern=nulls)
         ties = state.ties if state else 0
-        vals = list(values) + (list(state.last) if state else []) + [page_size + ties + 1]
-        table = self._execute(plan.store, plan, pp.tree, vals, timeout, pp.rendered).read_all()
+        table = self._page_rows(plan, values, state, page_size + ties + 1, timeout)
         keys = [k.name for k in plan.sort]
         skip = 0
         if state and ties:
@@ -489,6 +515,9 @@ def _check_upsert_keys(data: pa.Table, keys: Sequence[str], dataset: str) -> Non
         col = by_lower.get(k.lower())
         if col is not None and data.column(col).null_count:
             raise WriteError(f"upsert into {dataset}: key columns must not be null", dataset=dataset)
+
+
+_DUCKDB_TOPN_ROWS = 4096
 
 
 def _guarded(reader: pa.RecordBatchReader, cap: int | None, release: Any) -> pa.RecordBatchReader:

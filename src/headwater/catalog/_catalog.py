@@ -217,10 +217,12 @@ class Catalog:
                 old_cols = {r.name: r for r in conn.execute(
                     sa.select(columns_table).where(columns_table.c.dataset_id == ds_id))}
                 outcome = "unchanged"
-                if row.location != info.location or list(row.primary_key or []) != list(info.primary_key):
+                # A key declared in the catalog (the store has none) survives re-syncs.
+                key = list(info.primary_key) or list(row.primary_key or [])
+                if row.location != info.location or list(row.primary_key or []) != key:
                     outcome = "updated"
                     conn.execute(sa.update(datasets_table).where(datasets_table.c.id == ds_id).values(
-                        location=info.location, primary_key=list(info.primary_key), updated_at=now))
+                        location=info.location, primary_key=key, updated_at=now))
             new_cols = [(i, c.name, str(c.type), c.nullable) for i, c in enumerate(info.columns)]
             same = len(old_cols) == len(new_cols) and all(
                 n in old_cols and old_cols[n].type == t and bool(old_cols[n].nullable) == nl
@@ -251,12 +253,15 @@ class Catalog:
             self._bump(conn)
 
     def update(self, name: str, **fields: Any) -> Dataset:
-        """Set owner, description, retention_days, tier or properties of a dataset."""
-        allowed = {"owner", "description", "retention_days", "tier", "properties"}
+        """Set owner, description, retention_days, tier, properties or a declared primary_key."""
+        allowed = {"owner", "description", "retention_days", "tier", "properties", "primary_key"}
         bad = set(fields) - allowed
         if bad:
             raise InvalidInput(f"cannot set {sorted(bad)} on a dataset; settable: {sorted(allowed)}")
         ds = self.get(name)
+        if "primary_key" in fields:
+            # A declared unique key (e.g. for tables whose store declares none): paging uses it.
+            fields["primary_key"] = [ds.column(c).name for c in fields["primary_key"] or []]
         with self.meta.begin() as conn:
             conn.execute(sa.update(datasets_table).where(datasets_table.c.name == ds.name)
                          .values(updated_at=_now(), **fields))
