@@ -1,0 +1,77 @@
+"""Audit fixtures: a migrated metadata store on SQLite and on Postgres.
+
+Postgres comes from ``HEADWATER_TEST_PG_URL`` (default: the local test server); each test gets
+a fresh ``hw_audit_<random>`` schema (through ``options=-csearch_path`` in the URL), dropped
+afterwards. Unreachable Postgres skips with a reason, or fails under
+``HEADWATER_REQUIRE_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from headwater.audit import AuditLog
+from headwater.metadata import MetadataStore
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+KEY = b"audit-test-signing-key-0123456789"
+
+
+def _pg_url_for_schema() -> Iterator[str]:
+    url = os.environ.get("HEADWATER_TEST_PG_URL", DEFAULT_PG_URL)
+    admin = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    schema = f"hw_audit_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as err:  # noqa: BLE001 - any failure to connect means "no service"
+        admin.dispose()
+        reason = f"Postgres unreachable at {url.split('@')[-1]} ({type(err).__name__})"
+        if os.environ.get("HEADWATER_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason + " and HEADWATER_REQUIRE_SERVICES=1")
+        pytest.skip(reason)
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def meta_url(request, tmp_path) -> Iterator[str]:
+    """The URL of an empty metadata database, once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meta.db'}"
+    else:
+        yield from _pg_url_for_schema()
+
+
+@pytest.fixture
+def meta(meta_url: str) -> Iterator[MetadataStore]:
+    """A metadata store migrated to head."""
+    store = MetadataStore.open(meta_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def audit(meta: MetadataStore) -> AuditLog:
+    """An audit log with a checkpoint every 10 records."""
+    return AuditLog(meta, signing_key=KEY, checkpoint_every=10)
+
+
+def tamper(meta: MetadataStore, *statements: str, **params: object) -> None:
+    """Run SQL straight against the metadata database, as an attacker with DB access would."""
+    with meta.engine.begin() as conn:
+        for sql in statements:
+            conn.execute(sa.text(sql), params)
