@@ -37,7 +37,7 @@ from headwater.errors import (
 from headwater.principal import Principal
 from headwater.stores._sql import param
 
-__all__ = ["FedSource", "PagePlan", "Plan", "Planner", "SortKey", "bind_params"]
+__all__ = ["DerivePlan", "FedSource", "PagePlan", "Plan", "Planner", "SortKey", "bind_params", "parse_derive"]
 
 DIALECT = "duckdb"
 
@@ -372,6 +372,51 @@ class Planner:
 
 
 # -- helpers ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DerivePlan:
+    """``INSERT INTO <dataset> [(cols)] SELECT ...`` or ``CREATE [OR REPLACE] TABLE <dataset> AS SELECT``."""
+
+    kind: str
+    """``insert`` or ``create``."""
+    target: str
+    """Logical name of the dataset written."""
+    columns: tuple[str, ...]
+    """Target column names for an INSERT column list (empty: by the query's output names)."""
+    query: str
+    """The SELECT, as SDK SQL (its placeholders unchanged)."""
+    replace: bool = False
+    if_not_exists: bool = False
+
+
+def parse_derive(sql: str) -> DerivePlan | None:
+    """The write part of a deriving statement, or None when ``sql`` is a plain query."""
+    try:
+        tree = sqlglot.parse_one(sql, read=DIALECT)
+    except ParseError:
+        return None  # parse_one reports the error with its position
+    if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):
+        target = tree.this
+        cols: tuple[str, ...] = ()
+        if isinstance(target, exp.Schema):
+            cols = tuple(c.name for c in target.expressions)
+            target = target.this
+        if tree.args.get("where") or tree.args.get("conflict") or tree.args.get("returning"):
+            raise QueryRejected("INSERT ... SELECT takes no ON CONFLICT or RETURNING; use session.write",
+                                rule="statement-kind")
+        return DerivePlan("insert", _target_name(target), cols, tree.expression.sql(dialect=DIALECT))
+    if isinstance(tree, exp.Create) and str(tree.args.get("kind", "")).upper() == "TABLE" \
+            and isinstance(tree.expression, exp.Query):
+        return DerivePlan("create", _target_name(tree.this), (), tree.expression.sql(dialect=DIALECT),
+                          replace=bool(tree.args.get("replace")), if_not_exists=bool(tree.args.get("exists")))
+    return None
+
+
+def _target_name(table: exp.Expression) -> str:
+    if not isinstance(table, exp.Table) or not table.db or table.args.get("catalog"):
+        raise QueryRejected("write targets are named <store>.<table>", rule="catalog-only")
+    return f"{table.db}.{table.name}"
+
+
 def parse_one(sql: str) -> exp.Expression:
     """Parse exactly one statement in the SDK dialect, or raise a typed error."""
     if not sql or not sql.strip():
@@ -390,7 +435,8 @@ def parse_one(sql: str) -> exp.Expression:
     if not isinstance(tree, exp.Query):
         kind = tree.key.upper()
         raise QueryRejected(
-            f"{kind} statements are not accepted by sql(); use session.write() to change data",
+            f"{kind} statements are not accepted by sql(); derive data with INSERT INTO ... SELECT or "
+            "CREATE TABLE ... AS SELECT, or change it with session.write()",
             rule="statement-kind",
             statement=kind,
         )

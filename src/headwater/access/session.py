@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.access.cursor import CursorState
-from headwater.access.planner import Plan, bind_params
+from headwater.access.planner import DerivePlan, Plan, bind_params, parse_derive
 from headwater.errors import (
     DatasetNotFound,
     HeadwaterError,
@@ -203,6 +203,11 @@ class Session:
         page comes back with ``next_cursor`` for the following one. Placeholders are ``?``,
         ``$1`` or ``:name``.
         """
+        derive = _derive_of(query)
+        if derive is not None:
+            if page_size is not None or cursor is not None:
+                raise InvalidInput("INSERT ... SELECT and CREATE TABLE AS return no pages")
+            return self._derive(derive, params, timeout_s)
         plan, values = self._plan(query, params, order_by=order_by)
         timeout = self._timeout(plan, timeout_s)
         decision = plan.decision
@@ -328,6 +333,44 @@ class Session:
         return result
 
     # -- internals ---------------------------------------------------------------------
+    def _derive(self, derive: DerivePlan, params: Any, timeout_s: float | None) -> Result:
+        """Run the SELECT (governed as a read), then write its rows (governed as a write)."""
+        existing = self.platform.catalog.find(derive.target)
+        if derive.kind == "create" and existing is not None and not derive.replace:
+            if derive.if_not_exists:
+                return Result(table=pa.table({"rows_written": pa.array([0], pa.int64())}))
+            raise InvalidInput(f"{derive.target} already exists; use CREATE OR REPLACE TABLE or INSERT INTO")
+        if derive.kind == "insert" and existing is None:
+            raise DatasetNotFound(f"INSERT INTO {derive.target}: no such dataset; use CREATE TABLE ... AS",
+                                  dataset=derive.target)
+        data = self.sql(derive.query, params, timeout_s=timeout_s).to_arrow()
+        if derive.columns:
+            if len(derive.columns) != data.num_columns:
+                raise InvalidInput(f"INSERT lists {len(derive.columns)} column(s) but the query returns "
+                                   f"{data.num_columns}")
+            data = data.rename_columns(list(derive.columns))
+        elif derive.kind == "insert" and existing is not None:
+            data = _by_position(data, existing)
+        if derive.kind == "create" and existing is not None:
+            result = self._replace(existing, data)
+        else:
+            mode = WriteMode.APPEND if derive.kind == "insert" else WriteMode.OVERWRITE
+            key = list(existing.primary_key) if existing is not None else []
+            result = self.write(derive.target, data, mode=mode, key=key or None)
+        return Result(table=pa.table({"rows_written": pa.array([result.rows_written], pa.int64())}))
+
+    def _replace(self, existing: Any, data: pa.Table) -> WriteResult:
+        """CREATE OR REPLACE: authorised as delete of every row plus insert of the new ones."""
+        store = self.platform.store(existing.store)
+        self._authorize_write(WriteMode.OVERWRITE, existing.name, existing, data, [], store)
+        target = _new_dataset(existing.name, data, store)
+        engine = self.platform.policy_engine()
+        if engine is not None:
+            engine.authorize_write(target, self.principal, "insert", list(data.column_names), data)
+        result = store.replace(existing.table, data)
+        self.platform.catalog.register(existing.store, store.table(existing.table), kind=store.kind)
+        return result
+
     def _plan(
         self, query: str, params: Sequence[Any] | Mapping[str, Any] | None, *,
         order_by: Sequence[str] | None = None,
@@ -518,6 +561,21 @@ def _check_upsert_keys(data: pa.Table, keys: Sequence[str], dataset: str) -> Non
 
 
 _DUCKDB_TOPN_ROWS = 4096
+
+
+def _derive_of(query: str) -> DerivePlan | None:
+    head = query.lstrip()[:7].upper()
+    if head.startswith(("INSERT", "CREATE")):
+        return parse_derive(query)
+    return None
+
+
+def _by_position(data: pa.Table, ds: Any) -> pa.Table:
+    """INSERT without a column list fills the target's columns in order, as SQL does."""
+    names = ds.column_names
+    if data.num_columns > len(names):
+        raise InvalidInput(f"the query returns {data.num_columns} columns but {ds.name} has {len(names)}")
+    return data.rename_columns(names[: data.num_columns])
 
 
 def _guarded(reader: pa.RecordBatchReader, cap: int | None, release: Any) -> pa.RecordBatchReader:

@@ -277,6 +277,12 @@ class SqlStore:
             cols.append(f"PRIMARY KEY ({', '.join(self._quote(k) for k in key)})")
         return f"CREATE TABLE {physical} ({', '.join(cols)})"
 
+    def replace(self, table: str, data: pa.Table, *, key: Sequence[str] = ()) -> WriteResult:
+        """Drop and recreate ``table`` with ``data``'s schema and rows in one transaction
+        (``CREATE OR REPLACE TABLE ... AS``); on stores whose DDL commits (Snowflake) the swap is
+        not atomic."""
+        return _replace_table(self, table, data, key)
+
     def _staging_name(self) -> str:
         return "hw_stage"
 
@@ -348,6 +354,23 @@ class SqlStore:
         except Exception as err:  # noqa: BLE001 - translated at the boundary
             raise self._translate(err) from None
         return WriteResult(dataset=dataset, mode=mode, rows_written=data.num_rows, created=created)
+
+
+def _replace_table(store: SqlStore, table: str, data: pa.Table, key: Sequence[str]) -> WriteResult:
+    dataset = f"{store.name}.{table}"
+    key = tuple(_match_names(key, data.column_names, dataset))
+    data = _normalise_new(data)
+    physical = store._physical(table)
+    try:
+        with store._transaction() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {physical}")
+            cur.execute(store._create_sql(physical, data.schema, key))
+            store._insert_arrow(cur, physical, data)
+    except HeadwaterError:
+        raise
+    except Exception as err:  # noqa: BLE001 - translated at the boundary
+        raise store._translate(err) from None
+    return WriteResult(dataset=dataset, mode=WriteMode.OVERWRITE, rows_written=data.num_rows, created=True)
 
 
 def _match_names(key: Sequence[str], columns: Sequence[str], dataset: str) -> list[str]:

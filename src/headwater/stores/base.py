@@ -159,6 +159,10 @@ class Store(Protocol):
         """
         ...
 
+    def replace(self, table: str, data: pa.Table, *, key: Sequence[str] = ()) -> WriteResult:
+        """Drop and recreate a table with ``data``'s schema and rows (``CREATE OR REPLACE``)."""
+        ...
+
     def tables(self) -> list[TableInfo]:
         """Introspect every table the store holds."""
         ...

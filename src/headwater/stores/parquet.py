@@ -236,18 +236,27 @@ class ParquetStore:
         mode: WriteMode = WriteMode.APPEND,
         key: Sequence[str] = (),
         partition_by: Sequence[str] | None = None,
+        _recreate: bool = False,
     ) -> WriteResult:
         """Write new files, then swap the manifest; see the module docstring."""
         mode = WriteMode(mode)
         dataset = f"{self.name}.{table}"
         with self._lock:
             manifest = self._read_manifest(table)
-            created = manifest is None
+            replaced: list[str] = []
+            if _recreate and manifest is not None:
+                replaced = list(manifest["files"])
+                manifest = {"version": manifest.get("version", 0)}
+                created = True
+            else:
+                created = manifest is None
             if created:
-                try:
-                    legacy, _, _, _ = self._files(table)
-                except DatasetNotFound:
-                    legacy = []
+                legacy: list[str] = []
+                if not replaced:
+                    try:
+                        legacy, _, _, _ = self._files(table)
+                    except DatasetNotFound:
+                        legacy = []
                 if legacy:
                     raise WriteError(
                         f"{dataset} holds Parquet files written outside Headwater; "
@@ -304,7 +313,7 @@ class ParquetStore:
                 self._delete(base, written)
                 raise StoreUnavailable(f"write to {dataset} failed and was rolled back: {_clean(err)}",
                                        store=self.name) from None
-            self._delete(base, [f for f in old_files if f not in keep_files])
+            self._delete(base, [f for f in old_files + replaced if f not in keep_files])
         # ``data`` now also holds the surviving rows of rewritten files: report the caller's rows.
         return WriteResult(dataset=dataset, mode=mode, rows_written=rows_written, created=created)
 
@@ -354,6 +363,10 @@ class ParquetStore:
         for rel in rels:
             with contextlib.suppress(OSError):
                 self.fs.delete_file(f"{base}/{rel}")
+
+    def replace(self, table: str, data: pa.Table, *, key: Sequence[str] = ()) -> WriteResult:
+        """Replace a dataset with ``data``'s schema and rows (one manifest swap: atomic)."""
+        return self.write(table, data, mode=WriteMode.OVERWRITE, key=key, _recreate=True)
 
     def drop(self, table: str) -> None:
         """Delete a dataset and all its files."""
