@@ -14,11 +14,16 @@
 Dead letters are written before the message is acked, and the store keeps one row per (group,
 event), so a crash in between only updates the same row on redelivery.
 
-**Poison messages never loop forever.** The bus subscription allows ``max_attempts + 1``
-deliveries: a message whose handler crashed the whole process (so it could not even be
-nacked) comes back with ``delivery > max_attempts`` and is dead-lettered *without* running
-the handler again. And since acks are per message, a poison message never blocks the messages
-behind it in its partition.
+**Poison messages never loop forever.** A message whose handler kills the whole process
+cannot be nacked; the bus redelivers it after the ack wait. Such unexplained redeliveries
+(``delivery > 1`` but not nacked by this consumer) are *suspects*: each is handled alone and
+acked at once, and after a suspect (and at start-up) the consumer fetches one message at a
+time until a first delivery shows up, so a crash charges as few innocent messages as
+possible. A message delivered more than ``max_attempts + crash_allowance`` times is
+dead-lettered (``DeliveryLimitExceeded``) *without* running the handler again; the bus
+subscription allows one delivery more than that, so nothing is dropped silently. And since
+acks are per message, a poison message never blocks the messages behind it in its
+partition.
 
 Handlers take one :class:`~headwater.events.envelope.Event`, or -- with ``batch=True`` -- a
 list of events (sinks use this for throughput); a failing batch is retried event by event so
@@ -118,6 +123,7 @@ class EventConsumer:
         ack_wait: float = 30.0,
         stage: Stage | str = Stage.HANDLE,
         terminal: tuple[type[BaseException], ...] = _TERMINAL,
+        crash_allowance: int = 2,
         seed: int | None = None,
     ) -> None:
         self.bus = bus
@@ -132,13 +138,18 @@ class EventConsumer:
         self.stage = Stage(stage)
         self.terminal = terminal
         self._rng = random.Random(seed)
+        self.crash_allowance = crash_allowance
+        self.delivery_limit = self.retry.max_attempts + crash_allowance
+        """Deliveries after which a message is dead-lettered without running the handler."""
         self._first_failure: dict[tuple[int, int], datetime] = {}
+        self._nacked: set[tuple[int, int]] = set()
+        self._careful = True
         self._stop = threading.Event()
         self.consumer: Consumer = bus.subscribe(
             topic,
             group,
             options=SubscriptionOptions(
-                max_deliveries=self.retry.max_attempts + 1, ack_wait=ack_wait
+                max_deliveries=self.delivery_limit + 1, ack_wait=ack_wait
             ),
         )
 
@@ -190,13 +201,32 @@ class EventConsumer:
     def poll(self, *, timeout: float = 0.5) -> ConsumerStats:
         """Fetch one batch and process it completely (every message acked or nacked)."""
         stats = ConsumerStats()
-        messages = self.consumer.fetch(self.batch_size, timeout=timeout)
+        messages = self.consumer.fetch(1 if self._careful else self.batch_size, timeout=timeout)
         if not messages:
             return stats
+        suspects = [
+            m for m in messages
+            if m.delivery > 1 and (m.partition, m.offset) not in self._nacked
+        ]
+        self._careful = bool(suspects)
+        if suspects:
+            ids = {id(m) for m in suspects}
+            self._process([m for m in messages if id(m) not in ids], stats)
+            for m in suspects:  # alone, acked at once: a crash now charges only this one
+                self._process([m], stats)
+        else:
+            self._process(messages, stats)
+        return stats
+
+    def _process(self, messages: list[Message], stats: ConsumerStats) -> None:
+        if not messages:
+            return
+        for m in messages:
+            self._nacked.discard((m.partition, m.offset))
         done: list[Message] = []
         ready: list[tuple[Message, Event]] = []
         for msg in messages:
-            if msg.delivery > self.retry.max_attempts:
+            if msg.delivery > self.delivery_limit:
                 self._dead(
                     msg, None, self.stage,
                     ("DeliveryLimitExceeded",
@@ -237,7 +267,6 @@ class EventConsumer:
                     if self._handle_one(msg, event, stats, self.handler):  # type: ignore[arg-type]
                         done.append(msg)
         self.consumer.ack_many(done)
-        return stats
 
     def _handle_one(
         self, msg: Message, event: Event, stats: ConsumerStats, call: Callable[[Event], Any]
@@ -252,6 +281,7 @@ class EventConsumer:
                 self._dead(msg, event, self.stage, err, attempts=msg.delivery, stats=stats)
                 return True
             stats.retried += 1
+            self._nacked.add(pos)
             self.consumer.nack(msg, delay=self.retry.delay(msg.delivery, self._rng))
             return False
         self._first_failure.pop((msg.partition, msg.offset), None)

@@ -392,9 +392,14 @@ class NatsConsumer:
         timeout = max(timeout, 0.05)
 
         async def go() -> list[Any]:
+            # nats-py's fetch can outlive its own timeout (seen with batch=1 after expired
+            # pull requests); bound it, and treat the overrun as "nothing arrived".
             try:
-                return await self._sub.fetch(max(1, int(max_messages)), timeout=timeout)
-            except nats.errors.TimeoutError:
+                return await asyncio.wait_for(
+                    self._sub.fetch(max(1, int(max_messages)), timeout=timeout),
+                    timeout=timeout + 1.0,
+                )
+            except (TimeoutError, nats.errors.TimeoutError):
                 return []
 
         msgs = self.bus._run(go(), timeout=timeout + self.bus.timeout)
