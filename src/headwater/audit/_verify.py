@@ -26,9 +26,12 @@ from headwater.audit._model import GENESIS, VerifyReport, signed
 BATCH = 50_000
 
 _BATCH_SQL = {
+    # SQLite aggregates a rowid range in rowid order; no ORDER BY subquery (25% slower). Were
+    # the order ever different, the per-record prefix check would send the range to the slow
+    # path, which orders explicitly: a slower verify, never a wrong one.
     "sqlite": (
         "SELECT count(*), min(seq), max(seq), group_concat(hash, ''), group_concat(record, char(10)) "
-        "FROM (SELECT seq, hash, record FROM hw_audit_records WHERE seq >= ? AND seq < ? ORDER BY seq)"
+        "FROM hw_audit_records WHERE seq >= ? AND seq < ?"
     ),
     "postgresql": (
         "SELECT count(*), min(seq), max(seq), string_agg(hash, '' ORDER BY seq), "
