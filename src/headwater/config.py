@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from headwater.auth.config import AuthConfig
 from headwater.errors import ConfigError
+from headwater.telemetry.otel import TelemetryConfig
 
 __all__ = [
     "Config",
@@ -147,6 +148,7 @@ class Config(_Model):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     source: str | None = Field(None, exclude=True, description="File the config came from.")
 
     @classmethod

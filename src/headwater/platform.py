@@ -42,6 +42,9 @@ class Platform:
         self.config = config
         self.dir = Path(config.platform_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        from headwater.telemetry.otel import configure
+
+        configure(config.telemetry)
         self._stores: dict[str, Store] = {}
         self._lock = threading.Lock()
         self.meta = MetadataStore.open(config.metadata.url.get_secret_value(), base_dir=self.dir)

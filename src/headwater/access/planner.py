@@ -36,6 +36,7 @@ from headwater.errors import (
 )
 from headwater.principal import Principal
 from headwater.stores._sql import param
+from headwater.telemetry.otel import tracer
 
 __all__ = ["DerivePlan", "FedSource", "PagePlan", "Plan", "Planner", "SortKey", "bind_params", "parse_derive"]
 
@@ -238,7 +239,9 @@ class Planner:
         decision = None
         n_user = len(names)
         if engine is not None:
-            decision = engine.authorize_query(tree, datasets, principal, first_param=n_user)
+            with tracer().start_as_current_span("headwater.policy.decide", attributes={
+                    "headwater.principal": principal.name, "db.query.summary": "SELECT " + " ".join(sorted(datasets))}):
+                decision = engine.authorize_query(tree, datasets, principal, first_param=n_user)
             tree = decision.tree
             names = names + [f"\x00policy{i}" for i in range(len(decision.params))]
         # qualify() normalises identifiers (Snowflake tables are upper case in the catalog).

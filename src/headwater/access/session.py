@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from headwater.access.cursor import CursorState
 from headwater.access.planner import DerivePlan, Plan, bind_params, parse_derive
 from headwater.errors import (
+    AccessDenied,
     DatasetNotFound,
     HeadwaterError,
     InvalidCursor,
@@ -29,6 +30,7 @@ from headwater.principal import Principal
 from headwater.stores._sql import bind_template, param_template
 from headwater.stores.base import WriteMode, WriteResult
 from headwater.stores.duckdb import DuckDBStore, new_connection
+from headwater.telemetry.otel import db_span, policy_denied, query_summary, query_text
 
 if TYPE_CHECKING:
     from headwater.platform import Platform
@@ -209,6 +211,18 @@ class Session:
                 raise InvalidInput("INSERT ... SELECT and CREATE TABLE AS return no pages")
             return self._derive(derive, params, timeout_s)
         plan, values = self._plan(query, params, order_by=order_by)
+        store_kind = self.platform.store(plan.store).kind if plan.store is not None else None
+        text = plan.rendered.get("otel.text")
+        if text is None:
+            text = plan.rendered.setdefault("otel.text", query_text(plan.logical or plan.tree))  # type: ignore[arg-type]
+        with db_span("SELECT", plan.datasets, store_kind=store_kind,
+                     summary=query_summary("SELECT", plan.datasets), text=text):  # type: ignore[arg-type]
+            return self._run(plan, values, page_size, cursor, timeout_s)
+
+    def _run(
+        self, plan: Plan, values: list[Any], page_size: int | None, cursor: str | None,
+        timeout_s: float | None,
+    ) -> Result:
         timeout = self._timeout(plan, timeout_s)
         decision = plan.decision
         cap = decision.max_rows if decision is not None else None
@@ -326,8 +340,11 @@ class Session:
         if mode is WriteMode.UPSERT:
             _check_upsert_keys(arrow, keys or (existing.primary_key if existing else ()), dataset)
         store = self.platform.store(store_name)
-        self._authorize_write(mode, dataset, existing, arrow, keys, store)
-        result = store.write(table, arrow, mode=mode, key=keys)
+        operation = {WriteMode.APPEND: "INSERT", WriteMode.UPSERT: "UPSERT", WriteMode.OVERWRITE: "REPLACE"}[mode]
+        with db_span(operation, [dataset], store_kind=store.kind, summary=query_summary(operation, [dataset]),
+                     text=None):
+            self._authorize_write(mode, dataset, existing, arrow, keys, store)
+            result = store.write(table, arrow, mode=mode, key=keys)
         if existing is None or result.created:
             self.platform.catalog.register(store_name, store.table(table), kind=store.kind, owner=self.principal.name)
         return result
@@ -376,7 +393,11 @@ class Session:
         order_by: Sequence[str] | None = None,
     ) -> tuple[Plan, list[Any]]:
         """The (cached) plan as this principal sees it, and every parameter value it needs."""
-        plan = self.platform.planner.prepare(query, order_by=order_by, principal=self.principal)
+        try:
+            plan = self.platform.planner.prepare(query, order_by=order_by, principal=self.principal)
+        except (AccessDenied, QueryRejected) as err:
+            policy_denied(str(getattr(err, "rule", "") or "unknown"), "select")
+            raise
         values = bind_params(plan, params)
         if plan.decision is not None:
             engine = self.platform.policy_engine()
@@ -403,8 +424,12 @@ class Session:
         columns = list(rows.column_names)
         actions = {WriteMode.APPEND: ("insert",), WriteMode.UPSERT: ("insert", "update"),
                    WriteMode.OVERWRITE: ("insert", "delete")}[mode]
-        for action in actions:
-            engine.authorize_write(target, self.principal, action, columns, rows)
+        try:
+            for action in actions:
+                engine.authorize_write(target, self.principal, action, columns, rows)
+        except AccessDenied as err:
+            policy_denied(str(getattr(err, "rule", "") or "unknown"), "write")
+            raise
         if existing is None:
             return
         # The rows a write replaces must be inside the principal's row filter too.
