@@ -237,3 +237,13 @@ def test_http_transport_errors(endpoint, events):
 
 def test_spec_dir_ships_with_package():
     assert (Path(SPEC_DIR) / "OpenLineage.json").exists() and (Path(SPEC_DIR) / "LICENSE").exists()
+
+
+def test_run_event_check_agrees_with_the_event_schema(events, conformance):
+    # errors() checks a run event against RunEvent directly; the spec's oneOf must agree.
+    _, start, complete = events
+    no_time = {k: v for k, v in complete.items() if k != "eventTime"}
+    bad_type = {**start, "eventType": "SOMETIMES"}
+    with_dataset = {**start, "dataset": {"namespace": "n", "name": "d"}}
+    for ev in (start, complete, no_time, bad_type, with_dataset):
+        assert (list(conformance._core.iter_errors(ev)) == []) == (conformance.errors(ev) == [])

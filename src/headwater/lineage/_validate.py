@@ -80,9 +80,12 @@ class EventValidator:
 
     def errors(self, event: Any) -> list[str]:
         """Every reason ``event`` does not validate (empty when it does)."""
-        out = [_fmt("", e) for e in self._core.iter_errors(event)]
-        if out and isinstance(event, Mapping) and "run" in event:
-            out = [_fmt("", e) for e in self._run.iter_errors(event)] or out
+        if isinstance(event, Mapping) and "run" in event and "job" in event:
+            # With both run and job present, neither DatasetEvent nor JobEvent can match, so
+            # the event schema's oneOf holds exactly when RunEvent does (and says why not).
+            out = [_fmt("", e) for e in self._run.iter_errors(event)]
+        else:
+            out = [_fmt("", e) for e in self._core.iter_errors(event)]
         if out or not isinstance(event, Mapping):
             return out
         for where, f in _facets(event):
