@@ -30,6 +30,7 @@ __all__ = [
     "Config",
     "DuckDBConfig",
     "MetadataConfig",
+    "LineageConfig",
     "ParquetConfig",
     "PostgresConfig",
     "QueryConfig",
@@ -139,6 +140,13 @@ class QueryConfig(_Model):
     batch_size: int = 65_536
 
 
+class LineageConfig(_Model):
+    """Where lineage goes besides the metadata store."""
+
+    platform: str = Field("default", description="Names this platform in dataset namespaces.")
+    url: str | None = Field(None, description="OpenLineage HTTP endpoint to send events to as well.")
+
+
 class Config(_Model):
     """The whole platform configuration."""
 
@@ -149,6 +157,7 @@ class Config(_Model):
     query: QueryConfig = Field(default_factory=QueryConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    lineage: LineageConfig = Field(default_factory=LineageConfig)
     source: str | None = Field(None, exclude=True, description="File the config came from.")
 
     @classmethod

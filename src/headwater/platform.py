@@ -56,6 +56,7 @@ class Platform:
         self.policies = PolicyStore(self.meta, hmac_key=_derive(secret, "masks"))
         self.planner = Planner(self.catalog, _LazyStores(self), policy=self.policies.engine)
         self._authenticator: Any = None
+        self._lineage: Any = None
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
 
@@ -173,6 +174,21 @@ class Platform:
         if principal is None:
             principal = os.environ.get("USER") or "local"
         return Session(self, Principal.of(principal))
+
+    @property
+    def lineage(self) -> Any:
+        """The platform's :class:`headwater.lineage.LineageStore` (events and the lineage graph)."""
+        if self._lineage is None:
+            from headwater.lineage import LineageStore
+
+            cfg = self.config.lineage
+            self._lineage = LineageStore(self.meta, platform=cfg.platform, url=cfg.url)
+            for name, store_cfg in self.config.stores.items():
+                if isinstance(store_cfg, PostgresConfig):
+                    # Postgres-side producers (dbt, Airflow) name tables db.schema.table.
+                    self._lineage.identity.add_postgres_store(
+                        name, store_cfg.dsn.get_secret_value(), store_cfg.schema_)
+        return self._lineage
 
     @property
     def authenticator(self) -> Any:

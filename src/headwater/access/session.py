@@ -209,7 +209,7 @@ class Session:
         if derive is not None:
             if page_size is not None or cursor is not None:
                 raise InvalidInput("INSERT ... SELECT and CREATE TABLE AS return no pages")
-            return self._derive(derive, params, timeout_s)
+            return self._derive(derive, params, timeout_s, query)
         plan, values = self._plan(query, params, order_by=order_by)
         store_kind = self.platform.store(plan.store).kind if plan.store is not None else None
         text = plan.rendered.get("otel.text")
@@ -333,6 +333,17 @@ class Session:
         existing = self.platform.catalog.find(dataset)
         if existing is not None:
             table = existing.table
+        if isinstance(data, Result) and data.plan is not None and data.plan.datasets:
+            # A query result written somewhere is derived data: record its lineage.
+            from headwater.lineage import schema_from_catalog
+
+            with self.platform.lineage.track(
+                data.plan.sql, schema=schema_from_catalog(self.platform.catalog), target=dataset,
+                job_name=f"{self.principal.name}.write.{dataset}",
+            ) as run:
+                result = self.write(dataset, data.to_arrow(), mode=mode, key=key)
+                run.rows_written = result.rows_written
+            return result
         arrow = to_arrow(data, dataset=dataset)
         if arrow.num_columns == 0:
             raise WriteError(f"no rows or columns to write to {dataset}", dataset=dataset)
@@ -350,8 +361,20 @@ class Session:
         return result
 
     # -- internals ---------------------------------------------------------------------
-    def _derive(self, derive: DerivePlan, params: Any, timeout_s: float | None) -> Result:
-        """Run the SELECT (governed as a read), then write its rows (governed as a write)."""
+    def _derive(self, derive: DerivePlan, params: Any, timeout_s: float | None, statement: str) -> Result:
+        """Run the SELECT (governed as a read), then write its rows (governed as a write);
+        lineage records START, then COMPLETE (or FAIL) with column lineage."""
+        from headwater.lineage import schema_from_catalog
+
+        with self.platform.lineage.track(
+            statement, schema=schema_from_catalog(self.platform.catalog),
+            job_name=f"{self.principal.name}.{derive.kind}.{derive.target}",
+        ) as run:
+            result = self._derive_rows(derive, params, timeout_s)
+            run.rows_written = result.to_pylist()[0]["rows_written"]
+        return result
+
+    def _derive_rows(self, derive: DerivePlan, params: Any, timeout_s: float | None) -> Result:
         existing = self.platform.catalog.find(derive.target)
         if derive.kind == "create" and existing is not None and not derive.replace:
             if derive.if_not_exists:

@@ -30,6 +30,8 @@ catalog_app = typer.Typer(help="Browse and sync the catalog.", no_args_is_help=T
 app.add_typer(catalog_app, name="catalog")
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+lineage_app = typer.Typer(help="Lineage: upstream, downstream and impact, to the column.", no_args_is_help=True)
+app.add_typer(lineage_app, name="lineage")
 policy_app = typer.Typer(help="Policy as code: validate, apply, diff, show.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
@@ -357,6 +359,40 @@ def policy_show(
             raise InvalidInput("no such policy version" if version is not None else
                                "no policy applied; the platform is open (apply one with `headwater policy apply`)")
         sys.stdout.write(doc.document if doc.document.endswith("\n") else doc.document + "\n")
+
+
+@lineage_app.command("show")
+@handle_errors
+def lineage_show(
+    node: Annotated[str, typer.Argument(help="<store>.<table> or <store>.<table>.<column>")],
+    config: ConfigOpt = None,
+    upstream: Annotated[bool, typer.Option("--upstream", help="Where it comes from (default).")] = False,
+    downstream: Annotated[bool, typer.Option("--downstream", help="What depends on it.")] = False,
+    depth: Annotated[int | None, typer.Option("--depth", help="Edges to follow (default: all).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Show the lineage graph around a dataset or a column."""
+    if upstream and downstream:
+        raise InvalidInput("pick one of --upstream and --downstream")
+    with open_platform(config) as platform:
+        walk = platform.lineage.downstream if downstream else platform.lineage.upstream
+        graph = walk(node, depth)
+        doc = graph.to_dict()
+        if fmt == "json":
+            sys.stdout.write(json.dumps(doc) + "\n")
+            return
+        direction = "downstream of" if downstream else "upstream of"
+        console.print(f"[bold]{escape(node)}[/bold] — {direction}: {len(doc['datasets'])} dataset(s), "
+                      f"{len(doc['columns'])} column(s)")
+        t = Table(header_style="bold cyan")
+        for col in ("source", "target", "type", "subtype"):
+            t.add_column(col)
+        for e in doc["edges"]:
+            t.add_row(escape(str(e["source"])), escape(str(e["target"])), str(e.get("type") or ""),
+                      str(e.get("subtype") or ""))
+        console.print(t)
+        if not doc["edges"]:
+            console.print("[dim]no lineage recorded for this node[/dim]")
 
 
 def main() -> None:
