@@ -279,6 +279,8 @@ class DeadLetterStore:
                 event = Event.from_json(value)
             except InvalidEvent:
                 event = None
+        if key is None and event is not None:  # the default key (buses may not carry it)
+            key = event.subject if event.subject is not None else event.id
         now = _now()
         first = first_failure_at or now
         fp = fingerprint(value, event.id if event else None)

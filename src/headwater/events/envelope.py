@@ -66,10 +66,11 @@ _CORE = frozenset(
         "classification",
     )
 )
+_STRING_ATTRS = ("subject", "dataschema", "datacontenttype", "traceparent", "tracestate")
 _EXT_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
+_decode = json.JSONDecoder().decode
 
 
 def _new_id() -> str:
@@ -240,9 +241,10 @@ class Event:
             raise InvalidEvent("classification must be a comma-separated string")
         extra = doc.keys() - _CORE
         extensions = {k: doc[k] for k in extra} if extra else {}
-        for name in ("subject", "dataschema", "datacontenttype", "traceparent", "tracestate"):
-            value = doc.get(name)
-            if value is not None and not isinstance(value, str):
+        get = doc.get
+        for name in _STRING_ATTRS:
+            value = get(name)
+            if value is not None and value.__class__ is not str and not isinstance(value, str):
                 raise InvalidEvent(f"event attribute {name!r} must be a string", attribute=name)
         return cls(
             type=etype,
@@ -265,7 +267,7 @@ class Event:
     def from_json(cls, raw: bytes | str) -> Event:
         """Parse structured-mode JSON; :class:`InvalidEvent` for bad JSON or attributes."""
         try:
-            doc = _loads(raw)
+            doc = _decode(raw.decode() if isinstance(raw, bytes | bytearray) else raw)
         except (TypeError, ValueError) as err:
             raise InvalidEvent(f"event is not valid JSON: {err}") from None
         return cls.from_dict(doc)

@@ -161,15 +161,76 @@ def _compile(
         registry = registry.with_resource(name, resource)
     validator = cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
 
+    fast = _fast_validator(schema) if not refs else None
+
     def check_json(datum: Any) -> list[str]:
-        if validator.is_valid(datum):  # fast path: no error objects built
+        if fast is not None:
+            if fast(datum):
+                return []
+        elif validator.is_valid(datum):  # no error objects built
             return []
+        # jsonschema is the authority: it lists the errors (none: the fast check was stricter)
         return [
             f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
             for e in sorted(validator.iter_errors(datum), key=lambda e: list(map(str, e.path)))
         ]
 
     return _Compiled(schema_id, check_json, tags)
+
+
+_NOT_DRAFT7 = frozenset(
+    (
+        "prefixItems", "unevaluatedProperties", "unevaluatedItems", "dependentRequired",
+        "dependentSchemas", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$anchor",
+        "minContains", "maxContains", "$ref",
+    )
+)
+_DRAFT7_URIS = ("http://json-schema.org/draft-04", "http://json-schema.org/draft-06", "http://json-schema.org/draft-07")
+
+
+def _draft7_safe(node: Any) -> bool:
+    """Whether ``node`` means the same under draft 7 as under 2020-12 (no keywords whose
+    meaning changed, no references)."""
+    if isinstance(node, dict):
+        if _NOT_DRAFT7.intersection(node) or isinstance(node.get("items"), list):
+            return False
+        return all(_draft7_safe(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_draft7_safe(v) for v in node)
+    return True
+
+
+def _fast_validator(schema: Any) -> Callable[[Any], bool] | None:
+    """A compiled ``fastjsonschema`` validity check (~10x faster than ``jsonschema``), or None.
+
+    Optional speed-up (``pip install fastjsonschema``): used only for schemas that mean the
+    same under draft 7 (what it implements) as under the declared draft. It only answers
+    valid/invalid; errors are always reported by ``jsonschema``, which stays the authority.
+    """
+    declared = schema.get("$schema", "") if isinstance(schema, dict) else ""
+    if declared and not declared.startswith(_DRAFT7_URIS):
+        return None
+    if not _draft7_safe(schema):
+        return None
+    try:
+        import fastjsonschema
+    except ImportError:
+        return None
+    try:
+        compiled = fastjsonschema.compile(schema)
+    except Exception:  # noqa: BLE001 - anything it cannot compile falls back to jsonschema
+        return None
+
+    def is_valid(datum: Any) -> bool:
+        try:
+            compiled(datum)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        except Exception:  # noqa: BLE001 - let jsonschema decide
+            return False
+        return True
+
+    return is_valid
 
 
 class Producer:

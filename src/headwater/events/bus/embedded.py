@@ -89,6 +89,7 @@ CREATE INDEX IF NOT EXISTS inflight_visible ON inflight(grp, topic, visible_at);
 """
 
 _POLL_S = 0.02
+_LOCK_TIMEOUT_S = 30.0
 _wakeups: dict[str, threading.Condition] = {}
 _wakeups_lock = threading.Lock()
 
@@ -114,7 +115,10 @@ class _Conn:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")
-            self.db.execute("PRAGMA busy_timeout=30000")
+            # Waiting for the write lock is done by _Tx with short sleeps: SQLite's own busy
+            # handler backs off to 100 ms sleeps, which throttles a producer and a consumer
+            # process that take turns many times a second.
+            self.db.execute("PRAGMA busy_timeout=0")
         except sqlite3.Error as err:
             raise BusUnavailable(f"cannot open the embedded event log: {err}") from None
 
@@ -130,11 +134,24 @@ class _Tx:
         self.db = db
 
     def __enter__(self) -> sqlite3.Connection:
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as err:
-            raise BusUnavailable(f"embedded event log is busy: {err}") from None
-        return self.db
+        deadline = 0.0
+        pause = 0.0002
+        while True:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                return self.db
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise BusUnavailable(f"embedded event log error: {err}") from None
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + _LOCK_TIMEOUT_S
+                elif now > deadline:
+                    raise BusUnavailable(
+                        f"embedded event log is locked by another writer for over {_LOCK_TIMEOUT_S:.0f}s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
@@ -184,11 +201,10 @@ class EmbeddedBus:
         self._partitions: dict[str, int] = {}
         self._wake = _wakeup(os.path.abspath(self.path))
         self._closed = False
-        conn = self._conn()
-        try:
-            conn.db.executescript(_SCHEMA)
-        except sqlite3.Error as err:
-            raise BusUnavailable(f"cannot create the embedded event log: {err}") from None
+        with self._conn().tx() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
 
     def __repr__(self) -> str:
         return f"EmbeddedBus(path={self.path!r})"

@@ -253,7 +253,10 @@ class NatsBus:
         Not atomic: on an error some events may be stored; re-publishing the batch is safe
         within the duplicate window (``Nats-Msg-Id``)."""
         limit = self.capabilities.max_event_bytes
-        encoded = [(ev.id, key, ev.to_json(max_bytes=limit)) for ev, key in split_batch(events)]
+        encoded = [
+            (ev.id, key, ev.to_json(max_bytes=limit), key == ev.subject or key == ev.id)
+            for ev, key in split_batch(events)
+        ]
         return self._publish_encoded(topic, encoded)
 
     def publish_raw(
@@ -269,30 +272,30 @@ class NatsBus:
                 size=len(value),
                 limit=self.capabilities.max_event_bytes,
             )
-        return self._publish_encoded(topic, [(msg_id, key, value)])[0]
+        return self._publish_encoded(topic, [(msg_id, key, value, False)])[0]
 
     def _publish_encoded(
-        self, topic: str, encoded: list[tuple[str | None, str | None, bytes]]
+        self, topic: str, encoded: list[tuple[str | None, str | None, bytes, bool]]
     ) -> list[PublishResult]:
+        # A key that is the event's own subject or id (the default) is not sent: the
+        # consumer side derives it from the event (Message.key is None then).
         if not encoded:
             return []
         n = self._partition_count(topic)
-        stream = self._stream(topic)
+
+        subjects = [self._subject(topic, p) for p in range(n)]
 
         async def go() -> list[PublishResult]:
             futures = []
             parts = []
-            for i, (msg_id, key, raw) in enumerate(encoded):
+            for i, (msg_id, key, raw, implied) in enumerate(encoded):
                 part = partition_for(key, n, i)
                 parts.append(part)
                 headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-                if key is not None:
+                if key is not None and not implied:
                     headers = {**(headers or {}), "Hw-Key": key}
                 futures.append(
-                    await self._js.publish_async(
-                        self._subject(topic, part), raw, headers=headers, stream=stream,
-                        wait_stall=self.timeout,
-                    )
+                    await self._js.publish_async(subjects[part], raw, headers=headers)
                 )
             acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout)
             return [
