@@ -159,6 +159,14 @@ class Event:
         """A copy with ``changes`` applied (the event is immutable)."""
         return replace(self, **changes)
 
+    def _evolve(self, **changes: Any) -> Event:
+        """A copy with already-checked ``changes``, skipping validation (hot paths)."""
+        new = object.__new__(Event)
+        setter = object.__setattr__
+        for name in _FIELDS:
+            setter(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
+
     def to_dict(self) -> dict[str, Any]:
         """The CloudEvents structured-mode JSON object (attributes plus ``data``)."""
         out: dict[str, Any] = {
@@ -275,3 +283,6 @@ class Event:
 
 def _split_tags(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+_FIELDS = tuple(Event.__dataclass_fields__)

@@ -272,7 +272,7 @@ class Producer:
             raise _violation(event, compiled, errors)
         if event.schemaid == compiled.id and (event.dataschema or not compiled.subject):
             return event
-        return event.with_(
+        return event._evolve(  # checked values only: skip the constructor's validation
             schemaid=compiled.id,
             dataschema=event.dataschema
             or (f"registry:{compiled.subject}/{compiled.version}" if compiled.subject else None),
