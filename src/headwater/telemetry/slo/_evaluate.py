@@ -269,8 +269,9 @@ class SLOEvaluator:
                     "notified_state": "ok", "notify_attempts": 0, "evaluated_at": now, "details": details,
                 }
                 ins = dialect_insert(self.meta.dialect, t).values(**values).on_conflict_do_nothing(
-                    index_elements=[t.c.slo_id, t.c.severity])
-                if conn.execute(ins).rowcount != 1:
+                    index_elements=[t.c.slo_id, t.c.severity]).returning(t.c.slo_id)
+                # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT here.
+                if conn.execute(ins).first() is None:
                     return None  # another process created it; the next evaluation takes over
                 if not firing:
                     return None

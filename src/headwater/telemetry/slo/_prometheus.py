@@ -123,7 +123,7 @@ def _slo_groups(slo: SLO) -> list[dict[str, Any]]:
 
     budget = float(slo.budget)
     meta_rules = [
-        {"record": "slo:objective:ratio", "expr": f"vector({_num(slo.objective / 100)})", "labels": dict(base)},
+        {"record": "slo:objective:ratio", "expr": f"vector({_num(float(1 - slo.budget))})", "labels": dict(base)},
         {"record": "slo:error_budget:ratio", "expr": f"vector({_num(budget)})", "labels": dict(base)},
         {"record": "slo:time_period:days", "expr": f"vector({slo.window.days})", "labels": dict(base)},
         {"record": "slo:current_burn_rate:ratio",

@@ -40,9 +40,8 @@ _PRUNE_EVERY_S = 3600.0
 def retention_minutes(slos: Iterable[SLO]) -> int:
     """How many minutes of buckets evaluation needs: the longest SLO or alert window plus a day
     (35 days when there are no SLOs)."""
-    longest = dt.timedelta(days=34)
-    for slo in slos:
-        longest = max(longest, slo.window, *(r.long for r in slo.alerting.burn_rates))
+    windows = [w for slo in slos for w in (slo.window, *(r.long for r in slo.alerting.burn_rates))]
+    longest = max(windows, default=dt.timedelta(days=34))
     return int((longest + dt.timedelta(days=1)).total_seconds() // 60)
 
 

@@ -1,0 +1,95 @@
+"""SLO fixtures: a migrated metadata store on SQLite and on Postgres, an injectable clock, and
+helpers that feed synthetic SLI streams.
+
+Postgres comes from ``HEADWATER_TEST_PG_URL`` (default: the local test server); each test gets
+a fresh ``hw_slo_<random>`` schema (through ``options=-csearch_path`` in the URL), dropped
+afterwards. Unreachable Postgres skips with a reason, or fails under
+``HEADWATER_REQUIRE_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from headwater.metadata import MetadataStore
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+START = dt.datetime(2026, 3, 2, 12, 0, 30, tzinfo=dt.UTC)
+"""Thirty seconds into a minute, so 'now' and 'k minutes ago' land in distinct buckets."""
+
+
+class FakeClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: dt.datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> dt.datetime:
+        self.now += dt.timedelta(**delta)
+        return self.now
+
+    def ago(self, **delta: float) -> dt.datetime:
+        return self.now - dt.timedelta(**delta)
+
+
+def _pg_url_for_schema() -> Iterator[str]:
+    url = os.environ.get("HEADWATER_TEST_PG_URL", DEFAULT_PG_URL)
+    admin = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    schema = f"hw_slo_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as err:  # noqa: BLE001 - any failure to connect means "no service"
+        admin.dispose()
+        reason = f"Postgres unreachable at {url.split('@')[-1]} ({type(err).__name__})"
+        if os.environ.get("HEADWATER_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason + " and HEADWATER_REQUIRE_SERVICES=1")
+        pytest.skip(reason)
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def meta_url(request, tmp_path) -> Iterator[str]:
+    """The URL of an empty metadata database, once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meta.db'}"
+    else:
+        yield from _pg_url_for_schema()
+
+
+@pytest.fixture
+def meta(meta_url: str) -> Iterator[MetadataStore]:
+    """A metadata store migrated to head (0008_slo included)."""
+    store = MetadataStore.open(meta_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock starting at :data:`START`."""
+    return FakeClock()
+
+
+def feed(recorder, series: str, clock: FakeClock, minutes: range, good: int, total: int) -> None:
+    """Record ``good``/``total`` in each minute ``k`` minutes ago for ``k`` in ``minutes``."""
+    for k in minutes:
+        recorder.record(series, good, total, at=clock.ago(minutes=k))
