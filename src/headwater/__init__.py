@@ -14,6 +14,7 @@ from headwater.catalog import Catalog, CatalogColumn, Dataset
 from headwater.config import Config
 from headwater.errors import (
     AccessDenied,
+    AuditIntegrityError,
     AuthenticationError,
     ColumnNotFound,
     ConfigError,
@@ -45,6 +46,7 @@ logging.getLogger("headwater").addHandler(logging.NullHandler())
 
 __all__ = [
     "AccessDenied",
+    "AuditIntegrityError",
     "AuthenticationError",
     "Catalog",
     "CatalogColumn",

@@ -27,6 +27,7 @@ from headwater.errors import ConfigError
 from headwater.telemetry.otel import TelemetryConfig
 
 __all__ = [
+    "AuditConfig",
     "Config",
     "DuckDBConfig",
     "MetadataConfig",
@@ -140,6 +141,14 @@ class QueryConfig(_Model):
     batch_size: int = 65_536
 
 
+class AuditConfig(_Model):
+    """The tamper-evident audit log."""
+
+    enabled: bool = True
+    checkpoint_every: int = Field(1000, ge=1, description="Sign a checkpoint every N records.")
+    retention_days: int | None = Field(None, ge=1, description="Delete records older than this (None: keep).")
+
+
 class LineageConfig(_Model):
     """Where lineage goes besides the metadata store."""
 
@@ -158,6 +167,7 @@ class Config(_Model):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     lineage: LineageConfig = Field(default_factory=LineageConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     source: str | None = Field(None, exclude=True, description="File the config came from.")
 
     @classmethod

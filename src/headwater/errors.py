@@ -26,7 +26,8 @@ may not see. Context is kept as attributes; every exception pickles.
     ├── QueryRejected                            query governance said no
     ├── PolicyError (ValueError)                 policy files that do not validate
     ├── SchemaError (ValueError)                 schema registry / compatibility failures
-    └── EventBusError                            event bus failures
+    ├── EventBusError                            event bus failures
+    └── AuditIntegrityError                      the audit chain is broken where it must be intact
 
 ``Transient`` is a marker mixin: ``isinstance(err, Transient)`` tells retry code the call may
 succeed if repeated.
@@ -38,6 +39,7 @@ from typing import Any
 
 __all__ = [
     "AccessDenied",
+    "AuditIntegrityError",
     "AuthenticationError",
     "ColumnNotFound",
     "ConfigError",
@@ -164,3 +166,7 @@ class SchemaError(HeadwaterError, ValueError):
 
 class EventBusError(HeadwaterError):
     """The event bus failed."""
+
+
+class AuditIntegrityError(HeadwaterError):
+    """The audit chain is broken where an operation needs it intact (``first_bad_seq``)."""

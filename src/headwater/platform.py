@@ -57,6 +57,8 @@ class Platform:
         self.planner = Planner(self.catalog, _LazyStores(self), policy=self.policies.engine)
         self._authenticator: Any = None
         self._lineage: Any = None
+        self._audit: Any = None
+        self._secret = secret
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
 
@@ -176,6 +178,52 @@ class Platform:
         return Session(self, Principal.of(principal))
 
     @property
+    def audit(self) -> Any:
+        """The platform's :class:`headwater.audit.AuditLog` (hash-chained, signed checkpoints)."""
+        if self._audit is None:
+            from headwater.audit import AuditLog
+
+            cfg = self.config.audit
+            self._audit = AuditLog(self.meta, signing_key=_derive(self._secret, "audit"),
+                                   checkpoint_every=cfg.checkpoint_every, retention_days=cfg.retention_days)
+        return self._audit
+
+    def record(self, event: Any) -> None:
+        """Append an audit record (durable before this returns) when auditing is on."""
+        if self.config.audit.enabled:
+            self.audit.record(event)
+
+    def apply_policy(self, text: str, *, source: str | None, applied_by: str) -> Any:
+        """Validate and apply a policy document; audited as a policy change."""
+        from headwater.audit import AuditEvent
+
+        before = self.policies.latest()
+        version, policy = self.policies.apply(text, source=source, applied_by=applied_by)
+        if before is None or before.version != version.version:
+            self.record(AuditEvent(actor=applied_by, action="policy_change", reason=f"version {version.version}",
+                                   extra={"version": version.version, "content_hash": version.content_hash,
+                                          "source": source}))
+        return version, policy
+
+    def create_api_key(self, principal: str, *, expires_in: Any = None, description: str | None = None,
+                       actor: str | None = None) -> Any:
+        """Create an API key (its secret is in the return value only); audited."""
+        from headwater.audit import AuditEvent
+
+        key = self.api_keys.create(principal, expires_in=expires_in, description=description)
+        self.record(AuditEvent(actor=actor or principal, action="credential_change", reason="api key created",
+                               extra={"key_id": key.key_id, "principal": principal}))
+        return key
+
+    def revoke_api_key(self, key_id: str, *, actor: str | None = None) -> None:
+        """Revoke an API key; audited."""
+        from headwater.audit import AuditEvent
+
+        self.api_keys.revoke(key_id)
+        self.record(AuditEvent(actor=actor or "local", action="credential_change", reason="api key revoked",
+                               extra={"key_id": key_id}))
+
+    @property
     def lineage(self) -> Any:
         """The platform's :class:`headwater.lineage.LineageStore` (events and the lineage graph)."""
         if self._lineage is None:
@@ -208,7 +256,17 @@ class Platform:
         Roles and attributes carried by a JWT are used; an API key's principal gets its roles
         and attributes from the policy.
         """
-        return self.authenticator.authenticate(token).principal()
+        from headwater.audit import AuditEvent
+        from headwater.errors import AuthenticationError
+
+        try:
+            principal = self.authenticator.authenticate(token).principal()
+        except AuthenticationError:
+            self.record(AuditEvent(actor="unknown", action="authenticate", decision="deny",
+                                   reason="invalid credentials"))
+            raise
+        self.record(AuditEvent(actor=principal.name, action="authenticate"))
+        return principal
 
     def policy_engine(self) -> Any:
         """The policy engine in force, or None when no policy has been applied (open platform)."""

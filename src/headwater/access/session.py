@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -210,14 +212,18 @@ class Session:
             if page_size is not None or cursor is not None:
                 raise InvalidInput("INSERT ... SELECT and CREATE TABLE AS return no pages")
             return self._derive(derive, params, timeout_s, query)
+        started = time.perf_counter()
         plan, values = self._plan(query, params, order_by=order_by)
         store_kind = self.platform.store(plan.store).kind if plan.store is not None else None
         text = plan.rendered.get("otel.text")
         if text is None:
             text = plan.rendered.setdefault("otel.text", query_text(plan.logical or plan.tree))  # type: ignore[arg-type]
         with db_span("SELECT", plan.datasets, store_kind=store_kind,
-                     summary=query_summary("SELECT", plan.datasets), text=text):  # type: ignore[arg-type]
-            return self._run(plan, values, page_size, cursor, timeout_s)
+                     summary=query_summary("SELECT", plan.datasets), text=text) as span:  # type: ignore[arg-type]
+            result = self._run(plan, values, page_size, cursor, timeout_s)
+            if self.platform.config.audit.enabled:
+                self.platform.record(_query_event(self.principal.name, plan, result, started, span))
+        return result
 
     def _run(
         self, plan: Plan, values: list[Any], page_size: int | None, cursor: str | None,
@@ -352,10 +358,23 @@ class Session:
             _check_upsert_keys(arrow, keys or (existing.primary_key if existing else ()), dataset)
         store = self.platform.store(store_name)
         operation = {WriteMode.APPEND: "INSERT", WriteMode.UPSERT: "UPSERT", WriteMode.OVERWRITE: "REPLACE"}[mode]
+        started = time.perf_counter()
         with db_span(operation, [dataset], store_kind=store.kind, summary=query_summary(operation, [dataset]),
-                     text=None):
-            self._authorize_write(mode, dataset, existing, arrow, keys, store)
+                     text=None) as span:
+            try:
+                self._authorize_write(mode, dataset, existing, arrow, keys, store)
+            except AccessDenied as err:
+                self._denied(err, "write", datasets=[dataset], columns=arrow.column_names)
+                raise
             result = store.write(table, arrow, mode=mode, key=keys)
+            if self.platform.config.audit.enabled:
+                from headwater.audit import AuditEvent
+
+                self.platform.record(AuditEvent(
+                    actor=self.principal.name, action="write", datasets=[dataset],
+                    columns=[f"{dataset}.{c}" for c in arrow.column_names], rows=result.rows_written,
+                    duration_ms=(time.perf_counter() - started) * 1000, trace_id=_trace_id(span),
+                    extra={"mode": mode.value, "created": result.created}))
         if existing is None or result.created:
             self.platform.catalog.register(store_name, store.table(table), kind=store.kind, owner=self.principal.name)
         return result
@@ -419,7 +438,7 @@ class Session:
         try:
             plan = self.platform.planner.prepare(query, order_by=order_by, principal=self.principal)
         except (AccessDenied, QueryRejected) as err:
-            policy_denied(str(getattr(err, "rule", "") or "unknown"), "select")
+            self._denied(err, "select", statement=query)
             raise
         values = bind_params(plan, params)
         if plan.decision is not None:
@@ -430,6 +449,21 @@ class Session:
             if plan.decision is not None and engine is not None:
                 values += engine.params_for(plan.decision, self.principal)
         return plan, values
+
+    def _denied(self, err: Exception, action: str, *, statement: str | None = None,
+                datasets: Sequence[str] = (), columns: Sequence[str] = ()) -> None:
+        """Count and audit a denial (the record never holds data the principal may not see)."""
+        rule = str(getattr(err, "rule", "") or "unknown")
+        policy_denied(rule, action)
+        if not self.platform.config.audit.enabled:
+            return
+        from headwater.audit import AuditEvent, normalise_sql
+
+        ds = list(datasets) or [d for d in [getattr(err, "dataset", None)] if d]
+        self.platform.record(AuditEvent(
+            actor=self.principal.name, action="deny", datasets=ds, columns=list(columns),
+            decision="deny", reason=str(err), statement=normalise_sql(statement) if statement else None,
+            extra={"rule": rule, "attempted": action}))
 
     def _timeout(self, plan: Plan, timeout_s: float | None) -> float | None:
         limits = [t for t in (timeout_s, self.platform.config.query.timeout_s) if t is not None]
@@ -447,12 +481,8 @@ class Session:
         columns = list(rows.column_names)
         actions = {WriteMode.APPEND: ("insert",), WriteMode.UPSERT: ("insert", "update"),
                    WriteMode.OVERWRITE: ("insert", "delete")}[mode]
-        try:
-            for action in actions:
-                engine.authorize_write(target, self.principal, action, columns, rows)
-        except AccessDenied as err:
-            policy_denied(str(getattr(err, "rule", "") or "unknown"), "write")
-            raise
+        for action in actions:
+            engine.authorize_write(target, self.principal, action, columns, rows)
         if existing is None:
             return
         # The rows a write replaces must be inside the principal's row filter too.
@@ -609,6 +639,41 @@ def _check_upsert_keys(data: pa.Table, keys: Sequence[str], dataset: str) -> Non
 
 
 _DUCKDB_TOPN_ROWS = 4096
+
+
+def _trace_id(span: Any) -> str | None:
+    ctx = span.get_span_context() if span is not None else None
+    return f"{ctx.trace_id:032x}" if ctx is not None and ctx.trace_id else None
+
+
+def _query_event(actor: str, plan: Plan, result: Result, started: float, span: Any) -> Any:
+    """The audit record of an allowed query; its static parts are computed once per plan."""
+    from headwater.audit import AuditEvent, normalise_sql
+
+    static = plan.rendered.get("audit.static")
+    if static is None:
+        logical = plan.logical if plan.logical is not None else plan.tree
+        decision = plan.decision
+        static = plan.rendered.setdefault("audit.static", (  # type: ignore[arg-type]
+            re.sub(r"__hwparam\d+__", "?", normalise_sql(logical)),
+            _touched_columns(logical),
+            {f"{d}.{c}": m for d, c, m in (decision.masks if decision else [])},
+            [f"{d}: {p}" for d, p in (decision.filters if decision else [])],
+        ))
+    statement, columns, masks, filters = static  # type: ignore[misc]
+    rows = result._table.num_rows if result._table is not None else None
+    return AuditEvent(actor=actor, action="query", datasets=list(plan.datasets), columns=columns,
+                      masks=masks, row_filters=filters, statement=statement, rows=rows,
+                      duration_ms=(time.perf_counter() - started) * 1000, trace_id=_trace_id(span))
+
+
+def _touched_columns(tree: Any) -> list[str]:
+    """``<store>.<table>.<column>`` for every base column a qualified query reads."""
+    from sqlglot import exp
+
+    alias_to_ds = {t.alias_or_name: f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.db}
+    out = {f"{alias_to_ds[c.table]}.{c.name}" for c in tree.find_all(exp.Column) if c.table in alias_to_ds}
+    return sorted(out)
 
 
 def _derive_of(query: str) -> DerivePlan | None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.errors import HeadwaterError, InvalidInput
+from headwater.errors import AuditIntegrityError, InvalidInput
 
 __all__ = [
     "ACTIONS",
@@ -53,9 +53,6 @@ _dumps = json.JSONEncoder(
     ensure_ascii=True, separators=(",", ":"), sort_keys=True, allow_nan=False
 ).encode
 
-
-class AuditIntegrityError(HeadwaterError):
-    """The audit chain is broken where an operation needs it intact (``first_bad_seq``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

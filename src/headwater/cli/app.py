@@ -32,6 +32,8 @@ keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_a
 app.add_typer(keys_app, name="keys")
 lineage_app = typer.Typer(help="Lineage: upstream, downstream and impact, to the column.", no_args_is_help=True)
 app.add_typer(lineage_app, name="lineage")
+audit_app = typer.Typer(help="The tamper-evident audit log: list, export, verify.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 policy_app = typer.Typer(help="Policy as code: validate, apply, diff, show.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
@@ -231,8 +233,8 @@ def keys_create(
 ) -> None:
     """Create an API key; its secret is printed once and cannot be shown again."""
     with open_platform(config) as platform:
-        key = platform.api_keys.create(principal, expires_in=_duration(expires) if expires else None,
-                                       description=description)
+        key = platform.create_api_key(principal, expires_in=_duration(expires) if expires else None,
+                                      description=description, actor=os.environ.get("USER") or "local")
         sys.stdout.write(f"key id: {key.key_id}\nsecret: {key.secret}\ntoken:  {key.token}\n")
         err_console.print("Store the token now (key id + secret): it is shown only once; only a slow hash is kept.")
 
@@ -271,7 +273,7 @@ def keys_ls(
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (hwk_...).")], config: ConfigOpt = None) -> None:
     """Revoke an API key (other processes stop accepting it within the verification cache TTL)."""
     with open_platform(config) as platform:
-        platform.api_keys.revoke(key_id)
+        platform.revoke_api_key(key_id, actor=os.environ.get("USER") or "local")
         console.print(f"revoked {key_id}")
 
 
@@ -306,7 +308,7 @@ def policy_apply(
     """Validate and apply a policy: it becomes the newest version, in force at once."""
     with open_platform(config) as platform:
         before = platform.policies.latest()
-        version, policy = platform.policies.apply(
+        version, policy = platform.apply_policy(
             _read_policy(path), source=str(path), applied_by=as_ or os.environ.get("USER") or "local")
         if before is not None and before.version == version.version:
             console.print(f"unchanged: version {version.version} is already in force")
@@ -393,6 +395,88 @@ def lineage_show(
         console.print(t)
         if not doc["edges"]:
             console.print("[dim]no lineage recorded for this node[/dim]")
+
+
+def _when(text: str | None) -> Any:
+    import datetime as dt
+
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return dt.datetime.now(dt.UTC) - _duration(text)  # "2h" = two hours ago
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+@audit_app.command("ls")
+@handle_errors
+def audit_ls(
+    config: ConfigOpt = None,
+    actor: Annotated[str | None, typer.Option("--actor")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset")] = None,
+    action: Annotated[str | None, typer.Option("--action")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO time or a duration ago (2h, 7d).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO time or a duration ago.")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 100,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json (JSON Lines).")] = "table",
+) -> None:
+    """List audit records, oldest first, with filters."""
+    with open_platform(config) as platform:
+        records = platform.audit.query(actor=actor, dataset=dataset, action=action, since=_when(since),
+                                       until=_when(until), limit=limit)
+        if fmt == "json":
+            from headwater.cli._output import json_default
+
+            for r in records:
+                sys.stdout.write(json.dumps(r.to_dict() if hasattr(r, "to_dict") else r.__dict__,
+                                            default=json_default) + "\n")
+            return
+        t = Table(header_style="bold cyan")
+        for col in ("seq", "time", "actor", "action", "decision", "datasets", "rows", "statement / reason"):
+            t.add_column(col, overflow="fold")
+        for r in records:
+            t.add_row(str(r.seq), r.ts.isoformat(timespec="seconds"), escape(r.actor), r.action, r.decision,
+                      escape(", ".join(r.datasets)), "" if r.rows is None else str(r.rows),
+                      escape((r.statement or r.reason or "")[:120]))
+        console.print(t)
+
+
+@audit_app.command("export")
+@handle_errors
+def audit_export(
+    path: Annotated[Path, typer.Argument(help="Output file.")],
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or parquet.")] = "jsonl",
+    actor: Annotated[str | None, typer.Option("--actor")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset")] = None,
+    action: Annotated[str | None, typer.Option("--action")] = None,
+    since: Annotated[str | None, typer.Option("--since")] = None,
+    until: Annotated[str | None, typer.Option("--until")] = None,
+) -> None:
+    """Export audit records as JSON Lines or Parquet."""
+    with open_platform(config) as platform:
+        n = platform.audit.export(path, format=fmt, actor=actor, dataset=dataset, action=action,
+                                  since=_when(since), until=_when(until))
+        console.print(f"exported {n if isinstance(n, int) else ''} record(s) to {path}")
+
+
+@audit_app.command("verify")
+@handle_errors
+def audit_verify(config: ConfigOpt = None) -> None:
+    """Check the hash chain and signed checkpoints; says where the chain breaks."""
+    with open_platform(config) as platform:
+        with console.status("verifying the audit chain…"):
+            report = platform.audit.verify()
+        if report.ok:
+            rate = report.records_checked / report.elapsed_s if report.elapsed_s else 0
+            console.print(f"[green]audit chain intact[/green]: {report.records_checked:,} records "
+                          f"(seq {report.first_seq}-{report.last_seq}), {report.checkpoints_checked} signed "
+                          f"checkpoint(s), {rate:,.0f} records/s")
+            return
+        err_console.print(f"[bold red]audit chain broken[/bold red] at record {report.first_bad_seq}: "
+                          f"{escape(str(report.problem))}", soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def main() -> None:
