@@ -1,10 +1,12 @@
 """SLI counters: an in-process buffer of per-minute good/total counts, flushed to the metadata
 store with an upsert.
 
-Durability: counts live in memory until a flush, which happens when ``flush_interval_s`` has
-passed since the last one or ``max_pending`` events are buffered (checked on each
-:meth:`SLORecorder.record`), when the optional background thread wakes (:meth:`start`), and on
-:meth:`flush`/:meth:`close` (and at interpreter exit once started). A crash therefore loses at
+Durability: counts live in memory until a flush, which happens when ``max_pending`` events are
+buffered (checked on each :meth:`SLORecorder.record`, on the caller's thread), every
+``flush_interval_s`` (from the daemon thread once :meth:`SLORecorder.start` ran, else on the next
+``record`` after the interval), and on :meth:`SLORecorder.flush`/:meth:`SLORecorder.close` (and
+at interpreter exit once started). Use ``start()`` in long-running processes so the query path
+only ever pays for a dict update, bar one upsert per ``max_pending`` events. A crash therefore loses at
 most the last ``flush_interval_s`` seconds or ``max_pending`` events of counts; SLOs measured
 over days barely move. A flush that fails keeps the counts for the next attempt and logs a
 warning; ``record`` never raises a store error into the caller's hot path. Should the store stay
@@ -158,7 +160,10 @@ class SLORecorder:
                 cell[0] += good
                 cell[1] += total
             self._pending += total or 1
-            due = self._pending >= self.max_pending or now - self._last_flush >= self.flush_interval_s
+            # With the background thread running, only a full buffer flushes on the caller's
+            # thread; the timed flushes happen off the hot path.
+            due = self._pending >= self.max_pending or (
+                self._thread is None and now - self._last_flush >= self.flush_interval_s)
         if due:
             self._flush_quietly()
 
