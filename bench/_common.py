@@ -340,7 +340,7 @@ def pg_skip_reason() -> str | None:
 
 
 def get_platform() -> Any:
-    """The benchmark platform (built once per process).
+    """The benchmark platform (built once per process; no policy applied: open).
 
     Stores: ``warehouse`` (DuckDB file with TPC-H), ``app`` (SQLite), and ``pg`` (Postgres,
     schema ``hw_bench``) when Postgres is reachable.
@@ -348,6 +348,7 @@ def get_platform() -> Any:
     global _PLATFORM, _PG_REASON
     if _PLATFORM is not None:
         return _PLATFORM
+    close_governed_platform()  # one DuckDB instance per file per process
     from headwater.config import Config, DuckDBConfig, PostgresConfig, QueryConfig, SQLiteConfig
     from headwater.platform import Platform
 
@@ -380,6 +381,75 @@ def close_platform() -> None:
     if _PLATFORM is not None:
         _PLATFORM.close()
         _PLATFORM = None
+    close_governed_platform()
+
+
+# -- governed platform ------------------------------------------------------------------
+# A policy, once applied, stays in force in that platform's metadata store (default deny), so
+# the governed benchmarks use their own platform directory (same TPC-H DuckDB file, own
+# metadata and SQLite ``app.db``); the open platform above never sees a policy.
+GOV_NATIONS = [0, 2, 3, 6, 7, 8, 9, 12, 18, 21]
+"""Nation keys the analyst may see (customer row filter): ALGERIA, BRAZIL, CANADA, FRANCE,
+GERMANY, INDIA, INDONESIA, JAPAN, CHINA, VIETNAM -- so TPC-H Q5/Q7/Q8 keep rows."""
+
+GOV_POLICY = f"""\
+version: 1
+settings:
+  # TPC-H Q10 groups by c_phone/c_address and Q22 filters and groups on substring(c_phone):
+  # masked values are allowed in predicates (they are computed inside the masking scan anyway).
+  masked_predicates: allow
+roles:
+  bench_admin:
+    grants:
+      - {{datasets: "*", actions: [select, insert, update, delete]}}
+  tpch_analyst:
+    grants:
+      - {{datasets: ["warehouse.*", "app.*"], actions: [select]}}
+    columns:
+      - {{column: "warehouse.customer.c_phone", mask: last4}}
+      - {{column: "warehouse.customer.c_address", mask: redact}}
+    row_filters:
+      - {{datasets: warehouse.customer, where: "c_nationkey IN principal.nations"}}
+principals:
+  bench_loader: {{roles: [bench_admin], kind: service}}
+  analyst: {{roles: [tpch_analyst], attributes: {{nations: {GOV_NATIONS}}}}}
+"""
+
+_GOV_PLATFORM: Any = None
+
+
+def get_governed_platform() -> Any:
+    """The governed benchmark platform with :data:`GOV_POLICY` applied (once per process).
+
+    Stores: ``warehouse`` (the same TPC-H DuckDB file) and ``app`` (its own SQLite file).
+    Principals: ``analyst`` (role ``tpch_analyst``) and ``bench_loader`` (admin, for setup).
+    """
+    global _GOV_PLATFORM, _PLATFORM
+    if _GOV_PLATFORM is not None:
+        return _GOV_PLATFORM
+    if _PLATFORM is not None:  # one DuckDB instance per file per process
+        _PLATFORM.close()
+        _PLATFORM = None
+    from headwater.config import Config, DuckDBConfig, QueryConfig, SQLiteConfig
+    from headwater.platform import Platform
+
+    wh = ensure_tpch()
+    cfg = Config(
+        platform_dir=str(DATA_DIR / f"platform-gov-sf{sf_label()}"),
+        stores={"warehouse": DuckDBConfig(path=str(wh)), "app": SQLiteConfig(path="app.db")},
+        query=QueryConfig(max_page_size=100_000_000),
+    )
+    _GOV_PLATFORM = Platform(cfg)
+    _GOV_PLATFORM.sync_catalog()
+    _GOV_PLATFORM.policies.apply(GOV_POLICY, source="bench/_common.py:GOV_POLICY", applied_by="bench")
+    return _GOV_PLATFORM
+
+
+def close_governed_platform() -> None:
+    global _GOV_PLATFORM
+    if _GOV_PLATFORM is not None:
+        _GOV_PLATFORM.close()
+        _GOV_PLATFORM = None
 
 
 def session() -> Any:
