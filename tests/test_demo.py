@@ -21,7 +21,7 @@ def test_demo_builds_every_dataset_and_is_rerunnable(tmp_path: Path) -> None:
             name: s.sql(f"SELECT count(*) AS n FROM {name}").to_pylist()[0]["n"]
             for name in ("app.customers", "app.orders", "warehouse.order_facts", "lake.web_events")
         }
-    assert counts == {"app.customers": 301, "app.orders": 1_500, "warehouse.order_facts": 1_500,
+    assert counts == {"app.customers": 303, "app.orders": 1_500, "warehouse.order_facts": 1_500,
                       "lake.web_events": 900}
     text = console.export_text()
     assert "federated in DuckDB" in text

@@ -30,6 +30,7 @@ __all__ = [
     "AuditConfig",
     "Config",
     "DuckDBConfig",
+    "EventsConfig",
     "MetadataConfig",
     "LineageConfig",
     "ParquetConfig",
@@ -149,6 +150,14 @@ class AuditConfig(_Model):
     retention_days: int | None = Field(None, ge=1, description="Delete records older than this (None: keep).")
 
 
+class EventsConfig(_Model):
+    """The event bus and the schema registry."""
+
+    bus: str | None = Field(None, description="Bus URL: embedded:<path> (default: the platform folder) or nats://host:4222.")
+    pii_policy: Literal["reject", "warn", "off"] = Field(
+        "warn", description="A new schema field that looks like PII without an x-pii classification.")
+
+
 class LineageConfig(_Model):
     """Where lineage goes besides the metadata store."""
 
@@ -168,6 +177,7 @@ class Config(_Model):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     lineage: LineageConfig = Field(default_factory=LineageConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     source: str | None = Field(None, exclude=True, description="File the config came from.")
 
     @classmethod

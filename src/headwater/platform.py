@@ -8,6 +8,7 @@ Snowflake or S3 under the same name; calling code does not change.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -58,6 +59,9 @@ class Platform:
         self._authenticator: Any = None
         self._lineage: Any = None
         self._audit: Any = None
+        self._bus: Any = None
+        self._registry: Any = None
+        self._dead_letters: Any = None
         self._secret = secret
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
@@ -223,6 +227,59 @@ class Platform:
         self.record(AuditEvent(actor=actor or "local", action="credential_change", reason="api key revoked",
                                extra={"key_id": key_id}))
 
+    # -- events ------------------------------------------------------------------------
+    @property
+    def bus(self) -> Any:
+        """The event bus (embedded log in the platform folder unless ``events.bus`` says NATS)."""
+        if self._bus is None:
+            from headwater.events.bus import connect
+
+            self._bus = connect(self.config.events.bus or f"embedded:{self.dir / 'events.db'}")
+        return self._bus
+
+    @property
+    def schema_registry(self) -> Any:
+        """The schema registry (subjects, versions, global ids, compatibility) in the metadata store."""
+        if self._registry is None:
+            self._registry = self.meta.schema_registry(pii_policy=self.config.events.pii_policy)
+        return self._registry
+
+    @property
+    def dead_letters(self) -> Any:
+        """The dead-letter store (one reason model for every bus)."""
+        if self._dead_letters is None:
+            from headwater.events.dlq import DeadLetterStore
+
+            self._dead_letters = DeadLetterStore(self.meta.engine)
+        return self._dead_letters
+
+    def producer(self, source: str = "/headwater") -> Any:
+        """A producer that validates payloads against their registered schema before publishing."""
+        from headwater.events.producer import Producer
+
+        return Producer(self.bus, self.schema_registry, source=source)
+
+    def register_schema(self, subject: str, schema: str, schema_type: str = "JSON", *,
+                        actor: str = "local") -> int:
+        """Register a schema version (compatibility enforced); audited. Returns its global id."""
+        from headwater.audit import AuditEvent
+
+        schema_id = self.schema_registry.register(subject, schema, schema_type)
+        self.record(AuditEvent(actor=actor, action="schema_register", reason=f"{subject} -> id {schema_id}",
+                               extra={"subject": subject, "schema_id": schema_id, "schema_type": schema_type}))
+        return schema_id
+
+    def replay_dead_letters(self, *, actor: str = "local", **options: Any) -> Any:
+        """Re-publish dead letters (filters, dry run, rate, loop guard); audited."""
+        from headwater.audit import AuditEvent
+
+        report = self.dead_letters.replay(self.bus, **options)
+        self.record(AuditEvent(actor=actor, action="replay", rows=report.replayed,
+                               reason=f"{report.replayed} replayed, {report.refused} refused",
+                               extra={"dry_run": bool(options.get("dry_run")),
+                                      "filters": {k: str(v) for k, v in options.items()}}))
+        return report
+
     @property
     def lineage(self) -> Any:
         """The platform's :class:`headwater.lineage.LineageStore` (events and the lineage graph)."""
@@ -326,7 +383,11 @@ class Platform:
         return self.catalog.sync(_LazyStores(self), only=stores)
 
     def close(self) -> None:
-        """Close every store and the metadata store."""
+        """Close every store, the bus and the metadata store."""
+        if self._bus is not None:
+            with contextlib.suppress(Exception):
+                self._bus.close()
+            self._bus = None
         for store in self._stores.values():
             store.close()
         self._stores.clear()

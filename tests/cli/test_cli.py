@@ -86,7 +86,7 @@ def test_csv_and_parquet_exports(run, tmp_path: Path) -> None:
     assert run("sql", "SELECT * FROM app.customers", "--format", "csv", "--output", str(out)).exit_code == 0
     lines = out.read_text().splitlines()
     assert lines[0].split(",")[:2] == ["id", "name"]
-    assert len(lines) == 1 + 501  # header + 500 generated + 1 appended by the demo
+    assert len(lines) == 1 + 503  # header + 500 generated + 1 appended + 2 late customers (events step)
     pq_out = tmp_path / "e.parquet"
     assert run("sql", "SELECT * FROM lake.web_events", "--format", "parquet", "--output", str(pq_out)).exit_code == 0
     assert pq.read_table(pq_out).num_rows == 1_000
@@ -100,7 +100,8 @@ def test_parquet_needs_output(run) -> None:
 def test_catalog_commands(run) -> None:
     res = run("catalog", "ls", "--format", "json")
     names = {d["name"] for d in json.loads(res.stdout)}
-    assert names == {"app.customers", "app.orders", "lake.web_events", "warehouse.order_facts"}
+    assert names == {"app.customers", "app.orders", "lake.web_events", "warehouse.order_facts",
+                     "warehouse.order_events"}
     show = json.loads(run("catalog", "show", "app.customers", "--format", "json").stdout)
     assert show["primary_key"] == ["id"]
     assert [c["name"] for c in show["columns"]][:3] == ["id", "name", "email"]
@@ -182,3 +183,29 @@ def test_api_keys_lifecycle(run) -> None:
         assert res.exit_code == 1 and "AuthenticationError" in res.stderr and "invalid credentials" in res.stderr
         assert secret not in res.stderr
     assert run("keys", "create", "bob", "--expires", "soon").exit_code == 1
+
+
+def test_events_schemas_and_dead_letters(run, tmp_path: Path) -> None:
+    topics = run("events", "topics")
+    assert topics.exit_code == 0 and "orders" in topics.stdout
+    assert "orders-value" in run("schemas", "ls").stdout
+    shown = json.loads(run("schemas", "show", "orders-value").stdout)
+    assert shown["version"] == 1 and "amount" in shown["schema"]["properties"]
+    breaking = tmp_path / "s.json"
+    breaking.write_text('{"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}')
+    check = run("schemas", "check", "orders-value", str(breaking))
+    assert check.exit_code == 1 and "order_id" in check.stderr
+    letters = [json.loads(line) for line in run("dlq", "ls", "-f", "json").stdout.splitlines()]
+    assert {d["stage"] for d in letters} == {"validate", "deserialise"}
+    first = letters[0]["id"]
+    assert json.loads(run("dlq", "show", str(first)).stdout)["id"] == first
+    dry = run("dlq", "replay", "--id", str(first), "--dry-run")
+    assert dry.exit_code == 0 and "would replay 1" in dry.stdout
+    bad = run("events", "publish", "orders", "--type", "order.created", "--data", '{"order_id": "x"}')
+    assert bad.exit_code == 1 and "EventValidationError" in bad.stderr
+    ok = run("events", "publish", "orders", "--type", "order.created", "--key", "7",
+             "--data", '{"order_id": 1, "customer_id": 7, "amount": 3.5, "status": "paid"}')
+    assert ok.exit_code == 0, ok.stderr
+    tail = run("events", "tail", "orders", "--group", "cli-test", "--max", "5", "--timeout", "0.5")
+    assert tail.exit_code == 0 and len(tail.stdout.splitlines()) == 5
+    assert run("audit", "verify").exit_code == 0

@@ -1,5 +1,6 @@
 """The ``headwater`` command line (Typer + rich)."""
 
+from headwater.cli import events as _events  # noqa: F401 - registers commands
 from headwater.cli.app import app, main
 
 __all__ = ["app", "main"]
