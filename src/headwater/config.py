@@ -33,10 +33,12 @@ __all__ = [
     "EventsConfig",
     "MetadataConfig",
     "LineageConfig",
+    "NotifierConfig",
     "ParquetConfig",
     "PostgresConfig",
     "QueryConfig",
     "S3Config",
+    "SLOConfig",
     "SQLiteConfig",
     "SecurityConfig",
     "SnowflakeConfig",
@@ -158,6 +160,24 @@ class EventsConfig(_Model):
         "warn", description="A new schema field that looks like PII without an x-pii classification.")
 
 
+class NotifierConfig(_Model):
+    """Where alerts go: ``log``, or a ``webhook`` shaped for Slack, PagerDuty or plain JSON."""
+
+    kind: Literal["log", "webhook"] = "log"
+    url: SecretStr | None = None
+    shape: Literal["slack", "pagerduty", "json"] = "json"
+    routing_key: SecretStr | None = None
+    severities: list[str] | None = None
+
+
+class SLOConfig(_Model):
+    """Service level objectives: the spec file (Sloth-style YAML) and the alert notifiers."""
+
+    file: str | None = Field(None, description="SLO YAML; default: the built-in query SLOs.")
+    notifiers: list[NotifierConfig] = Field(default_factory=lambda: [NotifierConfig()])
+    enabled: bool = True
+
+
 class LineageConfig(_Model):
     """Where lineage goes besides the metadata store."""
 
@@ -178,6 +198,7 @@ class Config(_Model):
     lineage: LineageConfig = Field(default_factory=LineageConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    slo: SLOConfig = Field(default_factory=SLOConfig)
     source: str | None = Field(None, exclude=True, description="File the config came from.")
 
     @classmethod

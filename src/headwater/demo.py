@@ -293,6 +293,18 @@ def run_demo(
     step.done(f"audit chain verified: {report.records_checked} records, intact={report.ok}; "
               "`headwater lineage show warehouse.order_facts --upstream` and `headwater audit verify` show the same")
 
+    with step("SLO status of what the demo ran"):
+        if platform.slo_recorder is not None:
+            platform.slo_recorder.flush()
+        evaluator = platform.slo_evaluator()
+        evaluator.evaluate()
+        rows = evaluator.status()
+    from headwater.cli.slo import print_slo_status
+
+    print_slo_status(console, rows)
+    step.done("burn-rate alerting runs in-process from counters in the metadata store; "
+              "`headwater slo rules` exports the same SLOs for Prometheus")
+
     console.print(Panel.fit(
         f"Done in {time.perf_counter() - step.t0:.1f}s. The platform stays in {directory}; try\n"
         f"  HEADWATER_CONFIG={directory}/headwater.yaml headwater catalog ls\n"

@@ -62,6 +62,8 @@ class Platform:
         self._bus: Any = None
         self._registry: Any = None
         self._dead_letters: Any = None
+        self._slos: Any = None
+        self._slo_recorder: Any = None
         self._secret = secret
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
@@ -227,6 +229,42 @@ class Platform:
         self.record(AuditEvent(actor=actor or "local", action="credential_change", reason="api key revoked",
                                extra={"key_id": key_id}))
 
+    # -- SLOs --------------------------------------------------------------------------
+    @property
+    def slos(self) -> list[Any]:
+        """The SLO specs in force (``slo.file``, else the built-in query SLOs)."""
+        if self._slos is None:
+            from headwater.telemetry.slo import load_slo_file, load_slos
+
+            path = self.config.slo.file
+            self._slos = load_slo_file(self.config.resolve(path)) if path else load_slos(
+                DEFAULT_SLOS, source="built-in SLOs")
+        return self._slos
+
+    @property
+    def slo_recorder(self) -> Any:
+        """Buffered SLI counters (flushed in the background); None when SLOs are off."""
+        if self._slo_recorder is None and self.config.slo.enabled:
+            from headwater.telemetry.slo import SLORecorder
+
+            self._slo_recorder = SLORecorder(self.meta, self.slos).start()
+        return self._slo_recorder
+
+    def slo_evaluator(self) -> Any:
+        """An evaluator with the configured notifiers (burn rates, budgets, alert state)."""
+        from headwater.telemetry.slo import LogNotifier, SLOEvaluator, WebhookNotifier
+
+        notifiers: list[Any] = []
+        for n in self.config.slo.notifiers:
+            if n.kind == "log":
+                notifiers.append(LogNotifier())
+            else:
+                notifiers.append(WebhookNotifier(
+                    n.url.get_secret_value() if n.url else None, shape=n.shape,
+                    routing_key=n.routing_key.get_secret_value() if n.routing_key else None,
+                    severities=n.severities))
+        return SLOEvaluator(self.meta, self.slos, notifiers=notifiers, recorder=self.slo_recorder)
+
     # -- events ------------------------------------------------------------------------
     @property
     def bus(self) -> Any:
@@ -388,10 +426,29 @@ class Platform:
             with contextlib.suppress(Exception):
                 self._bus.close()
             self._bus = None
+        if self._slo_recorder is not None:
+            with contextlib.suppress(Exception):
+                self._slo_recorder.close()
+            self._slo_recorder = None
         for store in self._stores.values():
             store.close()
         self._stores.clear()
         self.meta.close()
+
+
+DEFAULT_SLOS = """\
+service: headwater
+window: 28d
+slos:
+  - name: query-success
+    objective: 99.5
+    description: SDK queries that complete without a store failure.
+    sli: {query_success: {}}
+  - name: query-latency
+    objective: 99.0
+    description: SDK queries answered within 500 ms.
+    sli: {query_latency: {threshold_ms: 500}}
+"""
 
 
 def _noop() -> None:

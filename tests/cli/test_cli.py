@@ -209,3 +209,17 @@ def test_events_schemas_and_dead_letters(run, tmp_path: Path) -> None:
     tail = run("events", "tail", "orders", "--group", "cli-test", "--max", "5", "--timeout", "0.5")
     assert tail.exit_code == 0 and len(tail.stdout.splitlines()) == 5
     assert run("audit", "verify").exit_code == 0
+
+
+def test_slo_commands(run) -> None:
+    run("sql", "SELECT count(*) FROM app.orders")
+    status = run("slo", "status", "-f", "json")
+    assert status.exit_code == 0, status.stderr
+    rows = {r["slo"]: r for r in json.loads(status.stdout)}
+    assert set(rows) == {"query-success", "query-latency"}
+    assert rows["query-success"]["total"] >= 1 and rows["query-success"]["error_budget_remaining"] == 100.0
+    assert "SLO status" in run("slo", "status").stdout
+    report = json.loads(run("slo", "report").stdout)
+    assert report
+    rules = run("slo", "rules").stdout
+    assert "slo:sli_error:ratio_rate5m" in rules and "alert:" in rules

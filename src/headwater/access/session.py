@@ -26,6 +26,7 @@ from headwater.errors import (
     InvalidCursor,
     InvalidInput,
     QueryRejected,
+    StoreError,
     WriteError,
 )
 from headwater.principal import Principal
@@ -220,7 +221,17 @@ class Session:
             text = plan.rendered.setdefault("otel.text", query_text(plan.logical or plan.tree))  # type: ignore[arg-type]
         with db_span("SELECT", plan.datasets, store_kind=store_kind,
                      summary=query_summary("SELECT", plan.datasets), text=text) as span:  # type: ignore[arg-type]
-            result = self._run(plan, values, page_size, cursor, timeout_s)
+            recorder = self.platform.slo_recorder
+            try:
+                result = self._run(plan, values, page_size, cursor, timeout_s)
+            except StoreError:
+                # A store failing (down, timed out, erroring) spends the error budget; a caller's
+                # mistake (bad SQL, denied, bad cursor) does not.
+                if recorder is not None:
+                    recorder.record_query((time.perf_counter() - started) * 1000, ok=False)
+                raise
+            if recorder is not None:
+                recorder.record_query((time.perf_counter() - started) * 1000, ok=True)
             if self.platform.config.audit.enabled:
                 self.platform.record(_query_event(self.principal.name, plan, result, started, span))
         return result
