@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -114,6 +115,7 @@ class PostgresStore(SqlStore):
         self._connect_timeout = connect_timeout_s
         self._pool: Any = None
         self._pool_lock = threading.Lock()
+        self._timeouts: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"PostgresStore(name={self.name!r}, schema={self.schema!r})"
@@ -258,17 +260,24 @@ class PostgresStore(SqlStore):
         batch_size: int = 65_536,
         timeout_s: float | None = None,
     ) -> pa.RecordBatchReader:
-        """Run ``sql`` through a server-side cursor and stream Arrow batches."""
+        """Run ``sql`` and stream Arrow batches.
+
+        Rows arrive in libpq's chunked mode (``cursor.stream(size=...)``): one round trip, no
+        server-side cursor, never more than one chunk in memory. The statement timeout is a
+        session setting changed only when it differs from the connection's current one.
+        """
         stack = contextlib.ExitStack()
         try:
             conn = stack.enter_context(self.connection())
-            stack.enter_context(conn.transaction())
-            if timeout_s:
-                conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-            cur = stack.enter_context(conn.cursor(name=f"hw_{next(_cursor_ids)}"))
-            cur.itersize = batch_size
-            cur.execute(sql, list(params) if params else None)
-            rows = cur.fetchmany(batch_size)
+            self._set_timeout(conn, timeout_s)
+            cur = stack.enter_context(conn.cursor())
+            values = list(params) if params else None
+            rows_iter = cur.stream(sql, values, size=min(batch_size, 10_000))
+            try:
+                first = next(rows_iter)
+            except StopIteration:
+                first = None
+                cur.execute(sql, values)  # an empty result: run it plainly to learn its columns
             desc = cur.description or []
         except HeadwaterError:
             stack.close()
@@ -287,21 +296,33 @@ class PostgresStore(SqlStore):
         schema = pa.schema([pa.field(n, t) for n, t in zip(names, schema_types, strict=True)])
 
         def gen() -> Iterator[pa.RecordBatch]:
-            nonlocal rows
             try:
-                while rows:
+                if first is None:
+                    return
+                rows = [first]
+                try:
+                    for row in rows_iter:
+                        rows.append(row)
+                        if len(rows) >= batch_size:
+                            yield rows_to_batch(rows, names, schema_types).cast(schema)
+                            rows = []
+                except Exception as err:  # noqa: BLE001
+                    raise self._translate(err, sql=sql) from None
+                if rows:
                     yield rows_to_batch(rows, names, schema_types).cast(schema)
-                    if len(rows) < batch_size:
-                        break
-                    try:
-                        rows = cur.fetchmany(batch_size)
-                    except Exception as err:  # noqa: BLE001
-                        raise self._translate(err, sql=sql) from None
             finally:
+                with contextlib.suppress(Exception):
+                    rows_iter.close()
                 with contextlib.suppress(Exception):
                     stack.close()
 
         return pa.RecordBatchReader.from_batches(schema, gen())
+
+    def _set_timeout(self, conn: Any, timeout_s: float | None) -> None:
+        want = int(timeout_s * 1000) if timeout_s else 0
+        if self._timeouts.get(conn, 0) != want:
+            conn.execute(f"SET statement_timeout = {want}")
+            self._timeouts[conn] = want
 
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.connection() as conn:
