@@ -197,7 +197,7 @@ class Platform:
     def record(self, event: Any) -> None:
         """Append an audit record (durable before this returns) when auditing is on."""
         if self.config.audit.enabled:
-            self.audit.record(event)
+            self.audit.append(event)
 
     def apply_policy(self, text: str, *, source: str | None, applied_by: str) -> Any:
         """Validate and apply a policy document; audited as a policy change."""

@@ -135,6 +135,13 @@ class AuditLog:
 
     def record_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         """Append ``events`` in one transaction (group commit), in order."""
+        return [decode(h, text) for _, h, text in self._append(events)]
+
+    def append(self, event: AuditEvent) -> int:
+        """Append one event without reading it back (the query path); returns its seq."""
+        return self._append([event])[-1][0]
+
+    def _append(self, events: Sequence[AuditEvent]) -> list[tuple[int, str, str]]:
         if not events:
             return []
         now = time.time_ns() // 1000
@@ -154,7 +161,7 @@ class AuditLog:
                                         "VALUES (?, ?, ?, ?)"), checkpoints)
             cur.execute(self._q("UPDATE hw_audit_head SET seq = ?, hash = ?, sig = ? WHERE id = 1"),
                         (seq, prev, sign(self._key, "head", seq, prev)))
-        return [decode(h, text) for _, h, text in rows]
+        return rows
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign the current chain head as a checkpoint now (None while the log is empty)."""
