@@ -1,0 +1,33 @@
+"""PII detection, free-text redaction and column classification.
+
+* :func:`detect` finds PII spans in text with validators (Luhn and issuer ranges, mod-97, SSA
+  rules, ``phonenumbers``, ``ipaddress``, a calendar, entropy) and context words; each
+  :class:`Finding` has a confidence and never holds the value.
+* :func:`redact_pii` replaces only those spans (``<EMAIL>``, ``<PHONE>`` ...).
+* :func:`classify_column` proposes ``pii.*`` tags for a column from a bounded sample of its
+  values plus its name; :func:`scan_dataset` does it for every column of a dataset through a
+  session, and :func:`apply_proposals` writes accepted proposals to the catalog.
+
+Proposals and reports carry counts, never example values.
+"""
+
+from headwater.pii._classify import ColumnReport, Proposal, classify_column, inspect_column
+from headwater.pii._detectors import DEFAULT_REGIONS, KINDS, Finding, detect
+from headwater.pii._redact import PLACEHOLDERS, redact_pii
+from headwater.pii._scan import ScanReport, apply_proposals, scan_dataset
+
+__all__ = [
+    "DEFAULT_REGIONS",
+    "KINDS",
+    "PLACEHOLDERS",
+    "ColumnReport",
+    "Finding",
+    "Proposal",
+    "ScanReport",
+    "apply_proposals",
+    "classify_column",
+    "inspect_column",
+    "detect",
+    "redact_pii",
+    "scan_dataset",
+]

@@ -1,0 +1,357 @@
+"""Free-text detection: candidate patterns, validators, context words and look-alike exclusion.
+
+Each detector finds candidates with a whole-word pattern, then decides with a validator (Luhn
+and issuer tables, mod-97, SSA rules, ``phonenumbers``, ``ipaddress``, a calendar, entropy).
+Context words near a candidate raise or lower its confidence. Spans that are something else
+(UUIDs, ISO timestamps, ISBNs, version strings) are found first and numeric detectors ignore
+candidates inside them, which is what keeps Luhn-valid digit runs in timestamps and GUID
+fragments from being reported.
+
+A :class:`Finding` holds offsets and a confidence, never the matched text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from headwater.pii._validators import (
+    IBAN_LENGTHS,
+    MONTH_WORDS,
+    card_issuer,
+    iban_valid,
+    ip_version,
+    luhn_valid,
+    parse_birth_date,
+    phone_verdict,
+    shannon_entropy,
+    ssn_valid,
+)
+
+__all__ = ["DEFAULT_REGIONS", "KINDS", "Finding", "detect"]
+
+KINDS = ("email", "phone", "ssn", "card", "iban", "ip", "dob", "secret")
+"""Kinds the text detectors find; the tag of a kind is ``pii.<kind>``."""
+
+DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "JP")
+"""Region hints for phone numbers written without a country code, tried in order."""
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One PII span in a text: ``text[start:end]`` is the value (not kept here)."""
+
+    kind: str
+    start: int
+    end: int
+    confidence: float
+
+    @property
+    def tag(self) -> str:
+        """The catalog tag for this kind, ``pii.<kind>``."""
+        return f"pii.{self.kind}"
+
+
+# -- look-alikes -------------------------------------------------------------------------------
+_UUID = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![0-9A-Za-z])")
+_ISO_TS = re.compile(
+    r"(?<!\d)\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?(?!\d)"
+    r"|(?<!\d)\d{4}-?\d{2}-?\d{2}T\d{2}:?\d{2}(?::?\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?(?!\d)"
+)
+# A run of digits that opens with a plausible yyyymmdd[hhmm[ss[fff]]] is a compact timestamp.
+_COMPACT_TS = re.compile(
+    r"(?<![\d])(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d)?\d{0,9}(?!\d)"
+)
+_ISBN = re.compile(r"\bISBN(?:-1[03])?:?\s*[0-9][0-9 -]{8,16}[0-9Xx]\b|(?<![\d-])97[89][- ]\d{1,5}[- ]\d{1,7}[- ]\d{1,7}[- ]\d(?![\d-])")
+_ISBN10_SHAPE = re.compile(r"\d{1,5}-\d{1,7}-\d{1,7}-[\dXx]")
+_VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\brelease|\bbuild|\brev\.?|\bfirmware|\bOS)\s*$", re.I)
+
+# -- context words -------------------------------------------------------------------------------
+_NEGATIVE = re.compile(
+    r"(?:order|invoice|ref(?:erence)?|tracking|ticket|shipment|sku|isbn|po|case|id|no\.?|nr\.?|#)\W{0,3}$",
+    re.I,
+)
+_CONTEXT = {
+    "phone": re.compile(r"\b(?:tel|phone|mobile|mob|cell|call|fax|whatsapp|sms|contact|telefon|handy|téléphone|portable|tél|電話|携帯)", re.I),
+    "card": re.compile(r"\b(?:card|visa|mastercard|amex|discover|credit|debit|cc|pan|kreditkarte|carte)", re.I),
+    "ssn": re.compile(r"\b(?:ssn|social security|soc\.? sec|tax id|tin)\b", re.I),
+    "dob": re.compile(
+        r"(?:\bdob\b|\bd\.o\.b\b|date of birth|\bborn\b|\bbirth|\bbirthday|geboren|geburtsdatum|\bgeb\.|"
+        r"\bné\b|\bnée\b|naissance|生年月日|生まれ|誕生日|age\b)",
+        re.I,
+    ),
+    "secret": re.compile(r"(?:secret|token|api[_ -]?key|apikey|password|passwd|pwd|credential|bearer|auth)", re.I),
+}
+_WINDOW = 40
+
+# -- candidates ---------------------------------------------------------------------------------
+_EMAIL = re.compile(
+    r"(?<![\w.+%-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w@-])"
+)
+_FILE_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "tif", "tiff"})
+_SSN = re.compile(r"(?<![\w-])(\d{3})([- ]?)(\d{2})\2(\d{4})(?![\w-])")
+_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
+_IBAN = re.compile(r"(?<![\w])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\w])")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:.])")
+_PHONE = re.compile(
+    r"(?<![\w+/.-])(?:\+|\(\+?)?\d[\d ().\-/]{4,22}\d(?:\s*(?:x|ext\.?|#)\s*\d{1,6})?(?![\w-]|\.\d)"
+)
+_DATE = re.compile(
+    r"(?<![\w/.-])(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}|\d{4}年\d{1,2}月\d{1,2}日"
+    rf"|\d{{1,2}}(?:st|nd|rd|th|er)?\.?\s+(?:{MONTH_WORDS})\.?,?\s+\d{{4}}"
+    rf"|(?:{MONTH_WORDS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})(?![\w/-])",
+    re.I,
+)
+_DATE_SHAPE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
+_SECRET_PREFIXED = re.compile(
+    r"(?<![\w])(?:"
+    r"(?:AKIA|ASIA)[0-9A-Z]{16}"
+    r"|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"
+    r"|xox[baprse]-[A-Za-z0-9-]{10,250}"
+    r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}"
+    r"|hwk_[a-z0-9]{12}\.[A-Za-z0-9_-]{43}"
+    r"|glpat-[A-Za-z0-9_-]{20}"
+    r"|AIza[0-9A-Za-z_-]{35}"
+    r")(?![\w-])"
+)
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:[\s\S]{0,20000}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s:,-]*)"
+)
+_TOKEN = re.compile(r"(?<![\w+/=.-])[A-Za-z0-9+/_.-]{24,512}={0,2}(?![\w+/=.-])")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def _before(text: str, start: int, width: int = _WINDOW) -> str:
+    return text[max(0, start - width):start]
+
+
+def _near(text: str, start: int, end: int, kind: str, width: int = _WINDOW) -> bool:
+    pattern = _CONTEXT[kind]
+    return bool(pattern.search(text, max(0, start - width), start) or pattern.search(text, end, end + width // 2))
+
+
+def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(s < end and start < e for s, e in spans)
+
+
+def _excluded(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for pattern in (_UUID, _ISO_TS, _COMPACT_TS, _ISBN):
+        spans.extend(m.span() for m in pattern.finditer(text))
+    return spans
+
+
+# -- detectors ----------------------------------------------------------------------------------
+def _emails(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
+    if "@" not in text:
+        return
+    for m in _EMAIL.finditer(text):
+        value = m.group()
+        local, _, domain = value.rpartition("@")
+        if ".." in local or len(local) > 64 or len(value) > 254:
+            continue
+        if domain.rsplit(".", 1)[-1].lower() in _FILE_TLDS:
+            continue
+        yield Finding("email", m.start(), m.end(), 0.95)
+
+
+def _ssns(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
+    for m in _SSN.finditer(text):
+        if _overlaps(excluded, *m.span()) or not ssn_valid(m.group(1), m.group(3), m.group(4)):
+            continue
+        context = _near(text, m.start(), m.end(), "ssn")
+        if m.group(2) == "-":
+            conf = 0.95 if context else 0.85
+        else:  # a bare nine-digit run is an SSN only when the text says so
+            conf = 0.85 if context else 0.3
+        if not context and _NEGATIVE.search(_before(text, m.start(), 16)):
+            conf = 0.2
+        yield Finding("ssn", m.start(), m.end(), conf)
+
+
+def _cards(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
+    for m in _CARD.finditer(text):
+        if _overlaps(excluded, *m.span()):
+            continue
+        raw = m.group()
+        seps = set(re.sub(r"\d", "", raw))
+        if len(seps) > 1:
+            continue
+        digits = re.sub(r"\D", "", raw)
+        if not luhn_valid(digits) or card_issuer(digits) is None:
+            continue
+        context = _near(text, m.start(), m.end(), "card")
+        conf = 0.97 if context else 0.9
+        if not context and _NEGATIVE.search(_before(text, m.start(), 16)):
+            conf = 0.3
+        yield Finding("card", m.start(), m.end(), conf)
+
+
+def _ibans(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
+    for m in _IBAN.finditer(text):
+        raw = m.group()
+        compact = raw.replace(" ", "")
+        # The pattern may run into a following word-free token; shrink to the country length.
+        want = IBAN_LENGTHS.get(compact[:2])
+        if want is None or len(compact) < want:
+            continue
+        if len(compact) > want:
+            if " " not in raw:
+                continue
+            compact = compact[:want]
+            # end offset: walk raw until ``want`` alphanumerics are consumed
+            seen = 0
+            for i, ch in enumerate(raw):
+                if ch != " ":
+                    seen += 1
+                if seen == want:
+                    end = m.start() + i + 1
+                    break
+        else:
+            end = m.end()
+        if iban_valid(compact):
+            yield Finding("iban", m.start(), end, 0.97)
+
+
+def _ips(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
+    if "." in text:
+        for m in _IPV4.finditer(text):
+            if ip_version(m.group()) != 4 or _VERSION_BEFORE.search(_before(text, m.start(), 12)):
+                continue
+            yield Finding("ip", m.start(), m.end(), 0.85)
+    if text.count(":") >= 2:
+        for m in _IPV6.finditer(text):
+            if _overlaps(excluded, *m.span()):
+                continue
+            if ip_version(m.group()) == 6:
+                yield Finding("ip", m.start(), m.end(), 0.9)
+
+
+def _phones(text: str, excluded: list[tuple[int, int]], regions: tuple[str, ...]) -> Iterable[Finding]:
+    for m in _PHONE.finditer(text):
+        start, end = m.span()
+        raw = m.group().rstrip(" ")
+        end = start + len(raw)
+        if _overlaps(excluded, start, end):
+            continue
+        core = re.split(r"\s*(?:x|ext\.?|#)\s*\d", raw, maxsplit=1)[0]
+        digits = re.sub(r"\D", "", core)
+        if not 7 <= len(digits) <= 15:
+            continue
+        formatted = not core.isdigit()
+        seps = set(re.sub(r"[\d+]", "", core))
+        if _DATE_SHAPE.fullmatch(core) or _ISBN10_SHAPE.fullmatch(core):
+            continue
+        if seps == {"."}:
+            # dotted numbers: a version string or an IP unless every group is 2-4 digits
+            groups = core.split(".")
+            if any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
+                continue
+        if re.fullmatch(r"\d{3}-\d{2}-\d{4}", core):
+            continue  # SSN shape
+        if 12 <= len(digits) <= 19 and luhn_valid(digits) and card_issuer(digits) and not core.startswith("+"):
+            continue  # card shape
+        context = _near(text, start, end, "phone")
+        negative = _NEGATIVE.search(_before(text, start, 16))
+        if not context and (negative or not formatted):
+            continue  # a bare digit run, or one labelled as an order/invoice number
+        verdict = phone_verdict(raw, regions)
+        if verdict == 0.0:
+            continue
+        conf = min(0.95, verdict + (0.1 if context else 0.0))
+        yield Finding("phone", start, end, conf)
+
+
+def _dobs(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
+    for m in _DATE.finditer(text):
+        if not _near(text, m.start(), m.end(), "dob"):
+            continue
+        if parse_birth_date(m.group()) is not None:
+            yield Finding("dob", m.start(), m.end(), 0.85)
+
+
+def _secrets(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
+    found: list[tuple[int, int]] = []
+    if "PRIVATE KEY" in text:
+        for m in _PRIVATE_KEY.finditer(text):
+            found.append(m.span())
+            yield Finding("secret", m.start(), m.end(), 0.99)
+    for m in _SECRET_PREFIXED.finditer(text):
+        if not _overlaps(found, *m.span()):
+            found.append(m.span())
+            yield Finding("secret", m.start(), m.end(), 0.95)
+    for m in _TOKEN.finditer(text):
+        start, end = m.span()
+        token = m.group()
+        if _overlaps(found, start, end) or _overlaps(excluded, start, end):
+            continue
+        if token.count(".") >= 2 and not token.startswith("ey"):
+            continue  # dotted names (hosts, packages); a JWT starts with "ey"
+        classes = sum((any(c.islower() for c in token), any(c.isupper() for c in token),
+                       any(c.isdigit() for c in token)))
+        if classes < 3 or _HEX.fullmatch(token):
+            continue
+        entropy = shannon_entropy(token)
+        if entropy < 4.0:
+            continue
+        context = _near(text, start, end, "secret")
+        yield Finding("secret", start, end, 0.9 if context else 0.6)
+
+
+def _resolve(findings: list[Finding]) -> list[Finding]:
+    """Keep the most confident of overlapping findings (longer wins a tie), in text order."""
+    kept: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (-f.confidence, -(f.end - f.start), f.start)):
+        if all(f.end <= k.start or k.end <= f.start for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: f.start)
+
+
+def detect(
+    text: str,
+    *,
+    kinds: Iterable[str] | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    regions: tuple[str, ...] = DEFAULT_REGIONS,
+) -> list[Finding]:
+    """PII spans in ``text``, non-overlapping, in text order, at or above ``min_confidence``.
+
+    ``kinds`` restricts the detectors (default: all of :data:`KINDS`); ``regions`` are the
+    phone region hints for numbers written without a country code.
+    """
+    if not isinstance(text, str) or not text:
+        return []
+    wanted = set(KINDS if kinds is None else kinds)
+    unknown = wanted - set(KINDS)
+    if unknown:
+        from headwater.errors import InvalidInput
+
+        raise InvalidInput(f"unknown PII kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+    excluded = _excluded(text) if any(ch.isdigit() for ch in text) else []
+    findings: list[Finding] = []
+    if "email" in wanted:
+        findings.extend(_emails(text, excluded))
+    if "secret" in wanted:
+        findings.extend(_secrets(text, excluded))
+    if any(ch.isdigit() for ch in text):
+        if "ssn" in wanted:
+            findings.extend(_ssns(text, excluded))
+        if "card" in wanted:
+            findings.extend(_cards(text, excluded))
+        if "iban" in wanted:
+            findings.extend(_ibans(text, excluded))
+        if "ip" in wanted:
+            findings.extend(_ips(text, excluded))
+        if "dob" in wanted:
+            findings.extend(_dobs(text, excluded))
+        if "phone" in wanted:
+            findings.extend(_phones(text, excluded, regions))
+    elif "ip" in wanted and "::" in text:
+        findings.extend(_ips(text, excluded))
+    return [f for f in _resolve(findings) if f.confidence >= min_confidence]

@@ -1,0 +1,52 @@
+"""Free-text redaction: replace only the PII spans inside a text value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from headwater.pii._detectors import DEFAULT_MIN_CONFIDENCE, DEFAULT_REGIONS, detect
+
+__all__ = ["PLACEHOLDERS", "redact_pii"]
+
+PLACEHOLDERS: Mapping[str, str] = {
+    "email": "<EMAIL>",
+    "phone": "<PHONE>",
+    "ssn": "<SSN>",
+    "card": "<CARD>",
+    "iban": "<IBAN>",
+    "ip": "<IP>",
+    "dob": "<DOB>",
+    "secret": "<SECRET>",
+}
+"""What each kind of span becomes."""
+
+
+def redact_pii(
+    text: str | None,
+    *,
+    kinds: Iterable[str] | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    regions: tuple[str, ...] = DEFAULT_REGIONS,
+    placeholders: Mapping[str, str] | None = None,
+) -> str | None:
+    """``text`` with every detected PII span replaced by its placeholder (``<EMAIL>`` ...).
+
+    Everything outside the spans is kept byte for byte; ``None`` stays ``None``. This is the
+    ``redact_pii`` masking strategy for free-text values.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise TypeError(f"redact_pii takes str, not {type(text).__name__}")
+    findings = detect(text, kinds=kinds, min_confidence=min_confidence, regions=regions)
+    if not findings:
+        return text
+    marks = {**PLACEHOLDERS, **(placeholders or {})}
+    out: list[str] = []
+    pos = 0
+    for f in findings:
+        out.append(text[pos:f.start])
+        out.append(marks[f.kind])
+        pos = f.end
+    out.append(text[pos:])
+    return "".join(out)
