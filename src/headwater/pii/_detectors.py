@@ -75,7 +75,7 @@ _NEGATIVE = re.compile(
     re.I,
 )
 _CONTEXT = {
-    "phone": re.compile(r"\b(?:tel|phone|mobile|mob|cell|call|fax|whatsapp|sms|contact|telefon|handy|téléphone|portable|tél|電話|携帯)", re.I),
+    "phone": re.compile(r"\b(?:tel|phone|mobile|mob|cell|call|fax|whatsapp|sms|contact|reach|telefon|handy|rufnummer|téléphone|portable|tél|numéro|appel|電話|携帯)", re.I),
     "card": re.compile(r"\b(?:card|visa|mastercard|amex|discover|credit|debit|cc|pan|kreditkarte|carte)", re.I),
     "ssn": re.compile(r"\b(?:ssn|social security|soc\.? sec|tax id|tin)\b", re.I),
     "dob": re.compile(
@@ -123,7 +123,7 @@ _PRIVATE_KEY = re.compile(
     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
     r"(?:[\s\S]{0,20000}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s:,-]*)"
 )
-_TOKEN = re.compile(r"(?<![\w+/=.-])[A-Za-z0-9+/_.-]{24,512}={0,2}(?![\w+/=.-])")
+_TOKEN = re.compile(r"(?<![\w+/.-])[A-Za-z0-9+/_.-]{24,512}={0,2}(?![\w+/=.-])")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
@@ -251,7 +251,7 @@ def _phones(text: str, excluded: list[tuple[int, int]], regions: tuple[str, ...]
         if seps == {"."}:
             # dotted numbers: a version string or an IP unless every group is 2-4 digits
             groups = core.split(".")
-            if any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
+            if len(groups) < 3 or any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
                 continue
         if re.fullmatch(r"\d{3}-\d{2}-\d{4}", core):
             continue  # SSN shape
