@@ -56,7 +56,7 @@ def sql(dsn: str, statement: str, params: tuple = ()) -> list[tuple]:
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(statement, params)
+            cur.execute(statement, params or None)
             return cur.fetchall() if cur.description else []
     finally:
         conn.close()
