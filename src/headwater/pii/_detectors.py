@@ -71,7 +71,7 @@ _VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\brelease|\bbuild|\brev
 
 # -- context words -------------------------------------------------------------------------------
 _NEGATIVE = re.compile(
-    r"(?:order|invoice|ref(?:erence)?|tracking|ticket|shipment|sku|isbn|po|case|id|no\.?|nr\.?|#)\W{0,3}$",
+    r"(?:\b(?:order|invoice|ref(?:erence)?|tracking|ticket|shipment|sku|isbn|po|case|id|no\.?|nr\.?)|#)\W{0,3}$",
     re.I,
 )
 _CONTEXT = {
@@ -89,8 +89,9 @@ _WINDOW = 40
 
 # -- candidates ---------------------------------------------------------------------------------
 _EMAIL = re.compile(
-    r"(?<![\w.+%-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w@-])"
+    # Unicode letters are allowed (RFC 6531 addresses, IDN domains).
+    r"(?<![\w.+%-])[^\W_](?:[\w.%+-]{0,62}[\w%+-])?"
+    r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w@-])"
 )
 _FILE_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "tif", "tiff"})
 _SSN = re.compile(r"(?<![\w-])(\d{3})([- ]?)(\d{2})\2(\d{4})(?![\w-])")
