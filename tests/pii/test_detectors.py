@@ -6,7 +6,13 @@ import pytest
 
 from headwater.errors import InvalidInput
 from headwater.pii import detect, redact_pii
-from headwater.pii._validators import card_issuer, iban_valid, luhn_valid, parse_birth_date, ssn_valid
+from headwater.pii._validators import (
+    card_issuer,
+    iban_valid,
+    luhn_valid,
+    parse_birth_date,
+    ssn_valid,
+)
 from tests.pii.corpus import STRUCTURED, evaluate, labelled, lookalikes
 
 
