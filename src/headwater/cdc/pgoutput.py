@@ -346,9 +346,9 @@ CONVERTERS: dict[int, Callable[[str], Any]] = dict(_SCALARS)
 CONVERTERS.update({arr: _array(_SCALARS[elem]) for arr, elem in _ARRAYS.items()})
 
 
-def convert(type_oid: int, text: str) -> Any:
+def convert(type_oid: int, text: str, converters: dict[int, Callable[[str], Any]] | None = None) -> Any:
     """The Python value of ``text`` (PostgreSQL text output) of type ``type_oid``."""
-    fn = CONVERTERS.get(type_oid)
+    fn = (CONVERTERS if converters is None else converters).get(type_oid)
     if fn is None:
         return text
     try:
@@ -370,13 +370,16 @@ _OIDMOD = struct.Struct("!Ii")
 class PgOutputDecoder:
     """Decodes pgoutput v1 messages; keeps the relations seen so far (by OID).
 
-    ``convert_values=False`` leaves ``'t'`` values as strings.
+    ``convert_values=False`` leaves ``'t'`` values as strings; ``converters`` replaces the
+    OID -> parser table (:data:`CONVERTERS`; unlisted types stay strings).
     """
 
-    def __init__(self, *, convert_values: bool = True) -> None:
+    def __init__(self, *, convert_values: bool = True,
+                 converters: dict[int, Callable[[str], Any]] | None = None) -> None:
         self.relations: dict[int, Relation] = {}
         self.types: dict[int, TypeMessage] = {}
         self.convert_values = convert_values
+        self.converters = CONVERTERS if converters is None else converters
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Message:
         """One message; :class:`DecodeError` for a truncated or unknown one."""
@@ -474,6 +477,7 @@ class PgOutputDecoder:
         if ncols > len(cols):
             raise DecodeError(f"tuple of {rel.qualified} has {ncols} columns, the relation {len(cols)}")
         conv = self.convert_values
+        table = self.converters
         out: dict[str, Any] = {}
         for i in range(ncols):
             col = cols[i]
@@ -488,7 +492,14 @@ class PgOutputDecoder:
                     out[col.name] = raw  # binary format: only with the 'binary' option
                 else:
                     text = raw.decode()
-                    out[col.name] = convert(col.type_oid, text) if conv else text
+                    fn = table.get(col.type_oid) if conv else None
+                    if fn is None:
+                        out[col.name] = text
+                    else:
+                        try:
+                            out[col.name] = fn(text)
+                        except (ValueError, IndexError, AssertionError):
+                            out[col.name] = text
             elif kind == 0x6E:  # n
                 out[col.name] = None
                 pos += 1

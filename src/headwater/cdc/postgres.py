@@ -68,6 +68,9 @@ from typing import Any
 
 from headwater.cdc.errors import CDCError, CDCUnavailable, ReplicationNotConfigured, SlotLost
 from headwater.cdc.pgoutput import (
+    CONVERTERS as _CONVERTERS,
+)
+from headwater.cdc.pgoutput import (
     UNCHANGED_TOAST,
     Begin,
     Column,
@@ -78,6 +81,7 @@ from headwater.cdc.pgoutput import (
     Relation,
     Truncate,
     Update,
+    _parse_array,
     convert,
     format_lsn,
     parse_lsn,
@@ -138,6 +142,43 @@ def _jsonable(value: Any) -> Any:
     return value  # dicts from json/jsonb
 
 
+def _iso_ts(text: str) -> str:
+    # PostgreSQL ISO output ('2024-05-01 10:00:00.5+00') as ISO 8601, without a datetime round trip
+    t = text.replace(" ", "T", 1)
+    i = max(t.rfind("+"), t.rfind("-"))
+    if i > 10 and ":" not in t[i:]:
+        t += ":00"
+    return t
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(_CONVERTERS[17](text)).decode("ascii")
+
+
+def _json_array(element: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return _jsonable(_parse_array(text, element))
+
+    return parse
+
+
+_JSON_SCALARS: dict[int, Callable[[str], Any]] = {
+    16: _CONVERTERS[16], 20: int, 21: int, 23: int, 26: int,
+    700: lambda t: _jsonable(float(t)), 701: lambda t: _jsonable(float(t)),
+    17: _b64, 114: _CONVERTERS[114], 3802: _CONVERTERS[3802],
+    1114: _iso_ts, 1184: _iso_ts, 1266: _iso_ts,
+}
+JSON_CONVERTERS: dict[int, Callable[[str], Any]] = dict(_JSON_SCALARS)
+"""Type OID -> text parser straight to the JSON value events carry (numeric stays its exact
+text, timestamps become ISO 8601 text, bytea base64)."""
+JSON_CONVERTERS.update({1000: _json_array(_CONVERTERS[16]), 1005: _json_array(int), 1007: _json_array(int),
+                        1016: _json_array(int), 1009: _json_array(str), 1015: _json_array(str),
+                        1014: _json_array(str), 2951: _json_array(str), 1231: _json_array(str),
+                        1021: _json_array(float), 1022: _json_array(float), 1115: _json_array(_iso_ts),
+                        1185: _json_array(_iso_ts), 1182: _json_array(str), 199: _json_array(_CONVERTERS[114]),
+                        3807: _json_array(_CONVERTERS[3802])})
+
+
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -186,7 +227,7 @@ class PostgresCDC:
         batch_size: int = 5000,
         flush_interval: float = 0.02,
         heartbeat_interval: float = 10.0,
-        status_interval: float = 10.0,
+        status_interval: float = 1.0,
         lag_alarm_bytes: int | None = None,
         on_alarm: Callable[[dict[str, Any]], None] | None = None,
         snapshot: bool = True,
@@ -222,6 +263,7 @@ class PostgresCDC:
         self._sql_conn: Any = None
         self._db: str | None = None
         self._lock = threading.Lock()
+        self._keys: dict[int, tuple[str, ...]] = {}
 
     def __repr__(self) -> str:
         return f"PostgresCDC(slot={self.slot!r}, publication={self.publication!r}, store={self.store!r})"
@@ -502,7 +544,8 @@ class PostgresCDC:
             c.execute(f"SELECT {cols} FROM {_quote_ident(rel.schema)}.{_quote_ident(rel.name)}")
             columns = rel.columns
             for row in c:
-                after = {col.name: None if v is None else convert(col.type_oid, v) for col, v in zip(columns, row, strict=True)}
+                after = {col.name: None if v is None else convert(col.type_oid, v, JSON_CONVERTERS)
+                         for col, v in zip(columns, row, strict=True)}
                 data, key, _ = self._envelope(rel, "r", None, after, cp, 0, ts_ms, ts_ms, snapshot="true")
                 data["source"]["pos"] = n
                 batch.append((self._event(data, key, f"{self.slot}:{cp:X}:0:{n}", pk_ext), key))
@@ -543,28 +586,30 @@ class PostgresCDC:
         self, rel: Relation, op: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
         lsn: int, xid: int, commit_ms: int, now_ms: int, *, snapshot: str = "false",
     ) -> tuple[dict[str, Any], str | None, list[str]]:
+        # Values are already JSON (JSON_CONVERTERS); only unchanged TOAST needs care.
         unchanged: list[str] = []
-        if after is not None:
+        if after is not None and UNCHANGED_TOAST in after.values():
             out = {}
             for name, v in after.items():
                 if v is UNCHANGED_TOAST:
-                    old = before.get(name, UNCHANGED_TOAST) if before else UNCHANGED_TOAST
-                    if old is UNCHANGED_TOAST:
+                    v = before.get(name, UNCHANGED_TOAST) if before else UNCHANGED_TOAST
+                    if v is UNCHANGED_TOAST:
                         unchanged.append(name)
                         continue
-                    v = old
-                out[name] = _jsonable(v)
+                out[name] = v
             after = out
-        if before is not None:
-            before = {k: _jsonable(v) for k, v in before.items() if v is not UNCHANGED_TOAST}
-        keys = rel.key_columns
+        if before is not None and UNCHANGED_TOAST in before.values():
+            before = {k: v for k, v in before.items() if v is not UNCHANGED_TOAST}
+        keys = self._keys.get(id(rel))
+        if keys is None:
+            keys = self._keys[id(rel)] = rel.key_columns
         row = after if after is not None else before
         key: str | None
         if not keys or row is None:
             key = None
         elif len(keys) == 1:
             kv = row.get(keys[0])
-            key = kv if isinstance(kv, str) else json.dumps(kv)
+            key = kv if isinstance(kv, str) else (str(kv) if isinstance(kv, int) else json.dumps(kv))
         else:
             key = json.dumps([row.get(k) for k in keys], separators=(",", ":"))
         data = {
@@ -606,7 +651,7 @@ class PostgresCDC:
             slot_name=self.slot, decode=False, start_lsn=0, status_interval=self.status_interval,
             options={"proto_version": "1", "publication_names": self.publication},
         )
-        decoder = PgOutputDecoder()
+        decoder = PgOutputDecoder(converters=JSON_CONVERTERS)
         pending: list[tuple[str, Any, str | None]] = []
         pending_lsn: int | None = None
         pending_since = 0.0
@@ -644,13 +689,12 @@ class PostgresCDC:
                     if wal_end and wal_end > confirmed:
                         # Caught up with nothing in flight: every change before wal_end is
                         # published, so the idle position can be confirmed.
-                        cur.send_feedback(flush_lsn=wal_end, write_lsn=wal_end)
+                        cur.send_feedback(flush_lsn=wal_end, write_lsn=wal_end, force=True)
                         self._flushed_lsn = confirmed = wal_end
-                if self._stop.is_set():
-                    return
-                if max_events is not None and self._published - start_count >= max_events and begin is None:
-                    return
-                if idle_timeout is not None and now - last_change >= idle_timeout and begin is None:
+                if (self._stop.is_set()
+                        or (max_events is not None and self._published - start_count >= max_events and begin is None)
+                        or (idle_timeout is not None and now - last_change >= idle_timeout and begin is None)):
+                    cur.send_feedback(force=True)  # the last confirmed position reaches the server
                     return
                 if now - last_heartbeat >= self.heartbeat_interval:
                     last_heartbeat = now
@@ -690,7 +734,8 @@ class PostgresCDC:
                         data, key, unchanged = self._envelope(rel, op, old, new, lsn, begin.xid, commit_ms, now_ms)
                     data["source"]["pos"] = pos
                     data["transaction"] = {"id": txid, "total_order": pos + 1, "event_count": n}
-                    ext = {"pk": ",".join(rel.key_columns)} if rel.key_columns else {}
+                    keys = self._keys[id(rel)]
+                    ext = {"pk": ",".join(keys)} if keys else {}
                     if unchanged:
                         ext["unchanged"] = ",".join(unchanged)
                     stats = self._stats_of(rel)
@@ -707,6 +752,9 @@ class PostgresCDC:
                     flush()
                     pending_since = 0.0
                 if max_events is not None and self._published - start_count >= max_events:
+                    if pending:
+                        flush()
+                    cur.send_feedback(force=True)
                     return
             elif cls is Truncate:
                 for rel in m.relations:  # type: ignore[union-attr]
