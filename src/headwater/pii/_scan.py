@@ -88,7 +88,7 @@ def scan_dataset(
     *,
     sample: int = 10_000,
     regions: tuple[str, ...] = DEFAULT_REGIONS,
-    validate: int = 256,
+    validate: int = 128,
 ) -> ScanReport:
     """Read at most ``sample`` rows of ``dataset`` through ``session`` and classify every column.
 

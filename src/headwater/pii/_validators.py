@@ -148,11 +148,12 @@ def _phonenumbers():  # type: ignore[no-untyped-def]
     return phonenumbers
 
 
-def phone_verdict(text: str, regions: tuple[str, ...]) -> float:
+def phone_verdict(text: str, regions: tuple[str, ...], *, first_possible: bool = False) -> float:
     """0.0 when ``text`` is not a phone number; 0.85 when valid, 0.7 when only possible.
 
     A number in international form (``+`` or ``00``) is parsed without a region; otherwise each
-    region hint is tried in turn and the best verdict wins.
+    region hint is tried in turn and the best verdict wins. ``first_possible`` stops at the
+    first region where the number is possible (column classification only needs yes/no).
     """
     pn = _phonenumbers()
     candidates: tuple[str | None, ...] = (None,) if text.lstrip("(").startswith("+") else regions
@@ -166,6 +167,8 @@ def phone_verdict(text: str, regions: tuple[str, ...]) -> float:
             return 0.85
         if best == 0.0 and pn.is_possible_number(num):
             best = 0.7
+            if first_possible:
+                return best
     return best
 
 
