@@ -12,7 +12,7 @@
 * **Presidio** -- ``presidio-analyzer`` with its default recognizers on the same texts. Its
   usual spaCy model (``en_core_web_lg``) is a download that cannot happen offline, so it runs on
   ``spacy.blank("en")``: the pattern recognizers (email, phone, SSN, card, IBAN, IP ...) work,
-  NER-based entities (DATE_TIME for birth dates, PERSON) do not. Skipped with the reason when
+  NER-based entities (PERSON, LOCATION) do not. Skipped with the reason when
   the package does not import.
 """
 
@@ -71,7 +71,7 @@ def _presidio():  # type: ignore[no-untyped-def]
         analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
     note = (f"spaCy model {model}" if model else
             "no spaCy model (en_core_web_lg is a download, impossible offline): spacy.blank('en'), "
-            "pattern recognizers only; DATE_TIME/PERSON need NER and are not found")
+            "pattern recognizers only (NER entities such as PERSON and LOCATION are not found)")
 
     def analyze(text: str) -> list[tuple[str, int, int]]:
         return [(PRESIDIO_KINDS[r.entity_type], r.start, r.end)
@@ -96,9 +96,9 @@ def _quality(detect_fn, samples, looks):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     import pyarrow as pa
+    from tests.pii.corpus import STRUCTURED, labelled, lookalikes, values_of
 
     from headwater.pii import detect, inspect_column
-    from tests.pii.corpus import STRUCTURED, labelled, lookalikes, values_of
 
     print(f"pii_scan: labelled {N_LABELLED}/type, look-alikes {N_LOOKALIKE}/group, columns {N_COLUMN} values")
     samples = labelled(N_LABELLED, seed=101)
