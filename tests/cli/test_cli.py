@@ -223,3 +223,14 @@ def test_slo_commands(run) -> None:
     assert report
     rules = run("slo", "rules").stdout
     assert "slo:sli_error:ratio_rate5m" in rules and "alert:" in rules
+
+
+def test_pii_scan_and_apply(run) -> None:
+    scanned = run("pii", "scan", "app.customers", "--as", "alice", "--sample", "300", "-f", "json")
+    assert scanned.exit_code == 0, scanned.stderr
+    (report,) = json.loads(scanned.stdout)
+    tags = {p["tag"] for c in report["columns"] for p in c.get("proposals", [])}
+    assert {"pii.email", "pii.ssn", "pii.phone"} <= tags
+    assert "@example" not in scanned.stdout  # counts only, never values
+    applied = run("pii", "apply", "app.orders", "--as", "alice", "--sample", "300")
+    assert applied.exit_code == 0, applied.stderr
