@@ -18,6 +18,8 @@ from headwater.events.bus import (
 )
 from headwater.events.envelope import Event
 
+from .conftest import differs
+
 
 def ev(i: int, subject: str | None = None, **data) -> Event:
     return Event(type="test.happened", source="/tests", subject=subject or f"k{i}", data={"i": i, **data})
@@ -103,10 +105,15 @@ def test_groups_are_independent_and_members_share(bus: Bus):
     b2 = bus.subscribe("t", "group-b")
     first = b1.fetch(20, timeout=1)
     b1.ack_many(first)
-    rest = drain(b2, 50 - len(first))
+    if differs(bus, "members_share_partitions"):
+        # b1 owns a partition: its messages reach b2 once b1 leaves the group
+        b1.close()
+    rest = drain(b2, 50 - len(first), timeout=20)
     ids = [m.event().data["i"] for m in first + rest]
     assert sorted(ids) == list(range(50))  # every message once across the members
-    assert b1.fetch(10, timeout=0.2) == [] and b2.fetch(10, timeout=0.2) == []
+    if not differs(bus, "members_share_partitions"):
+        assert b1.fetch(10, timeout=0.2) == []
+    assert b2.fetch(10, timeout=0.2) == []
     for c in (a, b1, b2):
         c.close()
 
@@ -135,7 +142,11 @@ def test_unacked_message_is_redelivered_after_ack_wait(bus: Bus):
     c.close()  # a consumer that went away holding the message
     c2 = bus.subscribe("t", "g")
     [again] = drain(c2, 1, ack=False, timeout=6)
-    assert again.delivery == 2 and again.event().id == m.event().id
+    assert again.event().id == m.event().id
+    if differs(bus, "delivery_count_lost_on_handover"):
+        assert again.delivery == 1
+    else:
+        assert again.delivery == 2
     c2.ack(again)
     c2.close()
 

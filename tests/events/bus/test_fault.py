@@ -20,10 +20,11 @@ from headwater.events.bus import connect
 from headwater.events.dlq import DeadLetterStore, Stage
 from headwater.events.envelope import Event
 
-from .conftest import BACKENDS, NATS_URL
+from .conftest import NATS_URL
 
 REPO = Path(__file__).resolve().parents[3]
 GOOD, POISON, MALFORMED = 1500, 5, 5
+FAULT_BACKENDS = ("embedded", "nats")
 
 
 def _start(platform_dir: Path, url: str, prefix: str, idle: float) -> subprocess.Popen:
@@ -47,7 +48,7 @@ def _sink_rows(platform_dir: Path) -> list[str]:
         db.close()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=FAULT_BACKENDS)
 def setup(request, tmp_path):
     platform_dir = tmp_path / "hw"
     platform = Platform.open(Config.embedded(platform_dir))

@@ -4,7 +4,8 @@
   SQLite file in the platform folder (the default; no server);
 * ``nats`` -- :class:`~headwater.events.bus.nats.NatsBus`, NATS JetStream (``pip install
   nats-py``);
-* ``kafka`` -- Kafka via confluent-kafka (not built yet).
+* ``kafka`` -- :class:`~headwater.events.bus.kafka.KafkaBus`, Kafka via confluent-kafka
+  (``pip install 'headwater[kafka]'``).
 
 :func:`connect` opens one from a URL. Backends are imported when first used, so a missing
 driver only matters to those who use it. Every API here is synchronous (see
@@ -38,6 +39,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedBus
+    from .kafka import KafkaBus
     from .nats import NatsBus
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "EventTooLarge",
     "EventValidationError",
     "InvalidEvent",
+    "KafkaBus",
     "Message",
     "NatsBus",
     "PublishResult",
@@ -62,7 +65,7 @@ __all__ = [
     "partition_for",
 ]
 
-_LAZY = {"EmbeddedBus": ".embedded", "NatsBus": ".nats"}
+_LAZY = {"EmbeddedBus": ".embedded", "KafkaBus": ".kafka", "NatsBus": ".nats"}
 
 
 def __getattr__(name: str) -> Any:
@@ -77,7 +80,8 @@ def connect(url: str, **options: Any) -> Bus:
     """Open a bus from a URL.
 
     * ``embedded:///abs/path/events.db`` or ``embedded:relative/path.db`` -- the embedded log;
-    * ``nats://host:port`` -- NATS JetStream (``options`` go to :class:`NatsBus`).
+    * ``nats://host:port`` -- NATS JetStream (``options`` go to :class:`NatsBus`);
+    * ``kafka://host:port[,host:port...]`` -- Kafka (``options`` go to :class:`KafkaBus`).
 
     A platform's default bus is ``embedded:<platform_dir>/events.db``.
     """
@@ -85,7 +89,7 @@ def connect(url: str, **options: Any) -> Bus:
     if not sep:
         from headwater.errors import ConfigError
 
-        raise ConfigError(f"bus URL {url!r} needs a scheme (embedded:, nats://)")
+        raise ConfigError(f"bus URL {url!r} needs a scheme (embedded:, nats://, kafka://)")
     if scheme == "embedded":
         from .embedded import EmbeddedBus
 
@@ -95,6 +99,11 @@ def connect(url: str, **options: Any) -> Bus:
         from .nats import NatsBus
 
         return NatsBus(url, **options)
+    if scheme == "kafka":
+        from .kafka import KafkaBus
+
+        bootstrap = rest[2:] if rest.startswith("//") else rest
+        return KafkaBus(bootstrap.rstrip("/"), **options)
     from headwater.errors import ConfigError
 
-    raise ConfigError(f"unknown bus scheme {scheme!r}; use embedded: or nats://")
+    raise ConfigError(f"unknown bus scheme {scheme!r}; use embedded:, nats:// or kafka://")
