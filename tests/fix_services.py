@@ -308,3 +308,29 @@ def any_store(request, tmp_path) -> Iterator[Any]:
 def store_kind(request) -> str:
     """The ``any_store`` parameter of the running test (``sqlite`` ... ``snowflake``)."""
     return request.node.callspec.params["any_store"]
+
+
+def pg_schema_url(prefix: str) -> Iterator[str]:
+    """A SQLAlchemy URL whose ``search_path`` is a fresh ``<prefix>_<random>`` schema (dropped
+    afterwards), or a skip/failure by :func:`require_service` when Postgres is unreachable."""
+    from urllib.parse import quote
+
+    import sqlalchemy as sa
+
+    url = os.environ.get("HEADWATER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    admin = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as err:  # noqa: BLE001 - any failure to connect means "no service"
+        admin.dispose()
+        require_service("postgres", f"Postgres unreachable at {url.split('@')[-1]} ({type(err).__name__})")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+

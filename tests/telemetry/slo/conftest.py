@@ -10,15 +10,12 @@ afterwards. Unreachable Postgres skips with a reason, or fails under
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
-from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 
 from headwater.metadata import MetadataStore
+from tests.fix_services import pg_schema_url
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START = dt.datetime(2026, 3, 2, 12, 0, 30, tzinfo=dt.UTC)
@@ -42,35 +39,13 @@ class FakeClock:
         return self.now - dt.timedelta(**delta)
 
 
-def _pg_url_for_schema() -> Iterator[str]:
-    url = os.environ.get("HEADWATER_TEST_PG_URL", DEFAULT_PG_URL)
-    admin = sa.create_engine(url, connect_args={"connect_timeout": 3})
-    schema = f"hw_slo_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as err:  # noqa: BLE001 - any failure to connect means "no service"
-        admin.dispose()
-        reason = f"Postgres unreachable at {url.split('@')[-1]} ({type(err).__name__})"
-        if os.environ.get("HEADWATER_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason + " and HEADWATER_REQUIRE_SERVICES=1")
-        pytest.skip(reason)
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def meta_url(request, tmp_path) -> Iterator[str]:
     """The URL of an empty metadata database, once per backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'meta.db'}"
     else:
-        yield from _pg_url_for_schema()
+        yield from pg_schema_url("hw_slo")
 
 
 @pytest.fixture
