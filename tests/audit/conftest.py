@@ -17,7 +17,6 @@ from headwater.audit import AuditLog
 from headwater.metadata import MetadataStore
 from tests.fix_services import pg_schema_url
 
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 KEY = b"audit-test-signing-key-0123456789"
 
 

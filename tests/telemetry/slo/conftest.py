@@ -17,7 +17,6 @@ import pytest
 from headwater.metadata import MetadataStore
 from tests.fix_services import pg_schema_url
 
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START = dt.datetime(2026, 3, 2, 12, 0, 30, tzinfo=dt.UTC)
 """Thirty seconds into a minute, so 'now' and 'k minutes ago' land in distinct buckets."""
 
