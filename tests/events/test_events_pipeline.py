@@ -14,7 +14,7 @@ from headwater.events.envelope import Event
 from headwater.events.producer import Producer, SchemaValidator
 from headwater.events.registry import SchemaRegistry
 from headwater.events.sink import DatasetSink, sink_consumer
-from tests.events.bus.conftest import bus, nats_url  # noqa: F401 - fixtures
+from tests.events.bus.conftest import _tansu, bus, kafka_bootstrap, nats_url  # noqa: F401 - fixtures
 
 ORDER_SCHEMA = {
     "type": "object",
