@@ -283,6 +283,15 @@ class SqlStore:
         not atomic."""
         return _replace_table(self, table, data, key)
 
+    def _merge_from_stage(
+        self, cur: Any, physical: str, stage: str, key: Sequence[str], columns: Sequence[str]
+    ) -> None:
+        """Replace rows whose key is in the staging table, then insert the staged rows."""
+        match = " AND ".join(f"{physical}.{self._quote(k)} = s.{self._quote(k)}" for k in key)
+        cur.execute(f"DELETE FROM {physical} WHERE EXISTS (SELECT 1 FROM {stage} s WHERE {match})")
+        cols = ", ".join(self._quote(c) for c in columns)
+        cur.execute(f"INSERT INTO {physical} ({cols}) SELECT {cols} FROM {stage}")
+
     def _staging_name(self) -> str:
         return "hw_stage"
 
@@ -306,14 +315,7 @@ class SqlStore:
         dataset = f"{self.name}.{table}"
         info = self._table_or_none(table)
         created = info is None
-        if mode is WriteMode.UPSERT:
-            if not key:
-                key = info.primary_key if info is not None else ()
-            if not key:
-                raise WriteError(
-                    f"upsert into {dataset} needs key=[...] (the table has no primary key)",
-                    dataset=dataset,
-                )
+        key = upsert_key(mode, key, info, dataset)
         if info is not None:
             data = cast_to_schema(data, info.schema, dataset)
             key = tuple(_match_names(key, data.column_names, dataset))
@@ -336,15 +338,7 @@ class SqlStore:
                     self._create_staging(cur, stage, physical, data.schema)
                     try:
                         self._insert_arrow(cur, stage, data)
-                        match = " AND ".join(
-                            f"{physical}.{self._quote(k)} = s.{self._quote(k)}" for k in key
-                        )
-                        cur.execute(
-                            f"DELETE FROM {physical} WHERE EXISTS "
-                            f"(SELECT 1 FROM {stage} s WHERE {match})"
-                        )
-                        cols = ", ".join(self._quote(c) for c in data.column_names)
-                        cur.execute(f"INSERT INTO {physical} ({cols}) SELECT {cols} FROM {stage}")
+                        self._merge_from_stage(cur, physical, stage, key, data.column_names)
                     finally:
                         self._drop_staging(cur, stage)
                 else:
@@ -371,6 +365,17 @@ def _replace_table(store: SqlStore, table: str, data: pa.Table, key: Sequence[st
     except Exception as err:  # noqa: BLE001 - translated at the boundary
         raise store._translate(err) from None
     return WriteResult(dataset=dataset, mode=WriteMode.OVERWRITE, rows_written=data.num_rows, created=True)
+
+
+def upsert_key(mode: WriteMode, key: Sequence[str], info: TableInfo | None, dataset: str) -> Sequence[str]:
+    """The key an upsert matches on: the given one, else the table's primary key."""
+    if mode is not WriteMode.UPSERT:
+        return key
+    key = key or (info.primary_key if info is not None else ())
+    if not key:
+        raise WriteError(f"upsert into {dataset} needs key=[...] (the table has no primary key)",
+                         dataset=dataset)
+    return key
 
 
 def _match_names(key: Sequence[str], columns: Sequence[str], dataset: str) -> list[str]:

@@ -57,6 +57,7 @@ from headwater.stores._sql import (
     cast_to_schema,
     dedupe_last,
     rows_to_batch,
+    upsert_key,
 )
 from headwater.stores.base import Capabilities, ColumnInfo, TableInfo, WriteMode, WriteResult
 
@@ -548,14 +549,7 @@ class SnowflakeStore(SqlStore):
         dataset = f"{self.name}.{table}"
         info = self._table_or_none(table)
         created = info is None
-        if mode is WriteMode.UPSERT:
-            if not key:
-                key = info.primary_key if info is not None else ()
-            if not key:
-                raise WriteError(
-                    f"upsert into {dataset} needs key=[...] (the table has no primary key)",
-                    dataset=dataset,
-                )
+        key = upsert_key(mode, key, info, dataset)
         if info is not None:
             stored = info.name
             data = cast_to_schema(data, info.schema, dataset)
@@ -588,15 +582,7 @@ class SnowflakeStore(SqlStore):
                     if mode is WriteMode.OVERWRITE and not created:
                         cur.execute(f"DELETE FROM {physical}")
                     if stage is not None:
-                        match = " AND ".join(
-                            f"{physical}.{self._quote(k)} = s.{self._quote(k)}" for k in key
-                        )
-                        cur.execute(
-                            f"DELETE FROM {physical} WHERE EXISTS "
-                            f"(SELECT 1 FROM {stage} s WHERE {match})"
-                        )
-                        cols = ", ".join(self._quote(c) for c in data.column_names)
-                        cur.execute(f"INSERT INTO {physical} ({cols}) SELECT {cols} FROM {stage}")
+                        self._merge_from_stage(cur, physical, stage, key, data.column_names)
                     else:
                         self._insert_arrow(cur, physical, data)
                 except BaseException:
