@@ -424,18 +424,23 @@ class NatsConsumer:
         return out
 
     def ack(self, message: Message) -> None:
-        """Ack one message (and flush, so the server has it when this returns)."""
+        """Ack one message; the server has applied it when this returns."""
         self.ack_many([message])
 
     def ack_many(self, messages: Sequence[Message]) -> None:
-        """Ack a batch, then flush the connection once."""
+        """Ack a batch; the last ack is a double ack, so the batch is settled on return.
+
+        JetStream processes a consumer's acks in order, so waiting for the server's reply to
+        the last one means every earlier ack has been applied too (a plain flush only proves
+        the server received them, and ``consumer_info`` could still count them as pending).
+        """
         if not messages:
             return
 
         async def go() -> None:
-            for m in messages:
+            for m in messages[:-1]:
                 await m.handle.ack()
-            await self.bus._nc.flush(timeout=self.bus.timeout)
+            await messages[-1].handle.ack_sync(timeout=self.bus.timeout)
 
         self.bus._run(go())
 
