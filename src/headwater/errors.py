@@ -27,7 +27,9 @@ may not see. Context is kept as attributes; every exception pickles.
     ├── PolicyError (ValueError)                 policy files that do not validate
     ├── SchemaError (ValueError)                 schema registry / compatibility failures
     ├── EventBusError                            event bus failures
-    └── AuditIntegrityError                      the audit chain is broken where it must be intact
+    ├── AuditIntegrityError                      the audit chain is broken where it must be intact
+    └── Conflict                                 the platform's state forbids the operation now
+        └── LegalHoldActive                      a legal hold covers the data to delete
 
 ``Transient`` is a marker mixin: ``isinstance(err, Transient)`` tells retry code the call may
 succeed if repeated.
@@ -43,11 +45,13 @@ __all__ = [
     "AuthenticationError",
     "ColumnNotFound",
     "ConfigError",
+    "Conflict",
     "DatasetNotFound",
     "EventBusError",
     "HeadwaterError",
     "InvalidCursor",
     "InvalidInput",
+    "LegalHoldActive",
     "MissingDependency",
     "NotFound",
     "PolicyError",
@@ -170,3 +174,11 @@ class EventBusError(HeadwaterError):
 
 class AuditIntegrityError(HeadwaterError):
     """The audit chain is broken where an operation needs it intact (``first_bad_seq``)."""
+
+
+class Conflict(HeadwaterError):
+    """The operation is valid but the platform's current state forbids it (HTTP 409)."""
+
+
+class LegalHoldActive(Conflict):
+    """A legal hold covers the dataset or subject to delete; ``holds`` lists the hold ids."""
