@@ -1,0 +1,95 @@
+"""``create_app``: the FastAPI application over one :class:`~headwater.platform.Platform`.
+
+The app is stateless beyond per-replica limits: sessions are built per request from the
+authenticated principal, page cursors are signed tokens, and everything durable lives in the
+platform's metadata store, so several replicas can serve behind one load balancer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from headwater.service.config import ServiceConfig
+
+__all__ = ["create_app"]
+
+
+def create_app(platform: Any = None, *, config: ServiceConfig | dict[str, Any] | None = None) -> FastAPI:
+    """The HTTP service for ``platform`` (default: ``Platform.open()``, closed with the app).
+
+    ``config`` is a :class:`ServiceConfig` (or a mapping of its fields): rate and concurrency
+    limits per principal, body size limit, admin roles, page sizes.
+    """
+    from headwater import __version__ as version
+    from headwater.service import deps, problems
+
+    cfg = config if isinstance(config, ServiceConfig) else ServiceConfig(**(config or {}))
+    owned = platform is None
+    if owned:
+        from headwater.platform import Platform
+
+        platform = Platform.open()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                platform.close()
+
+    app = FastAPI(
+        title="Headwater",
+        version=version,
+        summary="One governed interface to every data store, over HTTP.",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=_TAGS,
+    )
+    app.state.platform = platform
+    app.state.service_config = cfg
+    problems.install_handlers(app)
+    from headwater.service import limits
+
+    limits.install(app, cfg)
+    from headwater.service.routes import install_routes
+
+    install_routes(app)
+    _install_registry(app, deps.principal)
+    return app
+
+
+def _install_registry(app: FastAPI, principal: Any) -> None:
+    """Mount the Confluent-compatible schema registry when its module is present."""
+    try:
+        from headwater.service import registry_api
+    except ImportError:
+        return
+    registry_api.install(app, principal)
+
+
+_DESCRIPTION = """\
+Query, read and write datasets under the platform's policy (masked columns, row filters and
+grants apply exactly as in the SDK), browse the catalog, manage policies, publish events, replay
+dead letters, read the audit log and lineage, and check SLOs.
+
+Authenticate with an API key (`X-API-Key: <key_id>.<secret>`, `Authorization: Bearer <token>` or
+HTTP Basic `<key_id>:<secret>`) or a bearer JWT. Errors are RFC 9457 problem details whose
+`code` names the SDK error class.
+"""
+
+_TAGS = [
+    {"name": "query", "description": "Governed SQL with keyset pages (JSON or Arrow IPC stream)."},
+    {"name": "datasets", "description": "Read and write datasets."},
+    {"name": "catalog", "description": "Catalogued datasets and their columns."},
+    {"name": "policies", "description": "Policy as code (admin only)."},
+    {"name": "events", "description": "Publish events and manage dead letters."},
+    {"name": "audit", "description": "The tamper-evident audit log (admin only)."},
+    {"name": "lineage", "description": "Lineage graphs and OpenLineage ingest."},
+    {"name": "slo", "description": "Service level objectives."},
+    {"name": "health", "description": "Liveness, readiness and metrics (no credentials)."},
+]
