@@ -8,7 +8,7 @@ insert, all in one transaction) lives here once.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
@@ -17,14 +17,16 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from headwater.errors import (
+    ColumnNotFound,
     DatasetNotFound,
     HeadwaterError,
     WriteError,
 )
-from headwater.stores.base import Capabilities, TableInfo, WriteMode, WriteResult
+from headwater.stores.base import Capabilities, RowChange, TableInfo, WriteMode, WriteResult
 
 __all__ = [
-    "SqlStore", "bind_template", "cast_to_schema", "param", "param_template", "rows_to_batch", "split_params",
+    "SqlStore", "bind_columns", "bind_template", "bound_assignments", "cast_to_schema", "column_of", "param", "param_template",
+    "rows_to_batch", "split_params",
 ]
 
 _MARKER = "__hwparam{}__"
@@ -74,6 +76,32 @@ def split_params(
     """Replace parameter markers with native placeholders; returns SQL and ordered values."""
     text, order = param_template(sql, placeholder, pyformat=pyformat)
     return text, bind_template(order, params)
+
+
+def column_of(info: TableInfo, name: str, dataset: str) -> str:
+    """The stored name of column ``name`` (case-insensitive), or ``ColumnNotFound``."""
+    col = info.column(name)
+    if col is None:
+        raise ColumnNotFound(
+            f"{dataset} has no column {name!r}; its columns are {', '.join(c.name for c in info.columns)}",
+            dataset=dataset, column=name,
+        )
+    return col.name
+
+
+def bind_columns(tree: exp.Expression, info: TableInfo, dataset: str) -> exp.Expression:
+    """A copy of a row predicate or value expression whose column references are the table's
+    own columns, unqualified and quoted as stored; unknown columns raise ``ColumnNotFound``.
+
+    Columns inside subqueries belong to those subqueries and are left alone.
+    """
+    tree = tree.copy()
+    for col in list(tree.find_all(exp.Column)):
+        if col.find_ancestor(exp.Select) is not None:
+            continue
+        stored = column_of(info, col.name, dataset)
+        col.replace(exp.column(stored, quoted=True))
+    return tree
 
 
 def _column_array(values: Sequence[Any], type_: pa.DataType | None) -> pa.Array:
@@ -250,6 +278,10 @@ class SqlStore:
     def table(self, name: str) -> TableInfo:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _affected(self, cur: Any) -> int:
+        """Rows the last DML statement on ``cur`` changed."""
+        return int(cur.rowcount)
+
     # -- shared ----------------------------------------------------------------------
     def render_template(self, tree: exp.Expression) -> tuple[str, tuple[int, ...]]:
         """SQL text with native placeholders and the parameter index of each (cacheable)."""
@@ -348,6 +380,63 @@ class SqlStore:
         except Exception as err:  # noqa: BLE001 - translated at the boundary
             raise self._translate(err) from None
         return WriteResult(dataset=dataset, mode=mode, rows_written=data.num_rows, created=created)
+
+
+    def delete_rows(
+        self, table: str, where: exp.Expression, params: Sequence[Any] = ()
+    ) -> WriteResult:
+        """``DELETE FROM table WHERE where`` in one transaction (see ``Store.delete_rows``)."""
+        info = self.table(table)
+        dataset = f"{self.name}.{table}"
+        tree = exp.Delete(this=self.table_expr(info.name),
+                          where=exp.Where(this=bind_columns(where, info, dataset)))
+        count = self._run_dml(tree, params)
+        return WriteResult(dataset=dataset, mode=RowChange.DELETE, rows_written=count)
+
+    def update_rows(
+        self,
+        table: str,
+        assignments: Mapping[str, exp.Expression],
+        where: exp.Expression,
+        params: Sequence[Any] = (),
+    ) -> WriteResult:
+        """``UPDATE table SET ... WHERE where`` in one transaction (see ``Store.update_rows``)."""
+        info = self.table(table)
+        dataset = f"{self.name}.{table}"
+        sets = bound_assignments(assignments, info, dataset)
+        tree = exp.Update(
+            this=self.table_expr(info.name),
+            expressions=[exp.EQ(this=exp.column(c, quoted=True), expression=v) for c, v in sets],
+            where=exp.Where(this=bind_columns(where, info, dataset)),
+        )
+        count = self._run_dml(tree, params)
+        return WriteResult(dataset=dataset, mode=RowChange.UPDATE, rows_written=count)
+
+    def _run_dml(self, tree: exp.Expression, params: Sequence[Any]) -> int:
+        sql, values = self.render(tree, params)
+        try:
+            with self._transaction() as cur:
+                cur.execute(sql, values)
+                return self._affected(cur)
+        except HeadwaterError:
+            raise
+        except Exception as err:  # noqa: BLE001 - translated at the boundary
+            raise self._translate(err, sql=sql) from None
+
+
+def bound_assignments(
+    assignments: Mapping[str, exp.Expression], info: TableInfo, dataset: str
+) -> list[tuple[str, exp.Expression]]:
+    """Assignments with stored column names and bound value expressions."""
+    if not assignments:
+        raise WriteError(f"update of {dataset} needs at least one column to set", dataset=dataset)
+    out: list[tuple[str, exp.Expression]] = []
+    for name, value in assignments.items():
+        if not isinstance(value, exp.Expression):
+            raise WriteError(f"update of {dataset}: the value for {name!r} must be a sqlglot "
+                             "expression (use param(i) for values)", dataset=dataset, column=name)
+        out.append((column_of(info, name, dataset), bind_columns(value, info, dataset)))
+    return out
 
 
 def _replace_table(store: SqlStore, table: str, data: pa.Table, key: Sequence[str]) -> WriteResult:

@@ -12,7 +12,7 @@ than catching ``NotImplementedError``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -22,6 +22,7 @@ from sqlglot import exp
 __all__ = [
     "Capabilities",
     "ColumnInfo",
+    "RowChange",
     "Store",
     "TableInfo",
     "WriteMode",
@@ -38,6 +39,15 @@ class WriteMode(enum.StrEnum):
     """Replace rows whose key matches a new row, add the others (last row per key wins)."""
     OVERWRITE = "overwrite"
     """Replace the whole table's rows."""
+
+
+class RowChange(enum.StrEnum):
+    """What ``Store.delete_rows`` / ``Store.update_rows`` did (the ``mode`` of their result)."""
+
+    DELETE = "delete"
+    """Rows matching a predicate were removed."""
+    UPDATE = "update"
+    """Columns of rows matching a predicate were set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +104,11 @@ class TableInfo:
 
 @dataclass(slots=True)
 class WriteResult:
-    """What a write did."""
+    """What a write did (for ``delete_rows``/``update_rows``: ``rows_written`` is the number of
+    rows deleted or updated and ``mode`` a :class:`RowChange`)."""
 
     dataset: str
-    mode: WriteMode
+    mode: WriteMode | RowChange
     rows_written: int
     created: bool = False
     details: dict[str, Any] = field(default_factory=dict)
@@ -157,6 +168,30 @@ class Store(Protocol):
 
         A missing table is created from ``data.schema`` (with ``key`` as its primary key).
         """
+        ...
+
+    def delete_rows(
+        self, table: str, where: exp.Expression, params: Sequence[Any] = ()
+    ) -> WriteResult:
+        """Delete the rows for which ``where`` is true, atomically (all or none).
+
+        ``where`` is a sqlglot predicate over the table's columns (names matched
+        case-insensitively, unknown ones raise ``ColumnNotFound``) that may hold
+        :func:`headwater.stores._sql.param` markers for ``params``. ``rows_written`` of the
+        result is the number of rows deleted.
+        """
+        ...
+
+    def update_rows(
+        self,
+        table: str,
+        assignments: Mapping[str, exp.Expression],
+        where: exp.Expression,
+        params: Sequence[Any] = (),
+    ) -> WriteResult:
+        """Set ``column = expression`` for each assignment on the rows where ``where`` is true,
+        atomically; expressions may read the row's columns and use parameter markers.
+        ``rows_written`` of the result is the number of rows updated."""
         ...
 
     def replace(self, table: str, data: pa.Table, *, key: Sequence[str] = ()) -> WriteResult:

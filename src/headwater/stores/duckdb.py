@@ -51,7 +51,22 @@ def new_connection(
     config: dict[str, Any] = dict(_CONFIG)
     if allow_unsigned:
         config["allow_unsigned_extensions"] = True
-    return duckdb.connect(str(path), read_only=read_only, config=config)
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    _register_functions(con)
+    return con
+
+
+def _register_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """Functions that masks need (``hw_redact_pii``); cursors of ``con`` share them."""
+    from headwater.policy._masks import REDACT_PII_FUNCTION
+
+    def redact(values: Any) -> Any:
+        from headwater.pii import redact_pii_arrow
+
+        return redact_pii_arrow(values)
+
+    con.create_function(REDACT_PII_FUNCTION, redact, ["VARCHAR"], "VARCHAR", type="arrow",
+                        null_handling="special", side_effects=False)
 
 
 def extension_path(name: str) -> Path:
@@ -217,6 +232,11 @@ class DuckDBStore(SqlStore):
             cur.commit()
         finally:
             cur.close()
+
+    def _affected(self, cur: Any) -> int:
+        """DuckDB answers DML with one row holding the count (``rowcount`` is -1)."""
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
 
     def _insert_arrow(self, cur: Any, physical: str, data: pa.Table) -> None:
         if data.num_rows == 0:

@@ -18,10 +18,12 @@ import contextlib
 import json
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import sqlglot
@@ -35,8 +37,22 @@ from headwater.errors import (
     StoreUnavailable,
     WriteError,
 )
-from headwater.stores._sql import cast_to_schema, dedupe_last, param_template, split_params
-from headwater.stores.base import Capabilities, ColumnInfo, TableInfo, WriteMode, WriteResult
+from headwater.stores._sql import (
+    bind_columns,
+    bound_assignments,
+    cast_to_schema,
+    dedupe_last,
+    param_template,
+    split_params,
+)
+from headwater.stores.base import (
+    Capabilities,
+    ColumnInfo,
+    RowChange,
+    TableInfo,
+    WriteMode,
+    WriteResult,
+)
 from headwater.stores.duckdb import DuckDBStore, new_connection
 
 __all__ = ["ParquetStore"]
@@ -363,6 +379,132 @@ class ParquetStore:
         for rel in rels:
             with contextlib.suppress(OSError):
                 self.fs.delete_file(f"{base}/{rel}")
+
+    # -- row-level changes ---------------------------------------------------------------
+    def delete_rows(
+        self, table: str, where: exp.Expression, params: Sequence[Any] = ()
+    ) -> WriteResult:
+        """Delete matching rows: rewrite only the files that hold some, then swap the manifest."""
+        info = self.table(table)
+        dataset = f"{self.name}.{table}"
+        pred = bind_columns(where, info, dataset)
+
+        def change(part: pa.Table, mask: pa.Array, values: list[pa.Array]) -> pa.Table:
+            return part.filter(pc.invert(mask))
+
+        return self._rewrite(table, RowChange.DELETE, pred, [], params, change)
+
+    def update_rows(
+        self,
+        table: str,
+        assignments: Mapping[str, exp.Expression],
+        where: exp.Expression,
+        params: Sequence[Any] = (),
+    ) -> WriteResult:
+        """Update matching rows: rewrite only the files that hold some, then swap the manifest."""
+        info = self.table(table)
+        dataset = f"{self.name}.{table}"
+        sets = bound_assignments(assignments, info, dataset)
+        pred = bind_columns(where, info, dataset)
+
+        def change(part: pa.Table, mask: pa.Array, values: list[pa.Array]) -> pa.Table:
+            for (col, _), value in zip(sets, values, strict=True):
+                i = part.schema.get_field_index(col)
+                field = part.schema.field(i)
+                try:
+                    value = value.cast(field.type, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    raise WriteError(f"{dataset}.{col} expects {field.type}; the new value does not "
+                                     "convert safely", dataset=dataset, column=col) from None
+                part = part.set_column(i, field, pc.if_else(mask, value, part.column(i)))
+            return part
+
+        return self._rewrite(table, RowChange.UPDATE, pred, [v for _, v in sets], params, change)
+
+    def _rewrite(
+        self,
+        table: str,
+        op: RowChange,
+        pred: exp.Expression,
+        values: list[exp.Expression],
+        params: Sequence[Any],
+        change: Callable[[pa.Table, pa.Array, list[pa.Array]], pa.Table],
+    ) -> WriteResult:
+        """Evaluate ``pred`` (and ``values``) per file in DuckDB; files without a match are kept
+        as they are, the others are rewritten through ``change`` into new files; then one
+        manifest swap publishes the new version (a failure leaves the old one)."""
+        dataset = f"{self.name}.{table}"
+        projection = [exp.alias_(exp.func("coalesce", pred, exp.false()), "__hw_mask")]
+        projection += [exp.alias_(v, f"__hw_v{i}") for i, v in enumerate(values)]
+        sql, args = self.render(exp.select(*projection).from_("__hw_part"), params)
+        with self._lock:
+            manifest = self._read_manifest(table)
+            if manifest is None:
+                raise WriteError(f"{dataset} holds Parquet files written outside Headwater; "
+                                 "register it with a manifest before changing rows", dataset=dataset)
+            schema = _schema_from_b64(manifest["schema"])
+            parts = manifest.get("partition_by", [])
+            old_files = list(manifest["files"])
+            base = self._dir(table)
+            keep: list[str] = []
+            changed: list[pa.Table] = []
+            touched: list[str] = []
+            count = 0
+            written: list[str] = []
+            try:
+                for rel in old_files:
+                    part = self._read_part(base, rel, schema, parts)
+                    mask, computed = self._evaluate(part, sql, args, len(values), dataset)
+                    hits = pc.sum(mask).as_py() or 0
+                    if not hits:
+                        keep.append(rel)
+                        continue
+                    count += hits
+                    touched.append(rel)
+                    changed.append(change(part, mask, computed).select(schema.names))
+                if not touched:
+                    return WriteResult(dataset=dataset, mode=op, rows_written=0,
+                                       details={"files_rewritten": 0})
+                data = pa.concat_tables(changed).cast(schema)
+                written = self._write_files(base, data, schema, parts)
+                new_manifest = dict(manifest)
+                new_manifest["version"] = manifest.get("version", 0) + 1
+                new_manifest["files"] = keep + written
+                self._write_manifest(table, new_manifest)
+            except HeadwaterError:
+                self._delete(base, written)
+                raise
+            except (OSError, pa.ArrowException) as err:
+                self._delete(base, written)
+                raise StoreUnavailable(f"{op.value} in {dataset} failed and was rolled back: "
+                                       f"{_clean(err)}", store=self.name) from None
+            self._delete(base, touched)
+        return WriteResult(dataset=dataset, mode=op, rows_written=count,
+                           details={"files_rewritten": len(touched)})
+
+    def _read_part(self, base: str, rel: str, schema: pa.Schema, parts: list[str]) -> pa.Table:
+        partitioning = ds.partitioning(pa.schema([schema.field(p) for p in parts]), flavor="hive") if parts else None
+        one = ds.dataset(f"{base}/{rel}", schema=schema, format="parquet", filesystem=self.fs,
+                         partitioning=partitioning, partition_base_dir=base)
+        return one.to_table().select(schema.names)
+
+    def _evaluate(
+        self, part: pa.Table, sql: str, args: list[Any], n_values: int, dataset: str
+    ) -> tuple[pa.Array, list[pa.Array]]:
+        """The predicate mask and the value columns for one file's rows, in row order."""
+        con = new_connection()
+        try:
+            con.register("__hw_part", part)
+            out = con.execute(sql, args).fetch_arrow_table()
+        except duckdb.Error as err:
+            raise QueryError(f"{dataset}: the row predicate failed: {str(err).splitlines()[0][:300]}",
+                             store=self.name, dataset=dataset) from None
+        finally:
+            con.close()
+        if out.num_rows != part.num_rows:  # pragma: no cover - DuckDB keeps insertion order
+            raise QueryError(f"{dataset}: the row predicate changed the row count", dataset=dataset)
+        mask = out.column(0).combine_chunks().cast(pa.bool_())
+        return mask, [out.column(i + 1).combine_chunks() for i in range(n_values)]
 
     def replace(self, table: str, data: pa.Table, *, key: Sequence[str] = ()) -> WriteResult:
         """Replace a dataset with ``data``'s schema and rows (one manifest swap: atomic)."""
