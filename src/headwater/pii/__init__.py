@@ -13,7 +13,7 @@ Proposals and reports carry counts, never example values.
 
 from headwater.pii._classify import ColumnReport, Proposal, classify_column, inspect_column
 from headwater.pii._detectors import DEFAULT_REGIONS, KINDS, Finding, detect
-from headwater.pii._redact import PLACEHOLDERS, redact_pii
+from headwater.pii._redact import PLACEHOLDERS, redact_pii, redact_pii_arrow
 from headwater.pii._scan import ScanReport, apply_proposals, scan_dataset
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "inspect_column",
     "detect",
     "redact_pii",
+    "redact_pii_arrow",
     "scan_dataset",
 ]

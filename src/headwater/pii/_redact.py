@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import pyarrow as pa
+
 from headwater.pii._detectors import DEFAULT_MIN_CONFIDENCE, DEFAULT_REGIONS, detect
 
-__all__ = ["PLACEHOLDERS", "redact_pii"]
+__all__ = ["PLACEHOLDERS", "redact_pii", "redact_pii_arrow"]
 
 PLACEHOLDERS: Mapping[str, str] = {
     "email": "<EMAIL>",
@@ -50,3 +52,11 @@ def redact_pii(
         pos = f.end
     out.append(text[pos:])
     return "".join(out)
+
+
+def redact_pii_arrow(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """:func:`redact_pii` over an Arrow string array (the DuckDB ``hw_redact_pii`` function); nulls stay null."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    out = [None if v is None else redact_pii(v) for v in values.to_pylist()]
+    return pa.array(out, type=pa.string())

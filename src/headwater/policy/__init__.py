@@ -38,7 +38,9 @@ integer); ``hash`` (``sha256(k_out || sha256(k_in || value))``: a nested keyed S
 text, because DuckDB has no HMAC function; keys are derived from the engine's ``hmac_key`` with
 HMAC-SHA256 and bound as parameters, never inlined; stable for joins across datasets);
 ``tokenise`` (``'tok_' || left(sha256(k_tok || value), 24)``, a shorter deterministic token under
-its own key); or a custom expression with a ``{col}`` placeholder (no tables, subqueries,
+its own key); ``redact_pii`` (free text with only the PII spans inside it replaced by
+``<EMAIL>``, ``<PHONE>`` ... through :func:`headwater.pii.redact_pii`, evaluated in DuckDB; typed
+NULL for non-text columns); or a custom expression with a ``{col}`` placeholder (no tables, subqueries,
 placeholders or outside functions). NULL stays NULL.
 
 How rules combine

@@ -9,19 +9,25 @@ from sqlglot import exp
 
 from headwater.catalog import CatalogColumn
 
-__all__ = ["PORTABLE", "mask_expression", "null_of", "sql_type"]
+__all__ = ["PORTABLE", "REDACT_PII_FUNCTION", "mask_expression", "null_of", "sql_type"]
 
 PORTABLE = {
-    "duckdb": frozenset({"none", "null", "redact", "last4", "email_domain", "year", "hash", "tokenise", "sql"}),
+    "duckdb": frozenset({"none", "null", "redact", "last4", "email_domain", "year", "hash", "tokenise", "sql",
+                         "redact_pii"}),
     "snowflake": frozenset({"none", "null", "redact", "last4", "email_domain", "year", "hash", "tokenise", "sql"}),
     "postgres": frozenset({"none", "null", "redact", "last4", "email_domain", "year"}),
     "sqlite": frozenset({"none", "null", "redact", "last4", "email_domain"}),
 }
 """Strategies whose expression runs natively in each store dialect. A scan whose masks are not
 all portable to its store must be evaluated in DuckDB (federated): SQLite has no SHA-256 nor
-EXTRACT, and sqlglot renders ``sha256(text)`` for Postgres, which only hashes ``bytea``."""
+EXTRACT, and sqlglot renders ``sha256(text)`` for Postgres, which only hashes ``bytea``.
+``redact_pii`` is a vectorised Python function registered on every DuckDB connection
+(:func:`headwater.stores.duckdb.new_connection`), so it runs wherever DuckDB evaluates."""
 
 KeyParam = Callable[[str], exp.Expression]
+
+REDACT_PII_FUNCTION = "hw_redact_pii"
+"""The DuckDB function behind the ``redact_pii`` mask (:func:`headwater.pii.redact_pii`)."""
 
 
 def sql_type(arrow_type: str) -> exp.DataType:
@@ -84,6 +90,10 @@ def mask_expression(
         if not _is_text(column):
             return null_of(column)
         return _case_not_null(col, exp.Literal.string("****"))
+    if treatment == "redact_pii":
+        if not _is_text(column):
+            return null_of(column)
+        return exp.Anonymous(this=REDACT_PII_FUNCTION, expressions=[col.copy()])
     if treatment == "last4":
         v = _text(col)
         length = exp.Length(this=v.copy())

@@ -30,10 +30,11 @@ __all__ = [
 
 DIALECT = "duckdb"
 ACTIONS = ("select", "insert", "update", "delete")
-MASKS = ("none", "last4", "email_domain", "year", "hash", "tokenise", "redact", "null")
+MASKS = ("none", "last4", "email_domain", "year", "hash", "tokenise", "redact_pii", "redact", "null")
 """Built-in mask strategies, least restrictive first (a custom ``{sql: ...}`` ranks with last4)."""
 
 _RANK = {"none": 0, "sql": 2, "last4": 2, "email_domain": 2, "year": 2, "hash": 3, "tokenise": 3,
+         "redact_pii": 3,
          "redact": 4, "null": 5, "deny": 6}
 JOIN_SAFE = frozenset({"none", "hash", "tokenise"})
 """Treatments whose masked value may be used in predicates, joins, grouping and ordering."""
