@@ -42,6 +42,14 @@ omitted from ``after`` and listed in the ``unchanged`` extension attribute (comm
 the sink keeps the replica's current value for those columns. With ``REPLICA IDENTITY FULL``
 the old row carries the value and ``after`` is complete.
 
+**Schema changes.** Each table's row image is registered as a JSON Schema under the subject
+``<topic>-value`` in ``registry`` (see :mod:`headwater.cdc.schemas`) when it is snapshotted and
+whenever a ``Relation`` message brings a new shape. A shape the subject's compatibility rule
+refuses **halts that table**: status ``halted`` with the error, ``on_alert`` is called, its
+later changes are not published, and the slot's confirmed position stays before its first
+unpublished change (so nothing is lost: after the schema question is settled, a restart
+re-reads them) while the other tables keep streaming.
+
 After the snapshot of each table a control event (type ``io.headwater.cdc.snapshot``, data
 ``{"snapshot": "completed", "lsn", "rows", "source"}``) marks its end.
 
@@ -66,6 +74,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
+from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, write_status_file
 from headwater.cdc.errors import CDCError, CDCUnavailable, ReplicationNotConfigured, SlotLost
 from headwater.cdc.pgoutput import (
     CONVERTERS as _CONVERTERS,
@@ -86,16 +95,13 @@ from headwater.cdc.pgoutput import (
     format_lsn,
     parse_lsn,
 )
+from headwater.cdc.schemas import SchemaTracker, json_type_of_pg
 from headwater.errors import MissingDependency
 
 __all__ = ["CHANGE_TYPE", "SNAPSHOT_TYPE", "STATE_TABLE", "PostgresCDC", "event_position"]
 
 log = logging.getLogger("headwater.cdc")
 
-CHANGE_TYPE = "io.headwater.cdc.change"
-"""CloudEvents ``type`` of a change event."""
-SNAPSHOT_TYPE = "io.headwater.cdc.snapshot"
-"""CloudEvents ``type`` of the end-of-snapshot marker of one table."""
 STATE_TABLE = "public.headwater_cdc_state"
 """Where each slot's snapshot progress is kept (in the source database)."""
 HEARTBEAT_PREFIX = "headwater.cdc.heartbeat"
@@ -189,10 +195,11 @@ def _qualify(table: str) -> tuple[str, str]:
 
 
 class _TableStats:
-    __slots__ = ("counts", "last_lsn", "snapshot_rows", "topic")
+    __slots__ = ("counts", "last_lsn", "skipped", "snapshot_rows", "topic")
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
+        self.skipped = 0
         self.counts = {"c": 0, "u": 0, "d": 0, "r": 0, "t": 0}
         self.last_lsn: int | None = None
         self.snapshot_rows = 0
@@ -232,6 +239,10 @@ class PostgresCDC:
         on_alarm: Callable[[dict[str, Any]], None] | None = None,
         snapshot: bool = True,
         reset: bool = False,
+        registry: Any = None,
+        on_alert: Callable[[dict[str, Any]], None] | None = None,
+        classify: Callable[[str], Any] | None = None,
+        status_file: str | None = None,
     ) -> None:
         for label, name in (("slot", slot), ("publication", publication)):
             if not name or not name.replace("_", "").isalnum() or not name.islower():
@@ -264,6 +275,11 @@ class PostgresCDC:
         self._db: str | None = None
         self._lock = threading.Lock()
         self._keys: dict[int, tuple[str, ...]] = {}
+        self.schemas = SchemaTracker(registry, on_alert=on_alert, classify=classify)
+        """Row schemas in the registry; tables halted by an incompatible shape."""
+        self.status_file = status_file
+        self._frozen_at: int | None = None
+        self._status_written = 0.0
 
     def __repr__(self) -> str:
         return f"PostgresCDC(slot={self.slot!r}, publication={self.publication!r}, store={self.store!r})"
@@ -323,10 +339,15 @@ class PostgresCDC:
         with self._lock:
             tables = {
                 name: {"topic": s.topic, **s.counts, "snapshot_rows": s.snapshot_rows,
-                       "last_lsn": None if s.last_lsn is None else format_lsn(s.last_lsn)}
+                       "last_lsn": None if s.last_lsn is None else format_lsn(s.last_lsn),
+                       "skipped": s.skipped, "schema_version": self.schemas.versions.get(name),
+                       "state": "halted" if name in self.schemas.halted else "streaming",
+                       "error": self.schemas.halted[name].error if name in self.schemas.halted else None}
                 for name, s in self._stats.items()
             }
         return {
+            "connector": "postgresql",
+            "store": self.store,
             "slot": self.slot,
             "publication": self.publication,
             "state": self._state,
@@ -339,7 +360,29 @@ class PostgresCDC:
                 "p50": _pct(lat, 0.50), "p99": _pct(lat, 0.99), "samples": len(lat),
             },
             "tables": tables,
+            "halted": {name: h.to_dict() for name, h in self.schemas.halted.items()},
+            "confirm_held_at": None if self._frozen_at is None else format_lsn(self._frozen_at),
         }
+
+    def topic_of(self, table: str) -> str:
+        """``<topic_prefix>.<schema>.<table>`` of ``table`` (``schema.table`` or ``table``)."""
+        schema, name = _qualify(table)
+        return f"{self.topic_prefix}.{schema}.{name}"
+
+    def _write_status(self, force: bool = False) -> None:
+        if self.status_file is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._status_written < 1.0:
+            return
+        self._status_written = now
+        try:
+            doc = self.status()
+            doc["pid"] = __import__("os").getpid()
+            doc["updated_at"] = time.time()
+            write_status_file(self.status_file, doc)
+        except OSError as err:
+            log.warning("cannot write CDC status file %s: %s", self.status_file, err)
 
     def latencies(self) -> list[float]:
         """Commit-to-publish seconds of recent transactions (server commit time to bus ack)."""
@@ -446,6 +489,7 @@ class PostgresCDC:
         self._stop.clear()
         self._state = "starting"
         self._error = None
+        self._frozen_at = None
         start_count = self._published
         repl = None
         try:
@@ -486,6 +530,7 @@ class PostgresCDC:
             if repl is not None:
                 with contextlib.suppress(Exception):
                     repl.close()
+            self._write_status(force=True)
             self._close_sql()
         return self._published - start_count
 
@@ -531,6 +576,10 @@ class PostgresCDC:
     def _snapshot_table(self, conn: Any, rel: Relation, cp: int) -> None:
         from headwater.events.envelope import Event
 
+        if not self._observe(rel):
+            halt = self.schemas.halted[rel.qualified]
+            halt.error += " (its snapshot was not taken: after settling the schema, restart with reset=True)"
+            return
         cols = ", ".join(f"{_quote_ident(c.name)}::text" for c in rel.columns)
         ts = datetime.now(UTC)
         ts_ms = int(ts.timestamp() * 1000)
@@ -574,6 +623,14 @@ class PostgresCDC:
             self.bus.create_topic(topic, partitions=1)
             self._topics.add(topic)
         return topic
+
+    def _observe(self, rel: Relation) -> bool:
+        """Register the shape of ``rel``; False when the table is halted."""
+        columns = [(c.name, json_type_of_pg(c.type_oid)) for c in rel.columns]
+        ok = self.schemas.observe(rel.qualified, self._topic(rel), columns, rel.key_columns)
+        if not ok:
+            self._write_status(force=True)
+        return ok
 
     def _stats_of(self, rel: Relation) -> _TableStats:
         stats = self._stats.get(rel.qualified)
@@ -632,10 +689,12 @@ class PostgresCDC:
     def _publish_many(self, topic: str, items: list[tuple[Any, str | None]]) -> None:
         from headwater.events.bus.errors import BusUnavailable
 
+        from headwater.telemetry.messaging import publish_many  # telemetry: one publish span, traceparent stamped
+
         delay = 0.1
         while True:
             try:
-                self.bus.publish_many(topic, items)
+                publish_many(self.bus, topic, items)
                 return
             except BusUnavailable:
                 # Nothing is confirmed to the slot until this succeeds: retrying is safe.
@@ -674,8 +733,11 @@ class PostgresCDC:
             self._latencies.extend(now - c for c in pending_commits)
             self._published += len(pending)
             if pending_lsn is not None:
-                cur.send_feedback(flush_lsn=pending_lsn, write_lsn=pending_lsn, reply=False)
-                self._flushed_lsn = confirmed = pending_lsn
+                # A halted table holds the confirmed position before its first unpublished change.
+                target = pending_lsn if self._frozen_at is None else min(pending_lsn, self._frozen_at)
+                if target > confirmed:
+                    cur.send_feedback(flush_lsn=target, write_lsn=target, reply=False)
+                    self._flushed_lsn = confirmed = target
             pending, pending_lsn, pending_commits = [], None, []
 
         while True:
@@ -684,7 +746,7 @@ class PostgresCDC:
                 now = time.monotonic()
                 if pending:
                     flush()
-                elif begin is None:
+                elif begin is None and self._frozen_at is None:
                     wal_end = cur.wal_end
                     if wal_end and wal_end > confirmed:
                         # Caught up with nothing in flight: every change before wal_end is
@@ -700,6 +762,7 @@ class PostgresCDC:
                     last_heartbeat = now
                     with contextlib.suppress(CDCError):
                         self.heartbeat()
+                self._write_status()
                 if self.lag_alarm_bytes is not None and now - last_alarm_check >= self.heartbeat_interval:
                     last_alarm_check = now
                     self._check_alarm()
@@ -727,7 +790,11 @@ class PostgresCDC:
                 lsn = begin.final_lsn
                 n = len(tx)
                 txid = f"{begin.xid}:{lsn}"
+                halted = self.schemas.halted
                 for pos, (rel, new, old, op) in enumerate(tx):
+                    if halted and rel.qualified in halted:
+                        self._stats_of(rel).skipped += 1
+                        continue
                     if op == "t":
                         data, key, unchanged = self._envelope(rel, "t", None, None, lsn, begin.xid, commit_ms, now_ms)
                     else:
@@ -761,6 +828,11 @@ class PostgresCDC:
                     tx.append((rel, None, None, "t"))
             elif cls is Relation:
                 self._stats_of(m)  # type: ignore[arg-type]
+                if not self._observe(m) and self._frozen_at is None:  # type: ignore[arg-type]
+                    # Everything before this transaction may still be confirmed; nothing after.
+                    self._frozen_at = pending_lsn if pending_lsn is not None else confirmed
+                    log.warning("CDC slot %s: confirmed position held at %s while %s is halted",
+                                self.slot, format_lsn(self._frozen_at), m.qualified)  # type: ignore[union-attr]
             # Origin, Type and logical messages carry nothing to publish.
 
     def _check_alarm(self) -> None:

@@ -36,7 +36,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from headwater.cdc.postgres import CHANGE_TYPE, SNAPSHOT_TYPE
+from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE
 from headwater.errors import DatasetNotFound, WriteError
 
 __all__ = ["DELETED", "LSN", "SEQ", "SNAPSHOT_SEQ_BASE", "ReplicaSink"]
