@@ -30,6 +30,12 @@ list of events (sinks use this for throughput); a failing batch is retried event
 only the bad ones are retried and dead-lettered.
 
 Synchronous: :meth:`EventConsumer.run` blocks the calling thread.
+
+Telemetry (:mod:`headwater.telemetry.messaging`): each handler call runs inside a
+``process <topic>`` consumer span -- a child of the event's ``traceparent``, or for a batch
+handler of the first event's, linking the others -- so whatever the handler writes or
+publishes joins the producer's trace; fetched messages are counted by
+``messaging.client.consumed.messages``.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from headwater.events.bus.base import Bus, Consumer, Message, SubscriptionOption
 from headwater.events.bus.errors import InvalidEvent
 from headwater.events.dlq import DeadLetterStore, Stage
 from headwater.events.envelope import Event
+from headwater.telemetry.messaging import consumed, messaging_system, processing
 
 __all__ = ["ConsumerStats", "EventConsumer", "RetryPolicy"]
 
@@ -145,6 +152,7 @@ class EventConsumer:
         self._nacked: set[tuple[int, int]] = set()
         self._careful = True
         self._stop = threading.Event()
+        self._system = messaging_system(bus)
         self.consumer: Consumer = bus.subscribe(
             topic,
             group,
@@ -204,6 +212,7 @@ class EventConsumer:
         messages = self.consumer.fetch(1 if self._careful else self.batch_size, timeout=timeout)
         if not messages:
             return stats
+        consumed(self._system, self.topic, self.group, len(messages))
         suspects = [
             m for m in messages
             if m.delivery > 1 and (m.partition, m.offset) not in self._nacked
@@ -252,8 +261,10 @@ class EventConsumer:
             ready.append((msg, event))
         if ready:
             if self.batch:
+                events = [e for _, e in ready]
                 try:
-                    self.handler([e for _, e in ready])  # type: ignore[arg-type]
+                    with processing(self._system, self.topic, self.group, events):
+                        self.handler(events)  # type: ignore[arg-type]
                 except Exception:  # noqa: BLE001 - isolate the bad events one by one
                     logger.debug("batch handler failed; retrying events one by one", exc_info=True)
                     for msg, event in ready:
@@ -273,7 +284,8 @@ class EventConsumer:
     ) -> bool:
         """Run the handler; True when the message is finished (handled or dead-lettered)."""
         try:
-            call(event)
+            with processing(self._system, self.topic, self.group, event):
+                call(event)
         except Exception as err:  # noqa: BLE001 - every handler error is retried or dead-lettered
             pos = (msg.partition, msg.offset)
             self._first_failure.setdefault(pos, datetime.now(UTC))

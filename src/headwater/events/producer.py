@@ -25,6 +25,7 @@ from headwater.events.bus.base import Bus, PublishResult
 from headwater.events.bus.errors import EventValidationError
 from headwater.events.envelope import Event
 from headwater.events.registry import SchemaRegistry, SchemaType, classifications
+from headwater.telemetry.messaging import messaging_system, publishing
 
 __all__ = ["EventValidationError", "Producer", "SchemaValidator", "topic_subject"]
 
@@ -256,6 +257,7 @@ class Producer:
         self.source = source
         self.subject_for = subject_for
         self.validator = validator or SchemaValidator(registry)  # type: ignore[arg-type]
+        self._system = messaging_system(bus)
 
     def __repr__(self) -> str:
         return f"Producer(bus={self.bus!r}, source={self.source!r})"
@@ -280,18 +282,23 @@ class Producer:
         )
 
     def publish(self, topic: str, event: Event, *, key: str | None = None) -> PublishResult:
-        """Validate, then publish one event."""
-        return self.bus.publish(topic, self.prepare(topic, event), key)
+        """Validate, then publish one event (in a ``publish <topic>`` span when tracing is on,
+        the sent event carrying its ``traceparent``)."""
+        prepared = self.prepare(topic, event)
+        with publishing(self._system, topic, (prepared,)) as sent:
+            return self.bus.publish(topic, sent[0], key)
 
     def publish_many(
         self, topic: str, events: Iterable[Event | tuple[Event, str | None]]
     ) -> list[PublishResult]:
-        """Validate the whole batch, then publish it; one bad event sends nothing."""
+        """Validate the whole batch, then publish it (one ``publish <topic>`` span); one bad
+        event sends nothing."""
         stamped: list[tuple[Event, str | None]] = []
         for item in events:
             ev, key = item if isinstance(item, tuple) else (item, None)
             stamped.append((self.prepare(topic, ev), key))
-        return self.bus.publish_many(topic, stamped)
+        with publishing(self._system, topic, stamped) as sent:
+            return self.bus.publish_many(topic, sent)  # type: ignore[arg-type]
 
     def send(
         self,

@@ -333,11 +333,13 @@ def router_consumer(
     **options: Any,
 ) -> Any:
     """An :class:`~headwater.events.consumer.EventConsumer` that routes ``topic``'s events
-    (dead-letter stage ``route``). ``publish(topic, event)`` defaults to ``bus.publish``;
-    unmatched events are simply acked."""
+    (dead-letter stage ``route``). ``publish(topic, event)`` defaults to ``bus.publish`` in a
+    ``publish <topic>`` span; unmatched events are simply acked. Each event is handled inside
+    its ``process <topic>`` span, so a re-publish continues the event's trace."""
     from headwater.events.consumer import EventConsumer
+    from headwater.telemetry import messaging
 
-    send = publish or (lambda t, e: bus.publish(t, e))
+    send = publish or (lambda t, e: messaging.publish(bus, t, e))
 
     def handle(event: Event) -> None:
         for target, routed in router.route(event):
