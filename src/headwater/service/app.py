@@ -60,7 +60,26 @@ def create_app(platform: Any = None, *, config: ServiceConfig | dict[str, Any] |
 
     install_routes(app)
     _install_registry(app, deps.principal)
+    _document_problems(app)
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Put the ``Problem`` schema (referenced by every route's error responses) in the document."""
+    from fastapi.openapi.utils import get_openapi
+
+    from headwater.service.problems import Problem
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                              description=app.description, routes=app.routes, tags=app.openapi_tags)
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_registry(app: FastAPI, principal: Any) -> None:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from headwater.errors import HeadwaterError
 
-__all__ = ["PROBLEM_JSON", "STATUS_BY_NAME", "Problem", "install_handlers", "problem_response", "status_for"]
+__all__ = ["PROBLEM_JSON", "PROBLEM_RESPONSES", "STATUS_BY_NAME", "Problem", "install_handlers", "problem_response", "status_for"]
 
 log = logging.getLogger("headwater.service")
 
@@ -29,7 +29,6 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://headwater.dev/problems/"
 
 STATUS_BY_NAME: dict[str, int] = {
-    # most specific first is not needed: the MRO is walked from the class itself upwards
     "AuthenticationError": 401,
     "AccessDenied": 403,
     "RateLimited": 429,
@@ -38,15 +37,13 @@ STATUS_BY_NAME: dict[str, int] = {
     "NotSoftDeleted": 409,
     "Conflict": 409,
     "AuditIntegrityError": 409,
+    "NotFound": 404,
     "WriteError": 422,
     "PolicyError": 422,
     "SchemaError": 422,
-    "QueryParseError": 400,
-    "InvalidCursor": 400,
     "InvalidInput": 400,
-    "NotFound": 404,
     "QueryTimeout": 504,
-    "StoreUnavailable": 503,
+    "Transient": 503,
     "QueryError": 422,
     "StoreError": 503,
     "EventBusError": 503,
@@ -55,7 +52,9 @@ STATUS_BY_NAME: dict[str, int] = {
     "QueryRejected": 403,
     "HeadwaterError": 400,
 }
-"""Status of each error category (matched on the class and then its bases, by name)."""
+"""Status of each error category, in priority order: the first name found among the error's
+class and its bases wins (an ``InvalidEvent`` is both an ``EventBusError`` and an
+``InvalidInput``: the caller's mistake, 400)."""
 
 
 class Problem(BaseModel):
@@ -71,13 +70,22 @@ class Problem(BaseModel):
     code: str = Field(description="The Headwater SDK error class (e.g. DatasetNotFound).")
 
 
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "default": {
+        "description": "An error, as RFC 9457 problem details (`code` names the SDK error class).",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    },
+}
+"""OpenAPI ``responses`` entry every route carries (the ``Problem`` schema is added by the app)."""
+
+
 def status_for(err: BaseException) -> int:
     """The HTTP status an error maps to."""
     if isinstance(err, HeadwaterError) and err.context.get("rule") == "max_concurrent":
         return 429
-    for cls in type(err).__mro__:
-        status = STATUS_BY_NAME.get(cls.__name__)
-        if status is not None:
+    names = {cls.__name__ for cls in type(err).__mro__}
+    for name, status in STATUS_BY_NAME.items():
+        if name in names:
             return status
     return 500
 

@@ -1,0 +1,49 @@
+"""``POST /v1/query``: one governed SELECT, keyset-paged, as JSON or an Arrow IPC stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from headwater.service.deps import session
+from headwater.service.problems import PROBLEM_RESPONSES
+from headwater.service.routes._common import ARROW_RESPONSE, Page, page_response, wants_arrow
+
+__all__ = ["QueryRequest", "router"]
+
+router = APIRouter(prefix="/v1", tags=["query"], responses=PROBLEM_RESPONSES)
+
+
+class QueryRequest(BaseModel):
+    """A query: SQL, its parameters and the page wanted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(min_length=1, max_length=1_000_000,
+                     description="One SELECT (DuckDB dialect; datasets named `<store>.<table>`).",
+                     examples=["SELECT id, email FROM app.customers ORDER BY id"])
+    params: list[Any] | dict[str, Any] | None = Field(
+        None, description="Values for `?`/`$1` (a list) or `:name` (an object) placeholders.")
+    page_size: int | None = Field(None, ge=1, description="Rows per page (keyset paging; needs ORDER BY).")
+    cursor: str | None = Field(None, max_length=8192, description="`next_cursor` of the previous page.")
+
+
+@router.post("/query", response_model=Page, summary="Run a governed query", operation_id="query",
+             responses=ARROW_RESPONSE)
+def query(body: QueryRequest, request: Request, sess: Any = Depends(session)) -> Any:
+    """Run one SELECT as the caller: grants, masks and row filters apply.
+
+    With `page_size` (or `cursor`) one keyset page comes back with `next_cursor`; without,
+    the whole result (JSON, or streamed as Arrow IPC when the client accepts
+    `application/vnd.apache.arrow.stream`).
+    """
+    cfg = request.app.state.service_config
+    page_size = body.page_size
+    if page_size is not None and page_size > cfg.max_page_size:
+        from headwater.errors import InvalidInput
+
+        raise InvalidInput(f"page_size must be at most {cfg.max_page_size}")
+    result = sess.sql(body.sql, body.params, page_size=page_size, cursor=body.cursor)
+    return page_response(result, arrow=wants_arrow(request))
