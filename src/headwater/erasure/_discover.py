@@ -1,0 +1,212 @@
+"""Find every copy of a data subject: the catalog, column lineage, CDC replicas, events.
+
+* **The subject's dataset** is resolved in the catalog (``app.customers`` or the short
+  ``customers``; a short name that several datasets share resolves to the one the others are
+  derived from, else it is ambiguous and must be qualified).
+* **Derived datasets** are found by walking column lineage down from the key column: a column
+  reached through ``DIRECT``/``IDENTITY`` edges holds the key's values unchanged, so the subject's
+  rows can be found in its dataset (CTAS, ``INSERT ... SELECT``, query results written to the
+  lake, replicas whose producer reports lineage), and the walk continues from it. A dataset
+  reached only through a transformation or aggregate of the key, or derived from the subject's
+  dataset without the key at all (``GROUP BY country``), is reported as *not
+  subject-addressable*, with the reason.
+* **CDC replicas** (:mod:`headwater.cdc.sink`) do not report lineage; a catalogued dataset with
+  the replica bookkeeping columns (``_lsn``, ``_seq``, ``_deleted``), the key column and the
+  source's table name (``customers``, ``customers_replica``, ``replica_customers``) is one.
+* **Dead letters** are one target (searched at run time); **event topics** whose name or last
+  segment names an affected table are reported as residual copies: bus logs are append-only,
+  their messages leave when the topic's retention expires.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from headwater.catalog import Dataset
+from headwater.erasure._model import DEAD_LETTERS, ErasureTarget, TargetKind
+from headwater.errors import DatasetNotFound, HeadwaterError, InvalidInput
+from headwater.retention.holds import Subject
+
+if TYPE_CHECKING:
+    from headwater.platform import Platform
+
+__all__ = ["discover", "resolve_subject"]
+
+log = logging.getLogger("headwater.erasure")
+
+REPLICA_COLUMNS = ("_lsn", "_seq", "_deleted")
+"""Bookkeeping columns of a CDC replica (:mod:`headwater.cdc.sink`)."""
+
+
+def _is_replica(ds: Dataset) -> bool:
+    names = {c.lower() for c in ds.column_names}
+    return all(c in names for c in REPLICA_COLUMNS)
+
+
+def _has_column(ds: Dataset, name: str) -> str | None:
+    low = name.lower()
+    return next((c for c in ds.column_names if c.lower() == low), None)
+
+
+def resolve_subject(platform: Platform, subject: Subject) -> tuple[Subject, Dataset]:
+    """The subject with its dataset and column as the catalog names them, and that dataset."""
+    catalog = platform.catalog
+    if "." in subject.dataset:
+        ds = catalog.get(subject.dataset)
+    else:
+        low = subject.dataset.lower()
+        cands = [d for d in catalog.list() if d.table.lower() == low]
+        if not cands:
+            raise DatasetNotFound(f"no dataset is called {subject.dataset!r}; name it as <store>.<table> "
+                                  "or run `headwater catalog sync`", dataset=subject.dataset)
+        if len(cands) > 1:
+            names = {d.name for d in cands}
+            sources = [d for d in cands if not _is_replica(d)
+                       and not (set(_upstream(platform, d.name)) & names)]
+            if len(sources) != 1:
+                raise InvalidInput(f"{subject.dataset!r} names {len(cands)} datasets "
+                                   f"({', '.join(sorted(names))}); qualify the subject, "
+                                   f"e.g. {sorted(names)[0]}.{subject.column}=...", dataset=subject.dataset)
+            cands = sources
+        ds = cands[0]
+    column = ds.column(subject.column).name
+    return Subject(ds.name, column, subject.value), ds
+
+
+def _upstream(platform: Platform, name: str) -> list[str]:
+    try:
+        return platform.lineage.upstream(name).datasets
+    except HeadwaterError:
+        return []
+
+
+def discover(platform: Platform, subject: Subject, root: Dataset) -> list[ErasureTarget]:
+    """Every target holding (or derived from) ``subject``: erasable ones first, deepest first."""
+    catalog = platform.catalog
+    targets: dict[str, ErasureTarget] = {
+        root.name: ErasureTarget(TargetKind.DATASET, root.name, root.store, (subject.column,), "subject")}
+    residual: dict[str, ErasureTarget] = {}
+    lineage = platform.lineage
+    queue: deque[tuple[str, str, int]] = deque([(root.name, subject.column, 0)])
+    seen = {(root.name.lower(), subject.column.lower())}
+    while queue:
+        ds_name, col, depth = queue.popleft()
+        node = f"{ds_name}.{col}"
+        try:
+            graph = lineage.downstream(node, depth=1)
+        except HeadwaterError as err:
+            log.warning("lineage of %s unavailable: %s", node, err)
+            continue
+        for edge in graph.edges:
+            if edge.source.lower() != node.lower() or edge.type == "DATASET":
+                continue
+            tds, _, tcol = edge.target.rpartition(".")
+            if not tds or tcol == "":
+                continue
+            if edge.type == "DIRECT" and edge.subtype == "IDENTITY":
+                target_ds = catalog.find(tds)
+                if target_ds is None:
+                    residual.setdefault(tds, _residual(
+                        tds, f"lineage {node} -> {edge.target}",
+                        "reached by lineage but not in the catalog (dropped, or outside this platform); "
+                        "not checked"))
+                    continue
+                stored = _has_column(target_ds, tcol)
+                if stored is None:
+                    residual.setdefault(target_ds.name, _residual(
+                        target_ds.name, f"lineage {node} -> {edge.target}",
+                        f"lineage says {edge.target} copies the key but the dataset has no such column now"))
+                    continue
+                t = targets.get(target_ds.name)
+                if t is None:
+                    t = targets[target_ds.name] = ErasureTarget(
+                        TargetKind.DATASET, target_ds.name, target_ds.store, (), f"lineage {node} -> {edge.target}",
+                        depth=depth + 1)
+                if stored not in t.columns:
+                    t.columns = (*t.columns, stored)
+                t.depth = max(t.depth, depth + 1)
+                if (target_ds.name.lower(), stored.lower()) not in seen:
+                    seen.add((target_ds.name.lower(), stored.lower()))
+                    queue.append((target_ds.name, stored, depth + 1))
+            elif edge.type == "DIRECT":
+                residual.setdefault(tds, _residual(
+                    tds, f"lineage {node} -> {edge.target}",
+                    f"not subject-addressable: {edge.target} is a {edge.subtype.lower()} of {node}, "
+                    "so the key's values do not survive and the subject's rows cannot be found"))
+    _add_replicas(platform, subject, root, targets)
+    try:
+        downstream = lineage.downstream(root.name).datasets
+    except HeadwaterError:
+        downstream = []
+    for name in downstream:
+        if name not in targets and name not in residual:
+            residual[name] = _residual(
+                name, f"lineage {root.name} -> {name}",
+                f"not subject-addressable: derived from {root.name} but no column carries "
+                f"{subject.column} unchanged (aggregate, filter or transformation)")
+    for name in list(residual):
+        if name in targets:
+            del residual[name]  # reached unchanged through another path: erasable
+    ordered = sorted(targets.values(), key=lambda t: (-t.depth, t.dataset))
+    ordered.append(ErasureTarget(TargetKind.DEAD_LETTERS, DEAD_LETTERS, None, (), "dead letters"))
+    ordered += sorted(residual.values(), key=lambda t: t.dataset)
+    ordered += _topics(platform, [t.dataset for t in targets.values()] + list(residual))
+    return ordered
+
+
+def _residual(dataset: str, found_by: str, reason: str) -> ErasureTarget:
+    store = dataset.split(".", 1)[0] if "." in dataset and "/" not in dataset else None
+    return ErasureTarget(TargetKind.DATASET, dataset, store, (), found_by, addressable=False, reason=reason)
+
+
+def _add_replicas(platform: Platform, subject: Subject, root: Dataset, targets: dict[str, ErasureTarget]) -> None:
+    table = root.table.lower()
+    for ds in platform.catalog.list():
+        if ds.name in targets or not _is_replica(ds):
+            continue
+        name = ds.table.lower()
+        if name not in (table, f"{table}_replica", f"replica_{table}") and not name.endswith(f"_{table}"):
+            continue
+        stored = _has_column(ds, subject.column)
+        if stored is None:
+            continue
+        targets[ds.name] = ErasureTarget(TargetKind.DATASET, ds.name, ds.store, (stored,),
+                                         f"cdc replica of {root.name}", depth=1)
+
+
+def _topics(platform: Platform, datasets: list[str]) -> list[ErasureTarget]:
+    """Topics that may carry the subject, as residual targets (append-only logs)."""
+    bus = _bus(platform)
+    if bus is None:
+        return []
+    try:
+        topics = bus.topics()
+    except Exception as err:  # noqa: BLE001 - any bus failure is reported, not raised
+        return [ErasureTarget(TargetKind.TOPIC, "topic:*", None, (), "event bus", addressable=False,
+                              reason=f"the event bus could not be listed ({type(err).__name__}); "
+                                     "topics were not checked")]
+    tables = {d.rsplit(".", 1)[-1].lower() for d in datasets}
+    out = []
+    for info in topics:
+        segments = info.name.lower().replace("-", ".").split(".")
+        if tables & set(segments):
+            out.append(ErasureTarget(
+                TargetKind.TOPIC, f"topic:{info.name}", None, (), "event topic naming an affected table",
+                addressable=False,
+                reason="append-only event log: messages cannot be erased in place; they leave when the "
+                       "topic's retention expires (dead letters of it are erased)"))
+    return out
+
+
+def _bus(platform: Platform) -> Any:
+    """The bus when one is in use (an embedded log that was never created is not opened)."""
+    if platform._bus is not None:
+        return platform._bus
+    if platform.config.events.bus is None and not (platform.dir / "events.db").exists():
+        return None
+    try:
+        return platform.bus
+    except Exception:  # noqa: BLE001 - reported by the caller as unchecked topics
+        return None

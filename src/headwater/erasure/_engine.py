@@ -1,0 +1,292 @@
+"""``ErasureEngine``: plan, run and resume the erasure of one data subject everywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headwater.erasure._deadletters import delete_dead_letters, match_dead_letters
+from headwater.erasure._discover import discover, resolve_subject
+from headwater.erasure._execute import anonymise_rows, count_rows, delete_rows
+from headwater.erasure._jobs import JobStore, _now
+from headwater.erasure._model import (
+    ErasureMode,
+    ErasurePlan,
+    ErasureReport,
+    ErasureTarget,
+    JobStatus,
+    TargetKind,
+    TargetResult,
+    TargetState,
+)
+from headwater.errors import HeadwaterError, InvalidInput, LegalHoldActive
+from headwater.retention.holds import LegalHold, LegalHolds, Subject, parse_subject
+
+if TYPE_CHECKING:
+    from headwater.platform import Platform
+
+__all__ = ["PAUSE_ENV", "ErasureEngine", "Progress"]
+
+log = logging.getLogger("headwater.erasure")
+
+PAUSE_ENV = "HEADWATER_ERASE_PAUSE_S"
+"""Test hook: seconds to sleep after each target is committed (crash-and-resume tests)."""
+
+Progress = Callable[[TargetResult, str], None]
+"""Called with a target and ``"start"`` or ``"done"`` while a job runs."""
+
+
+class ErasureEngine:
+    """Erase a data subject (``customers.id=123``) from every dataset that holds it.
+
+    ``plan`` is a dry run. ``run`` discovers the targets, refuses with ``LegalHoldActive`` when
+    a legal hold covers any of them (before touching anything), stores the job and its targets
+    in the metadata store, then erases and verifies target by target; ``run(resume=job_id)``
+    continues a job that crashed or ended ``partial`` and never re-does a verified target. The
+    JSON report goes to ``<platform dir>/erasure/<job id>.json`` (or ``report_dir``).
+    """
+
+    def __init__(self, platform: Platform, *, report_dir: str | Path | None = None) -> None:
+        self.platform = platform
+        self.jobs = JobStore(platform.meta)
+        self.holds = LegalHolds(platform)
+        self.report_dir = Path(report_dir) if report_dir is not None else platform.dir / "erasure"
+
+    def __repr__(self) -> str:
+        return f"ErasureEngine(report_dir={str(self.report_dir)!r})"
+
+    # -- planning ----------------------------------------------------------------------
+    def plan(self, subject: str | Subject) -> ErasurePlan:
+        """Every target with the subject's row count (a store that cannot be reached gets its
+        error instead), and the legal holds that would refuse a run. Changes nothing."""
+        subj, root = resolve_subject(self.platform, parse_subject(subject))
+        targets = discover(self.platform, subj, root)
+        derived = _derived_columns(targets)
+        for t in targets:
+            if not t.addressable:
+                continue
+            try:
+                t.rows = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived)
+            except Exception as err:  # noqa: BLE001 - a plan reports every failure per target
+                t.error = _scrub(_describe(err), subj.value)
+        return ErasurePlan(subj, targets, self._blocking(subj, targets))
+
+    def _blocking(self, subject: Subject, targets: list[Any]) -> list[LegalHold]:
+        found: dict[str, LegalHold] = {}
+        for t in targets:
+            erasable = t.addressable if isinstance(t, ErasureTarget) else t.state is not TargetState.RESIDUAL
+            if erasable:
+                for hold in self.holds.blocking(t.dataset, subject=subject):
+                    found.setdefault(hold.id, hold)
+        return list(found.values())
+
+    # -- running -----------------------------------------------------------------------
+    def run(
+        self,
+        subject: str | Subject | None = None,
+        *,
+        actor: str,
+        mode: ErasureMode | str = ErasureMode.DELETE,
+        resume: str | None = None,
+        progress: Progress | None = None,
+    ) -> ErasureReport:
+        """Erase ``subject`` everywhere (or continue job ``resume``); returns the report.
+
+        The report's ``status`` is ``completed`` only when every erasable target was verified
+        empty of the subject; otherwise ``partial`` (resume the job). Raises
+        ``LegalHoldActive`` when a hold covers a target (nothing is touched) and
+        ``InvalidInput`` for a bad subject or mode.
+        """
+        if not actor:
+            raise InvalidInput("an erasure needs an actor (who asked for it)")
+        if resume is not None:
+            return self._resume(resume, subject, actor, progress)
+        if subject is None:
+            raise InvalidInput("name the subject to erase (customers.id=123) or a job to resume")
+        try:
+            mode = ErasureMode(mode)
+        except ValueError:
+            raise InvalidInput(f"mode must be 'delete' or 'anonymise', not {mode!r}") from None
+        subj, root = resolve_subject(self.platform, parse_subject(subject))
+        targets = discover(self.platform, subj, root)
+        job_id = f"erase_{secrets.token_hex(8)}"
+        holds = self._blocking(subj, targets)
+        surrogate = secrets.token_hex(8) if mode is ErasureMode.ANONYMISE else None
+        status = JobStatus.REFUSED if holds else JobStatus.RUNNING
+        self.jobs.create(job_id, subject=str(subj), subject_dataset=subj.dataset, subject_column=subj.column,
+                         mode=mode, actor=actor, status=status, surrogate=surrogate, targets=targets)
+        if holds:
+            self._refuse(job_id, subj, actor, holds)
+        return self._execute(job_id, actor, progress)
+
+    def _resume(self, job_id: str, subject: str | Subject | None, actor: str,
+                progress: Progress | None) -> ErasureReport:
+        job = self.jobs.job(job_id)
+        subj = _job_subject(job)
+        if subject is not None and not parse_subject(subject).same_as(subj):
+            raise InvalidInput(f"job {job_id} erases a different subject; resume it without --subject",
+                               job_id=job_id)
+        if job.status is JobStatus.COMPLETED:
+            return self.jobs.report(job_id)
+        holds = self._blocking(subj, [t for t in self.jobs.targets(job_id) if t.state is not TargetState.VERIFIED])
+        if holds:
+            self.jobs.update_job(job_id, status=JobStatus.REFUSED)
+            self._refuse(job_id, subj, actor, holds)
+        return self._execute(job_id, actor, progress)
+
+    def _refuse(self, job_id: str, subject: Subject, actor: str, holds: list[LegalHold]) -> None:
+        from headwater.audit import AuditEvent
+
+        ids = [h.id for h in holds]
+        self.platform.record(AuditEvent(
+            actor=actor, action="erase", decision="deny", reason="legal hold",
+            datasets=sorted({h.dataset for h in holds if h.dataset}),
+            extra={"job_id": job_id, "subject": f"{subject.dataset}.{subject.column}", "holds": ids}))
+        raise LegalHoldActive(
+            f"erasure refused, nothing was changed: legal hold(s) {', '.join(ids)} cover "
+            f"{', '.join(sorted({h.dataset or str(h.subject) for h in holds}))}; release them, then "
+            f"resume job {job_id}", holds=ids, job_id=job_id)
+
+    def _execute(self, job_id: str, actor: str, progress: Progress | None) -> ErasureReport:
+        job = self.jobs.job(job_id)
+        subj = _job_subject(job)
+        targets = self.jobs.targets(job_id)
+        derived = _derived_columns(targets)
+        self.jobs.update_job(job_id, status=JobStatus.RUNNING, runs=job.runs + 1, error=None)
+        pause = float(os.environ.get(PAUSE_ENV) or 0)
+        for t in targets:
+            if t.state in (TargetState.VERIFIED, TargetState.RESIDUAL):
+                continue
+            if progress is not None:
+                progress(t, "start")
+            self._erase_one(job_id, t, subj, job.mode, job.surrogate, derived)
+            self._audit_target(actor, job_id, job.mode, t)
+            if progress is not None:
+                progress(t, "done")
+            if pause:
+                time.sleep(pause)
+        return self._finish(job_id, actor, subj)
+
+    def _erase_one(self, job_id: str, t: TargetResult, subj: Subject, mode: ErasureMode,
+                   surrogate: str | None, derived: set[str]) -> None:
+        """Change one target, commit, verify, commit; ``t`` is updated in place."""
+        try:
+            n, changed = self._change(t, subj, mode, surrogate, derived)
+            t.rows = (t.rows or 0) + n
+            t.state, t.error = TargetState.EXECUTED, None
+            if changed:
+                t.reason = f"anonymised columns: {', '.join(changed)}"
+            self.jobs.update_target(job_id, t.position, state=t.state.value, rows=t.rows, error=None,
+                                    reason=t.reason)
+            left = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived)
+            if left:
+                t.state, t.error = TargetState.FAILED, f"{left} row(s) of the subject remain after the erase"
+            else:
+                t.state, t.verified = TargetState.VERIFIED, True
+        except Exception as err:  # noqa: BLE001 - any failure leaves the target to a resume
+            if not isinstance(err, HeadwaterError | OSError):
+                log.exception("erasure of %s failed", t.dataset)
+            t.state, t.verified = TargetState.FAILED, False
+            t.error = _scrub(_describe(err), subj.value)
+        self.jobs.update_target(job_id, t.position, state=t.state.value, verified=t.verified, error=t.error)
+
+    def _change(self, t: TargetResult, subj: Subject, mode: ErasureMode, surrogate: str | None,
+                derived: set[str]) -> tuple[int, list[str]]:
+        if t.kind is TargetKind.DEAD_LETTERS:
+            engine = self.platform.meta.engine
+            return delete_dead_letters(engine, match_dead_letters(engine, subj, derived).ids), []
+        store, table, ds = self._locate(t.dataset, t.store)
+        if mode is ErasureMode.ANONYMISE:
+            return anonymise_rows(store, table, t.columns, subj.value, t.dataset, surrogate or "0", ds)
+        return delete_rows(store, table, t.columns, subj.value, t.dataset), []
+
+    def _count(self, kind: TargetKind, dataset: str, store_name: str | None, columns: tuple[str, ...],
+               subj: Subject, derived: set[str]) -> int:
+        if kind is TargetKind.DEAD_LETTERS:
+            return len(match_dead_letters(self.platform.meta.engine, subj, derived).ids)
+        store, table, _ = self._locate(dataset, store_name)
+        return count_rows(store, table, columns, subj.value, dataset)
+
+    def _locate(self, dataset: str, store_name: str | None) -> tuple[Any, str, Any]:
+        ds = self.platform.catalog.find(dataset)
+        store = self.platform.store(ds.store if ds else (store_name or dataset.split(".", 1)[0]))
+        return store, (ds.table if ds else dataset.split(".", 1)[1]), ds
+
+    def _finish(self, job_id: str, actor: str, subj: Subject) -> ErasureReport:
+        targets = self.jobs.targets(job_id)
+        open_ = [t for t in targets if t.state not in (TargetState.VERIFIED, TargetState.RESIDUAL)]
+        status = JobStatus.PARTIAL if open_ else JobStatus.COMPLETED
+        self.jobs.update_job(job_id, status=status, finished_at=_now() if not open_ else None,
+                             error=f"{len(open_)} target(s) not verified; resume the job" if open_ else None)
+        report = self.jobs.report(job_id)
+        report.path = self._write(report)
+        self.jobs.update_job(job_id, report_path=str(report.path))
+        from headwater.audit import AuditEvent
+
+        self.platform.record(AuditEvent(
+            actor=actor, action="erase", reason=f"erasure {status.value}",
+            datasets=[t.dataset for t in targets if t.kind is TargetKind.DATASET and t.state is not TargetState.RESIDUAL],
+            rows=report.rows,
+            extra={"job_id": job_id, "subject": f"{subj.dataset}.{subj.column}", "mode": report.mode.value,
+                   "status": status.value, "run": report.runs,
+                   "verified": sum(t.verified for t in targets), "not_verified": [t.dataset for t in open_],
+                   "residual": [t.dataset for t in targets if t.state is TargetState.RESIDUAL],
+                   "report": str(report.path)}))
+        return report
+
+    def _audit_target(self, actor: str, job_id: str, mode: ErasureMode, t: TargetResult) -> None:
+        from headwater.audit import AuditEvent
+
+        self.platform.record(AuditEvent(
+            actor=actor, action="erase", datasets=[t.dataset],
+            columns=[f"{t.dataset}.{c}" for c in t.columns], rows=t.rows,
+            reason=f"target {t.state.value}",
+            extra={"job_id": job_id, "target": t.position, "kind": t.kind.value, "mode": mode.value,
+                   "verified": t.verified, "error": t.error}))
+
+    def _write(self, report: ErasureReport) -> Path:
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        path = self.report_dir / f"{report.job_id}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    # -- reading -----------------------------------------------------------------------
+    def status(self, job_id: str) -> ErasureReport:
+        """A job's report as stored now (``NotFound`` for an unknown job)."""
+        return self.jobs.report(job_id)
+
+    def list_jobs(self, limit: int = 50) -> list[ErasureReport]:
+        """The newest jobs, newest first."""
+        return [self.jobs.report(j.job_id) for j in self.jobs.jobs(limit)]
+
+
+def _job_subject(job: Any) -> Subject:
+    """The stored subject, exactly (the value is what follows ``<dataset>.<column>=``)."""
+    prefix = f"{job.subject_dataset}.{job.subject_column}="
+    return Subject(job.subject_dataset, job.subject_column, job.subject[len(prefix):])
+
+
+def _derived_columns(targets: list[Any]) -> set[str]:
+    """Names of every column that carries the key (they name the subject in event payloads)."""
+    return {c for t in targets if t.kind is TargetKind.DATASET for c in t.columns}
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:1000]
+
+
+def _scrub(text: str, value: str) -> str:
+    """An error text without the subject's value (stores may echo it)."""
+    if not value:
+        return text
+    return re.sub(rf"(?<![\w]){re.escape(value)}(?![\w])", "<subject>", text)
+
