@@ -1,0 +1,172 @@
+"""``headwater erase --subject customers.id=123 [--anonymise] [--dry-run] [--resume JOB] [--json]``,
+``headwater erase status JOB`` and ``headwater erase ls``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from headwater.cli._output import json_default
+from headwater.cli.app import ConfigOpt, app, console, handle_errors, open_platform
+
+__all__ = ["erase_app", "print_erasure_plan", "print_erasure_report"]
+
+erase_app = typer.Typer(
+    help="Erase a data subject from every copy (source, replicas, derived tables, lake, dead letters).",
+    invoke_without_command=True,
+)
+app.add_typer(erase_app, name="erase")
+
+_STATE_STYLE = {"verified": "green", "failed": "red", "pending": "yellow", "executed": "yellow",
+                "residual": "magenta"}
+_STATUS_STYLE = {"completed": "green", "partial": "yellow", "refused": "red", "running": "yellow"}
+
+
+def _actor() -> str:
+    import os
+
+    return os.environ.get("USER") or "local"
+
+
+def print_erasure_plan(out: Console, plan: Any) -> None:
+    """The dry-run table: every target, its subject rows, or why it is not erasable."""
+    t = Table(header_style="bold cyan", title=f"erasure plan for {escape(str(plan.subject))}")
+    for col in ("target", "store", "key columns", "found by", "rows", "note"):
+        t.add_column(col, overflow="fold")
+    for x in plan.targets:
+        rows = "-" if x.rows is None else f"{x.rows:,}"
+        note = x.reason or ""
+        if x.error:
+            note = f"[red]{escape(x.error)}[/red]"
+        elif not x.addressable:
+            note = f"[magenta]{escape(note)}[/magenta]"
+        t.add_row(escape(x.dataset), x.store or "-", ", ".join(x.columns) or "-", escape(x.found_by), rows, note)
+    out.print(t)
+    for h in plan.holds:
+        out.print(f"[red]legal hold {h.id}[/red] ({escape(h.reason)}) covers "
+                  f"{escape(h.dataset or str(h.subject))}: a run would be refused")
+
+
+def print_erasure_report(out: Console, report: Any) -> None:
+    """The per-target result table and the job's status line."""
+    t = Table(header_style="bold cyan", title=f"erasure {report.job_id} ({report.mode.value})")
+    for col in ("target", "store", "state", "rows", "verified", "note"):
+        t.add_column(col, overflow="fold")
+    for x in report.targets:
+        style = _STATE_STYLE.get(x.state.value, "white")
+        note = x.error or x.reason or ""
+        t.add_row(escape(x.dataset), x.store or "-", f"[{style}]{x.state.value}[/{style}]",
+                  "-" if x.rows is None else f"{x.rows:,}", "yes" if x.verified else "no", escape(note))
+    out.print(t)
+    style = _STATUS_STYLE.get(report.status.value, "white")
+    out.print(f"subject {escape(report.subject)}: [{style}]{report.status.value}[/{style}], "
+              f"{report.rows:,} row(s) changed, {sum(x.verified for x in report.targets)} target(s) verified, "
+              f"{len(report.residual)} residual")
+    if report.pending:
+        out.print(f"[yellow]resume with: headwater erase --resume {report.job_id}[/yellow]")
+    if report.path is not None:
+        out.print(f"report: {escape(str(report.path))}")
+
+
+@erase_app.callback()
+@handle_errors
+def erase(
+    ctx: typer.Context,
+    subject: Annotated[str | None, typer.Option("--subject", "-s",
+                                                help="<dataset>.<column>=<value>, e.g. customers.id=123.")] = None,
+    anonymise: Annotated[bool, typer.Option("--anonymise", help="Keep rows; replace the key, null PII columns.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and row counts; change nothing.")] = False,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue a partial or crashed job.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan or report as JSON.")] = False,
+    actor: Annotated[str | None, typer.Option("--actor", help="Who asked for the erasure (default: $USER).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Find every copy of a data subject, delete or anonymise it, verify, report."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if subject is None and resume is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(2)
+    from headwater.erasure import ErasureEngine
+
+    with open_platform(config) as platform:
+        engine = ErasureEngine(platform)
+        if dry_run:
+            if subject is None:
+                from headwater.errors import InvalidInput
+
+                raise InvalidInput("--dry-run needs --subject")
+            plan = engine.plan(subject)
+            if as_json:
+                sys.stdout.write(json.dumps(plan.to_dict(), default=json_default) + "\n")
+            else:
+                print_erasure_plan(console, plan)
+            return
+        mode = "anonymise" if anonymise else "delete"
+        quiet = as_json or not console.is_terminal
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True, disable=quiet) as bar:
+            tasks: dict[int, Any] = {}
+
+            def progress(target: Any, phase: str) -> None:
+                if phase == "start":
+                    tasks[target.position] = bar.add_task(f"erasing {escape(target.dataset)}", total=1)
+                else:
+                    bar.update(tasks[target.position], completed=1,
+                               description=f"{escape(target.dataset)}: {target.state.value}")
+                    if quiet and not as_json:
+                        console.print(f"{escape(target.dataset)}: {target.state.value}")
+
+            report = engine.run(subject, actor=actor or _actor(), mode=mode, resume=resume, progress=progress)
+        if as_json:
+            sys.stdout.write(json.dumps({**report.to_dict(), "path": str(report.path)}, default=json_default) + "\n")
+        else:
+            print_erasure_report(console, report)
+        if not report.ok:
+            raise typer.Exit(3)
+
+
+@erase_app.command("status")
+@handle_errors
+def erase_status(
+    job_id: Annotated[str, typer.Argument(help="The job id (erase_...).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """A job's targets and their states."""
+    from headwater.erasure import ErasureEngine
+
+    with open_platform(config) as platform:
+        report = ErasureEngine(platform).status(job_id)
+        if as_json:
+            sys.stdout.write(json.dumps(report.to_dict(), default=json_default) + "\n")
+        else:
+            print_erasure_report(console, report)
+
+
+@erase_app.command("ls")
+@handle_errors
+def erase_ls(
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    config: ConfigOpt = None,
+) -> None:
+    """The newest erasure jobs."""
+    from headwater.erasure import ErasureEngine
+
+    with open_platform(config) as platform:
+        t = Table(header_style="bold cyan", title="erasure jobs")
+        for col in ("job", "mode", "status", "actor", "created", "runs", "rows", "verified", "open"):
+            t.add_column(col)
+        for r in ErasureEngine(platform).list_jobs(limit):
+            style = _STATUS_STYLE.get(r.status.value, "white")
+            t.add_row(r.job_id, r.mode.value, f"[{style}]{r.status.value}[/{style}]", escape(r.actor),
+                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"), str(r.runs), f"{r.rows:,}",
+                      str(sum(x.verified for x in r.targets)), str(len(r.pending)))
+        console.print(t)
