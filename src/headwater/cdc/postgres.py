@@ -687,9 +687,9 @@ class PostgresCDC:
                      extensions=ext)
 
     def _publish_many(self, topic: str, items: list[tuple[Any, str | None]]) -> None:
+        # telemetry: one publish span, traceparent stamped into the events
         from headwater.events.bus.errors import BusUnavailable
-
-        from headwater.telemetry.messaging import publish_many  # telemetry: one publish span, traceparent stamped
+        from headwater.telemetry.messaging import publish_many
 
         delay = 0.1
         while True:

@@ -1,0 +1,570 @@
+"""SQLite change data capture: triggers into a change table, drained in commit order.
+
+SQLite has no write-ahead-log decoding, so :class:`SQLiteCDC` captures with triggers:
+
+1. **Setup.** ``_hw_changes`` (``seq INTEGER PRIMARY KEY AUTOINCREMENT``, ``tbl``, ``op``
+   ``c``/``u``/``d``, ``before``/``after`` as JSON objects, ``txid``, ``ts_ms``) and one
+   ``AFTER INSERT/UPDATE/DELETE`` trigger per captured table (``_hw_cdc_<table>_<op>``) that
+   appends the row image. SQLite has a single writer and the triggers run inside the writing
+   transaction, so ``seq`` order is commit order and a rolled-back write leaves no change.
+   (Triggers cannot see a transaction id; ``txid`` is NULL unless the writer fills it.)
+2. **Snapshot.** One read transaction (WAL mode: a consistent view) reads ``max(seq)`` and then
+   every captured table: those rows are published as ``op = "r"`` at position ``max(seq)``, and
+   changes with a larger ``seq`` follow. Progress is kept in ``_hw_cdc_state``; an interrupted
+   snapshot is taken again (the sink's reconciliation removes rows the new one lacks).
+3. **Streaming.** Rows after the last published ``seq`` are read in order, turned into the
+   same Debezium envelope as :class:`~headwater.cdc.postgres.PostgresCDC` (``source.connector
+   = "sqlite"``, ``source.lsn = seq``, ``pos = 0``) and published per topic
+   ``<topic_prefix>.main.<table>`` with the primary key as the key. **Only after the bus has
+   acknowledged** them are the rows deleted from ``_hw_changes`` (never lose; after a crash they
+   are read again and sinks de-duplicate by (``seq``, position)).
+4. **Schema changes.** ``PRAGMA schema_version`` is watched; a captured table whose columns
+   changed gets its row schema registered (:mod:`headwater.cdc.schemas`) and its triggers
+   rebuilt; an incompatible shape halts the table (its changes stay in ``_hw_changes``). SQLite
+   refuses to drop or rename a column that the capture triggers reference.
+
+One connector per database file: the change table is shared by every captured table.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, write_status_file
+from headwater.cdc.errors import CDCError, CDCUnavailable
+from headwater.cdc.schemas import SchemaTracker, json_type_of_sqlite
+
+__all__ = ["CHANGE_TABLE", "STATE_TABLE", "SQLiteCDC"]
+
+log = logging.getLogger("headwater.cdc")
+
+CHANGE_TABLE = "_hw_changes"
+"""The change table the capture triggers append to."""
+STATE_TABLE = "_hw_cdc_state"
+"""Snapshot progress of each connector name."""
+_TRIGGER_PREFIX = "_hw_cdc_"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _bare(table: str) -> str:
+    schema, dot, name = table.partition(".")
+    if dot and schema != "main":
+        raise CDCError(f"SQLite CDC captures tables of the main database, not {table!r}", table=table)
+    return name if dot else schema
+
+
+class _Table:
+    """Shape of one captured table."""
+
+    __slots__ = ("blobs", "bools", "columns", "key", "name", "stats_c", "topic")
+
+    def __init__(self, name: str, columns: list[tuple[str, str]], key: list[str], topic: str) -> None:
+        self.name = name
+        self.columns = columns  # (name, declared type)
+        self.key = key
+        self.topic = topic
+        self.bools = [c for c, d in columns if "BOOL" in d.upper()]
+        self.blobs = [c for c, d in columns if "BLOB" in d.upper()]
+
+    def shape(self) -> list[tuple[str, str | None]]:
+        return [(c, json_type_of_sqlite(d)) for c, d in self.columns]
+
+
+class _Stats:
+    __slots__ = ("counts", "last_seq", "skipped", "snapshot_rows")
+
+    def __init__(self) -> None:
+        self.counts = {"c": 0, "u": 0, "d": 0, "r": 0}
+        self.last_seq: int | None = None
+        self.snapshot_rows = 0
+        self.skipped = 0
+
+
+class SQLiteCDC:
+    """Streams a SQLite database's changes to ``bus`` through triggers and ``_hw_changes``.
+
+    ``path`` is the database file (or a :class:`~headwater.stores.sqlite.SQLiteStore`).
+    ``tables`` are table names (``main.table`` or ``table``); None captures every user table.
+    ``store`` names the source in topics and events (``topic_prefix`` defaults to
+    ``cdc.<store>``); ``name`` identifies the connector's snapshot state. ``registry``,
+    ``on_alert`` and ``classify`` are as for :class:`~headwater.cdc.schemas.SchemaTracker`;
+    ``status_file`` receives :meth:`status` as JSON while running. ``reset=True`` removes the
+    capture (triggers, pending changes, state) and starts again from a fresh snapshot.
+    """
+
+    def __init__(
+        self,
+        path: Any,
+        *,
+        bus: Any,
+        tables: Sequence[str] | None = None,
+        store: str = "app",
+        name: str = "headwater",
+        topic_prefix: str | None = None,
+        source: str | None = None,
+        batch_size: int = 5000,
+        poll_interval: float = 0.05,
+        snapshot: bool = True,
+        reset: bool = False,
+        registry: Any = None,
+        on_alert: Callable[[dict[str, Any]], None] | None = None,
+        classify: Callable[[str], Mapping[str, str]] | None = None,
+        status_file: str | None = None,
+    ) -> None:
+        self.path = Path(getattr(path, "path", path))
+        self.bus = bus
+        self.tables = [_bare(t) for t in tables] if tables is not None else None
+        self.store = store
+        self.name = name
+        self.topic_prefix = topic_prefix or f"cdc.{store}"
+        self.source = source or f"/headwater/cdc/{store}"
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.snapshot = snapshot
+        self.reset = reset
+        self.schemas = SchemaTracker(registry, on_alert=on_alert, classify=classify)
+        """Row schemas in the registry; tables halted by an incompatible shape."""
+        self.status_file = status_file
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._tables: dict[str, _Table] = {}
+        self._stats: dict[str, _Stats] = {}
+        self._topics: set[str] = set()
+        self._published = 0
+        self._last_seq = 0
+        self._state = "stopped"
+        self._error: str | None = None
+        self._schema_version: int | None = None
+        self._status_written = 0.0
+        self._con: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteCDC(path={str(self.path)!r}, store={self.store!r}, name={self.name!r})"
+
+    # -- connection ----------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._con is None:
+            if not self.path.exists():
+                raise CDCError(f"SQLite database {self.path} does not exist")
+            try:
+                con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+                con.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error as err:
+                raise CDCUnavailable(f"cannot open SQLite database {self.path}: {err}") from None
+            self._con = con
+        return self._con
+
+    def _close(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._con.close()
+            self._con = None
+
+    @contextlib.contextmanager
+    def _write(self) -> Any:
+        con = self._connect()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+
+    # -- setup ---------------------------------------------------------------------------------
+    def topic_of(self, table: str) -> str:
+        """``<topic_prefix>.main.<table>``."""
+        return f"{self.topic_prefix}.main.{_bare(table)}"
+
+    def _resolve_tables(self, con: sqlite3.Connection) -> list[str]:
+        if self.tables is not None:
+            return list(self.tables)
+        rows = con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "AND name NOT LIKE 'hw\\_%' ESCAPE '\\' AND name NOT LIKE '\\_hw\\_%' ESCAPE '\\' ORDER BY name"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _introspect(self, con: sqlite3.Connection, table: str) -> _Table:
+        info = con.execute(f"PRAGMA table_info({_q(table)})").fetchall()
+        if not info:
+            raise CDCError(f"table {table!r} does not exist in {self.path.name}", table=table)
+        columns = [(r[1], r[2] or "") for r in info]
+        key = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+        return _Table(table, columns, key, self.topic_of(table))
+
+    def _trigger_sql(self, t: _Table) -> list[str]:
+        def image(ref: str) -> str:
+            parts = []
+            for c, _ in t.columns:
+                v = f"{ref}.{_q(c)}"
+                parts.append(f"{_lit(c)}, CASE WHEN typeof({v}) = 'blob' THEN hex({v}) ELSE {v} END")
+            return f"json_object({', '.join(parts)})"
+
+        now = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+        ins = f"INSERT INTO {CHANGE_TABLE} (tbl, op, before, after, ts_ms) VALUES ({_lit(t.name)}, "
+        out = []
+        for op, event, before, after in (("c", "INSERT", "NULL", image("NEW")),
+                                         ("u", "UPDATE", image("OLD"), image("NEW")),
+                                         ("d", "DELETE", image("OLD"), "NULL")):
+            trig = _q(f"{_TRIGGER_PREFIX}{t.name}_{op}")
+            out.append(f"DROP TRIGGER IF EXISTS {trig}")
+            out.append(f"CREATE TRIGGER {trig} AFTER {event} ON {_q(t.name)} BEGIN "
+                       f"{ins}'{op}', {before}, {after}, {now}); END")
+        return out
+
+    def ensure_capture(self) -> list[str]:
+        """Create the change table and (re)build every captured table's triggers; returns the
+        captured tables."""
+        con = self._connect()
+        with self._write():
+            con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGE_TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                        "tbl TEXT NOT NULL, op TEXT NOT NULL, before TEXT, after TEXT, txid INTEGER, "
+                        "ts_ms INTEGER NOT NULL)")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (name TEXT PRIMARY KEY, snapshot_seq INTEGER, "
+                        "snapshot_done INTEGER NOT NULL DEFAULT 0)")
+            tables = self._resolve_tables(con)
+            if not tables:
+                raise CDCError(f"no tables to capture in {self.path.name}")
+            for name in tables:
+                t = self._introspect(con, name)
+                self._tables[name] = t
+                for stmt in self._trigger_sql(t):
+                    con.execute(stmt)
+        self._schema_version = con.execute("PRAGMA schema_version").fetchone()[0]
+        for t in self._tables.values():
+            self._stats.setdefault(t.name, _Stats())
+            self._topic(t)
+        return tables
+
+    def drop(self) -> None:
+        """Remove the triggers, the change table and the state (stop the connector first)."""
+        con = self._connect()
+        with self._write():
+            for (trig,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+                                       "'\\_hw\\_cdc\\_%' ESCAPE '\\'").fetchall():
+                con.execute(f"DROP TRIGGER IF EXISTS {_q(trig)}")
+            con.execute(f"DROP TABLE IF EXISTS {CHANGE_TABLE}")
+            con.execute(f"DROP TABLE IF EXISTS {STATE_TABLE}")
+        self._close()
+
+    # -- inspection ----------------------------------------------------------------------------
+    def backlog(self) -> dict[str, int]:
+        """Changes captured but not yet acknowledged by the bus, per table."""
+        try:
+            con = self._connect()
+            rows = con.execute(f"SELECT tbl, count(*) FROM {CHANGE_TABLE} GROUP BY tbl").fetchall()
+        except (sqlite3.Error, CDCError):
+            return {}
+        return {r[0]: int(r[1]) for r in rows}
+
+    def status(self) -> dict[str, Any]:
+        """State, error, events, per-table counts and backlog, halted tables."""
+        backlog = self.backlog()
+        halted = self.schemas.halted
+        with self._lock:
+            tables = {
+                f"main.{name}": {"topic": self.topic_of(name), **s.counts, "snapshot_rows": s.snapshot_rows,
+                                 "last_seq": s.last_seq, "skipped": s.skipped, "backlog": backlog.get(name, 0),
+                                 "schema_version": self.schemas.versions.get(f"main.{name}"),
+                                 "state": "halted" if f"main.{name}" in halted else "streaming",
+                                 "error": halted[f"main.{name}"].error if f"main.{name}" in halted else None}
+                for name, s in self._stats.items()
+            }
+        return {
+            "connector": "sqlite",
+            "store": self.store,
+            "name": self.name,
+            "database": str(self.path),
+            "state": self._state,
+            "error": self._error,
+            "events": self._published,
+            "last_seq": self._last_seq,
+            "backlog": sum(backlog.values()),
+            "tables": tables,
+            "halted": {name: h.to_dict() for name, h in halted.items()},
+        }
+
+    def _write_status(self, force: bool = False) -> None:
+        if self.status_file is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._status_written < 1.0:
+            return
+        self._status_written = now
+        try:
+            doc = self.status()
+            doc["pid"] = os.getpid()
+            doc["updated_at"] = time.time()
+            write_status_file(self.status_file, doc)
+        except OSError as err:
+            log.warning("cannot write CDC status file %s: %s", self.status_file, err)
+
+    # -- running -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`run` to publish what it holds, confirm it and return (thread-safe)."""
+        self._stop.set()
+
+    def run(self, max_events: int | None = None, idle_timeout: float | None = None) -> int:
+        """Set up capture, snapshot if needed, then stream until :meth:`stop`, ``max_events``
+        events or ``idle_timeout`` seconds without a change; returns events published."""
+        self._stop.clear()
+        self._state = "starting"
+        self._error = None
+        start = self._published
+        try:
+            if self.reset:
+                self.drop()
+                self.reset = False
+            self.ensure_capture()
+            for t in self._tables.values():
+                self._observe(t)
+            con = self._connect()
+            row = con.execute(f"SELECT snapshot_seq, snapshot_done FROM {STATE_TABLE} WHERE name = ?",
+                              (self.name,)).fetchone()
+            if row is None or not row[1]:
+                if self.snapshot:
+                    self._state = "snapshot"
+                    self._take_snapshot()
+                else:
+                    with self._write():
+                        seq = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGE_TABLE}").fetchone()[0]
+                        con.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, 1)", (self.name, seq))
+                row = con.execute(f"SELECT snapshot_seq, snapshot_done FROM {STATE_TABLE} WHERE name = ?",
+                                  (self.name,)).fetchone()
+            self._last_seq = int(row[0] or 0)
+            self._state = "streaming"
+            self._stream(max_events, idle_timeout, start)
+            self._state = "stopped"
+        except sqlite3.Error as err:
+            self._state = "failed"
+            self._error = str(err)
+            raise CDCError(f"SQLite CDC on {self.path.name} failed: {err}") from None
+        except BaseException as err:
+            self._state = "failed"
+            self._error = str(err)
+            raise
+        finally:
+            self._write_status(force=True)
+            self._close()
+        return self._published - start
+
+    def _observe(self, t: _Table) -> bool:
+        ok = self.schemas.observe(f"main.{t.name}", t.topic, t.shape(), t.key)
+        if not ok:
+            self._write_status(force=True)
+        return ok
+
+    def _topic(self, t: _Table) -> str:
+        if t.topic not in self._topics:
+            self.bus.create_topic(t.topic, partitions=1)
+            self._topics.add(t.topic)
+        return t.topic
+
+    def _take_snapshot(self) -> None:
+        con = self._connect()
+        ts_ms = int(time.time() * 1000)
+        con.execute("BEGIN")  # one read transaction: the tables as of max(seq)
+        try:
+            cp = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGE_TABLE}").fetchone()[0]
+            for t in self._tables.values():
+                if self.schemas.is_halted(f"main.{t.name}"):
+                    self.schemas.halted[f"main.{t.name}"].error += (
+                        " (its snapshot was not taken: after settling the schema, restart with reset=True)")
+                    continue
+                self._snapshot_table(con, t, cp, ts_ms)
+        finally:
+            con.rollback()
+        with self._write():
+            con.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, 1)", (self.name, cp))
+            con.execute(f"DELETE FROM {CHANGE_TABLE} WHERE seq <= ?", (cp,))  # inside the snapshot
+
+    def _snapshot_table(self, con: sqlite3.Connection, t: _Table, cp: int, ts_ms: int) -> None:
+        from headwater.events.envelope import Event
+
+        cols = [c for c, _ in t.columns]
+        cur = con.execute(f"SELECT {', '.join(_q(c) for c in cols)} FROM {_q(t.name)}")
+        ext = {"pk": ",".join(t.key)} if t.key else {}
+        batch: list[tuple[Any, str | None]] = []
+        n = 0
+        while True:
+            rows = cur.fetchmany(self.batch_size)
+            if not rows:
+                break
+            for row in rows:
+                after = self._values(t, dict(zip(cols, row, strict=True)))
+                data, key = self._envelope(t, "r", None, after, cp, None, ts_ms, ts_ms, snapshot="true", pos=n)
+                batch.append((Event(type=CHANGE_TYPE, source=self.source, data=data, id=f"{self.name}:{cp}:0:{n}",
+                                    subject=key, extensions=ext), key))
+                n += 1
+            self._publish_changes(t.topic, batch)
+            batch = []
+        marker = {"snapshot": "completed", "lsn": cp, "rows": n,
+                  "source": {"connector": "sqlite", "name": self.store, "db": self.path.name, "schema": "main",
+                             "table": t.name, "lsn": cp, "snapshot": "last"}}
+        self._publish_changes(t.topic, [(Event(type=SNAPSHOT_TYPE, source=self.source, data=marker,
+                                               id=f"{self.name}:{cp}:snapshot:{t.name}",
+                                               subject=f"main.{t.name}"), None)])
+        with self._lock:
+            s = self._stats[t.name]
+            s.counts["r"] += n
+            s.snapshot_rows = n
+            s.last_seq = cp
+        self._published += n + 1
+
+    @staticmethod
+    def _values(t: _Table, row: dict[str, Any]) -> dict[str, Any]:
+        for c in t.bools:
+            v = row.get(c)
+            if isinstance(v, int):
+                row[c] = bool(v)
+        for c in t.blobs:
+            v = row.get(c)
+            if isinstance(v, bytes | bytearray):
+                row[c] = base64.b64encode(v).decode("ascii")
+            elif isinstance(v, str):
+                with contextlib.suppress(ValueError):
+                    row[c] = base64.b64encode(bytes.fromhex(v)).decode("ascii")
+        for c, v in row.items():
+            if isinstance(v, bytes | bytearray):  # a blob in a column not declared BLOB
+                row[c] = base64.b64encode(v).decode("ascii")
+        return row
+
+    def _envelope(self, t: _Table, op: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
+                  seq: int, txid: int | None, commit_ms: int, now_ms: int, *, snapshot: str = "false",
+                  pos: int = 0) -> tuple[dict[str, Any], str | None]:
+        row = after if after is not None else before
+        key: str | None
+        keys = t.key
+        if not keys or row is None:
+            key = None
+        elif len(keys) == 1:
+            kv = row.get(keys[0])
+            key = kv if isinstance(kv, str) else (str(kv) if isinstance(kv, int) else json.dumps(kv))
+        else:
+            key = json.dumps([row.get(k) for k in keys], separators=(",", ":"))
+        data = {
+            "before": before,
+            "after": after,
+            "source": {"connector": "sqlite", "name": self.store, "db": self.path.name, "schema": "main",
+                       "table": t.name, "lsn": seq, "txId": txid, "ts_ms": commit_ms, "snapshot": snapshot,
+                       "pos": pos},
+            "op": op,
+            "ts_ms": now_ms,
+        }
+        return data, key
+
+    def _publish_changes(self, topic: str, items: list[tuple[Any, str | None]]) -> None:
+        """Publish one topic's batch of change events to the bus, retrying while it is down
+        (nothing is deleted from the change table before this returns)."""
+        # telemetry: one publish span, traceparent stamped into the events
+        from headwater.events.bus.errors import BusUnavailable
+        from headwater.telemetry.messaging import publish_many
+
+        delay = 0.1
+        while True:
+            try:
+                publish_many(self.bus, topic, items)
+                return
+            except BusUnavailable:
+                if self._stop.is_set():
+                    raise
+                log.warning("bus unavailable; retrying publish to %s in %.1fs", topic, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _check_schema(self) -> None:
+        con = self._connect()
+        version = con.execute("PRAGMA schema_version").fetchone()[0]
+        if version == self._schema_version:
+            return
+        changed: list[_Table] = []
+        for name, old in list(self._tables.items()):
+            try:
+                t = self._introspect(con, name)
+            except CDCError:
+                continue  # dropped: its triggers went with it
+            if t.columns != old.columns or t.key != old.key:
+                changed.append(t)
+        for t in changed:
+            if self._observe(t):
+                with self._write():
+                    for stmt in self._trigger_sql(t):
+                        con.execute(stmt)
+                self._tables[t.name] = t
+                log.info("SQLite CDC: %s changed shape; triggers rebuilt", t.name)
+        self._schema_version = con.execute("PRAGMA schema_version").fetchone()[0]
+
+    def _stream(self, max_events: int | None, idle_timeout: float | None, start: int) -> None:
+        from headwater.events.envelope import Event
+
+        con = self._connect()
+        last_change = time.monotonic()
+        while True:
+            rows = con.execute(f"SELECT seq, tbl, op, before, after, txid, ts_ms FROM {CHANGE_TABLE} "
+                               "WHERE seq > ? ORDER BY seq LIMIT ?", (self._last_seq, self.batch_size)).fetchall()
+            if not rows:
+                now = time.monotonic()
+                self._write_status()
+                if (self._stop.is_set()
+                        or (max_events is not None and self._published - start >= max_events)
+                        or (idle_timeout is not None and now - last_change >= idle_timeout)):
+                    return
+                self._check_schema()
+                self._stop.wait(self.poll_interval)
+                continue
+            last_change = time.monotonic()
+            now_ms = int(time.time() * 1000)
+            by_topic: dict[str, list[tuple[Any, str | None]]] = {}
+            halted = self.schemas.halted
+            published = 0
+            for seq, tbl, op, before, after, txid, ts_ms in rows:
+                t = self._tables.get(tbl)
+                if t is None:
+                    continue  # no longer captured
+                if halted and f"main.{tbl}" in halted:
+                    self._stats[tbl].skipped += 1
+                    continue
+                b = self._values(t, json.loads(before)) if before is not None else None
+                a = self._values(t, json.loads(after)) if after is not None else None
+                data, key = self._envelope(t, op, b, a, seq, txid, ts_ms, now_ms)
+                ext = {"pk": ",".join(t.key)} if t.key else {}
+                by_topic.setdefault(t.topic, []).append(
+                    (Event(type=CHANGE_TYPE, source=self.source, data=data, id=f"{self.name}:{seq}:1:0",
+                           subject=key, extensions=ext), key))
+                s = self._stats[tbl]
+                s.counts[op] += 1
+                s.last_seq = seq
+                published += 1
+            for topic, items in by_topic.items():
+                self._publish_changes(topic, items)
+            last = rows[-1][0]
+            # Acknowledged by the bus: now the rows may go (a halted table's stay for later).
+            with self._write():
+                if halted:
+                    marks = ", ".join("?" * len(halted))
+                    con.execute(f"DELETE FROM {CHANGE_TABLE} WHERE seq <= ? AND tbl NOT IN ({marks})",
+                                (last, *(h.split(".", 1)[1] for h in halted)))
+                else:
+                    con.execute(f"DELETE FROM {CHANGE_TABLE} WHERE seq <= ?", (last,))
+            self._last_seq = last
+            self._published += published
+            if max_events is not None and self._published - start >= max_events:
+                return
