@@ -251,7 +251,8 @@ class SQLiteStore(SqlStore):
             r[0]
             for r in self._exec(
                 "SELECT name FROM sqlite_master WHERE type IN ('table','view') "
-                "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'hw\\_%' ESCAPE '\\' ORDER BY name"
+                "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'hw\\_%' ESCAPE '\\' "
+                "AND name NOT LIKE '\\_hw\\_%' ESCAPE '\\' ORDER BY name"
             )
         ]
         return [self.table(n) for n in names]
