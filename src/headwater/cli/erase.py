@@ -8,15 +8,15 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from headwater.cli._output import json_default
 from headwater.cli.app import ConfigOpt, app, console, handle_errors, open_platform
+from headwater.erasure._render import STATUS_STYLE, print_erasure_plan, print_erasure_report
 
-__all__ = ["erase_app", "print_erasure_plan", "print_erasure_report"]
+__all__ = ["erase_app"]
 
 erase_app = typer.Typer(
     help="Erase a data subject from every copy (source, replicas, derived tables, lake, dead letters).",
@@ -24,55 +24,11 @@ erase_app = typer.Typer(
 )
 app.add_typer(erase_app, name="erase")
 
-_STATE_STYLE = {"verified": "green", "failed": "red", "pending": "yellow", "executed": "yellow",
-                "residual": "magenta"}
-_STATUS_STYLE = {"completed": "green", "partial": "yellow", "refused": "red", "running": "yellow"}
-
 
 def _actor() -> str:
     import os
 
     return os.environ.get("USER") or "local"
-
-
-def print_erasure_plan(out: Console, plan: Any) -> None:
-    """The dry-run table: every target, its subject rows, or why it is not erasable."""
-    t = Table(header_style="bold cyan", title=f"erasure plan for {escape(str(plan.subject))}")
-    for col in ("target", "store", "key columns", "found by", "rows", "note"):
-        t.add_column(col, overflow="fold")
-    for x in plan.targets:
-        rows = "-" if x.rows is None else f"{x.rows:,}"
-        note = x.reason or ""
-        if x.error:
-            note = f"[red]{escape(x.error)}[/red]"
-        elif not x.addressable:
-            note = f"[magenta]{escape(note)}[/magenta]"
-        t.add_row(escape(x.dataset), x.store or "-", ", ".join(x.columns) or "-", escape(x.found_by), rows, note)
-    out.print(t)
-    for h in plan.holds:
-        out.print(f"[red]legal hold {h.id}[/red] ({escape(h.reason)}) covers "
-                  f"{escape(h.dataset or str(h.subject))}: a run would be refused")
-
-
-def print_erasure_report(out: Console, report: Any) -> None:
-    """The per-target result table and the job's status line."""
-    t = Table(header_style="bold cyan", title=f"erasure {report.job_id} ({report.mode.value})")
-    for col in ("target", "store", "state", "rows", "verified", "note"):
-        t.add_column(col, overflow="fold")
-    for x in report.targets:
-        style = _STATE_STYLE.get(x.state.value, "white")
-        note = x.error or x.reason or ""
-        t.add_row(escape(x.dataset), x.store or "-", f"[{style}]{x.state.value}[/{style}]",
-                  "-" if x.rows is None else f"{x.rows:,}", "yes" if x.verified else "no", escape(note))
-    out.print(t)
-    style = _STATUS_STYLE.get(report.status.value, "white")
-    out.print(f"subject {escape(report.subject)}: [{style}]{report.status.value}[/{style}], "
-              f"{report.rows:,} row(s) changed, {sum(x.verified for x in report.targets)} target(s) verified, "
-              f"{len(report.residual)} residual")
-    if report.pending:
-        out.print(f"[yellow]resume with: headwater erase --resume {report.job_id}[/yellow]")
-    if report.path is not None:
-        out.print(f"report: {escape(str(report.path))}")
 
 
 @erase_app.callback()
@@ -165,7 +121,7 @@ def erase_ls(
         for col in ("job", "mode", "status", "actor", "created", "runs", "rows", "verified", "open"):
             t.add_column(col)
         for r in ErasureEngine(platform).list_jobs(limit):
-            style = _STATUS_STYLE.get(r.status.value, "white")
+            style = STATUS_STYLE.get(r.status.value, "white")
             t.add_row(r.job_id, r.mode.value, f"[{style}]{r.status.value}[/{style}]", escape(r.actor),
                       r.created_at.strftime("%Y-%m-%d %H:%M:%S"), str(r.runs), f"{r.rows:,}",
                       str(sum(x.verified for x in r.targets)), str(len(r.pending)))
