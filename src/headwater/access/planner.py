@@ -36,7 +36,7 @@ from headwater.errors import (
 )
 from headwater.principal import Principal
 from headwater.stores._sql import param
-from headwater.telemetry.otel import tracer
+from headwater.telemetry.otel import policy_span
 
 __all__ = ["DerivePlan", "FedSource", "PagePlan", "Plan", "Planner", "SortKey", "bind_params", "parse_derive"]
 
@@ -239,8 +239,7 @@ class Planner:
         decision = None
         n_user = len(names)
         if engine is not None:
-            with tracer().start_as_current_span("headwater.policy.decide", attributes={
-                    "headwater.principal": principal.name, "db.query.summary": "SELECT " + " ".join(sorted(datasets))}):
+            with policy_span("select", principal.name, sorted(datasets)):
                 decision = engine.authorize_query(tree, datasets, principal, first_param=n_user)
             tree = decision.tree
             names = names + [f"\x00policy{i}" for i in range(len(decision.params))]

@@ -4,8 +4,12 @@ Every SDK query and write is a database client span named ``"{db.operation.name}
 {db.collection.name}"`` with ``db.system.name``, ``db.operation.name``, ``db.collection.name``,
 ``db.query.summary`` and a parameterised ``db.query.text`` (literals replaced by ``?``: values
 never leave the process through telemetry), and is measured by the
-``db.client.operation.duration`` histogram (seconds). Policy decisions are ``headwater.policy``
-spans; denials are counted by ``headwater.policy.denials`` with the denying rule as reason.
+``db.client.operation.duration`` histogram (seconds). Policy decisions are
+``headwater.policy.decide`` spans (:func:`policy_span`) carrying ``headwater.policy.decision``
+(``allow``/``deny``) and, on a denial, the denying rule (``headwater.policy.rule``); decisions
+are counted by ``headwater.policy.decisions`` and denials by ``headwater.policy.denials`` with
+the denying rule as reason. Messaging spans (publish/process, trace context inside events) are
+in :mod:`headwater.telemetry.messaging`.
 
 The instrumentation uses the OpenTelemetry API only: with no SDK configured it costs a no-op
 call. :func:`configure` installs the SDK with the exporters named in the ``telemetry`` config
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -25,7 +30,9 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["TelemetryConfig", "configure", "db_span", "policy_denied", "query_summary", "query_text", "tracer"]
+__all__ = [
+    "TelemetryConfig", "configure", "db_span", "policy_denied", "policy_span", "query_summary", "query_text", "tracer",
+]
 
 _SCOPE = "headwater"
 _MARKER = re.compile(r"__hwparam\d+__")
@@ -38,6 +45,8 @@ _duration = _meter.create_histogram(
 )
 _denials = _meter.create_counter("headwater.policy.denials", unit="{denial}",
                                  description="Queries and writes denied by the policy engine.")
+_decisions = _meter.create_counter("headwater.policy.decisions", unit="{decision}",
+                                   description="Policy decisions, by outcome (allow or deny).")
 
 DB_SYSTEMS = {"sqlite": "sqlite", "postgres": "postgresql", "duckdb": "duckdb", "snowflake": "snowflake",
               "parquet": "duckdb", None: "duckdb"}
@@ -56,6 +65,7 @@ class TelemetryConfig(BaseModel):
 
 
 _configured = False
+_local = threading.local()
 
 
 def configure(cfg: TelemetryConfig) -> None:
@@ -109,9 +119,19 @@ def query_text(tree: Any) -> str:
     from sqlglot import exp
 
     out = tree.copy()
-    for lit in list(out.find_all(exp.Literal)):
-        lit.replace(exp.Placeholder())
+    for lit in list(out.find_all(*_literal_types())):
+        if lit is not out:
+            lit.replace(exp.Placeholder())
     return _MARKER.sub("?", out.sql(dialect="duckdb"))
+
+
+def _literal_types() -> tuple[type, ...]:
+    """Every sqlglot node that holds a value written in the statement (strings of every
+    flavour, numbers, JSON paths)."""
+    from sqlglot import exp
+
+    names = ("Literal", "ByteString", "RawString", "HexString", "BitString", "National", "UnicodeString", "JSONPath")
+    return tuple(getattr(exp, n) for n in names if hasattr(exp, n))
 
 
 def query_summary(operation: str, collections: Sequence[str]) -> str:
@@ -154,5 +174,59 @@ def tracer() -> Any:
 
 
 def policy_denied(rule: str, action: str) -> None:
-    """Count a denial by the rule that denied it."""
-    _denials.add(1, {"headwater.policy.rule": rule, "db.operation.name": action})
+    """Count a denial by the rule that denied it (the ``reason``) and mark the current span.
+
+    A denial raised outside :func:`policy_span` (a check made while planning, before the
+    decision proper) still gets its ``headwater.policy.decide`` span, with ``deny``."""
+    _denials.add(1, {"headwater.policy.rule": rule, "headwater.policy.denial.reason": rule,
+                     "db.operation.name": action})
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("headwater.policy.decision", "deny")
+        span.set_attribute("headwater.policy.rule", rule)
+    if getattr(_local, "denial_spanned", False):
+        _local.denial_spanned = False
+        return
+    _decisions.add(1, {"headwater.policy.decision": "deny", "headwater.policy.action": action})
+    _tracer.start_span("headwater.policy.decide", attributes={
+        "headwater.policy.action": action, "headwater.policy.decision": "deny", "headwater.policy.rule": rule,
+    }).end()
+
+
+@contextlib.contextmanager
+def policy_span(action: str, principal: str, datasets: Sequence[str]) -> Iterator[Any]:
+    """A ``headwater.policy.decide`` span around one authorisation.
+
+    The span says ``headwater.policy.decision`` = ``allow`` or ``deny`` (an
+    :class:`~headwater.errors.AccessDenied` or :class:`~headwater.errors.QueryRejected`
+    leaving the block), with the denying rule as ``headwater.policy.rule``; the exception
+    message is not recorded (it may name what the principal may not see). Decisions are counted
+    by ``headwater.policy.decisions``; count denials with :func:`policy_denied` (the caller that
+    audits the denial does so once).
+    """
+    from headwater.errors import AccessDenied, QueryRejected
+
+    attrs = {"headwater.principal": principal, "headwater.policy.action": action,
+             "db.query.summary": query_summary(action.upper(), datasets)}
+    _local.denial_spanned = False
+    with _tracer.start_as_current_span("headwater.policy.decide", attributes=attrs,
+                                       record_exception=False, set_status_on_exception=False) as span:
+        try:
+            yield span
+        except (AccessDenied, QueryRejected) as err:
+            rule = str(getattr(err, "rule", "") or "unknown")
+            _local.denial_spanned = True
+            if span.is_recording():
+                span.set_attribute("headwater.policy.decision", "deny")
+                span.set_attribute("headwater.policy.rule", rule)
+                span.set_attribute("error.type", type(err).__name__)
+            _decisions.add(1, {"headwater.policy.decision": "deny", "headwater.policy.action": action})
+            raise
+        except BaseException as err:
+            if span.is_recording():
+                span.set_attribute("error.type", type(err).__name__)
+                span.set_status(Status(StatusCode.ERROR, type(err).__name__))
+            raise
+        if span.is_recording():
+            span.set_attribute("headwater.policy.decision", "allow")
+        _decisions.add(1, {"headwater.policy.decision": "allow", "headwater.policy.action": action})
