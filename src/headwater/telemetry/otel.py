@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "TelemetryConfig", "configure", "db_span", "policy_denied", "policy_span", "query_summary", "query_text", "tracer",
+    "TelemetryConfig", "capture_spans", "configure", "db_span", "policy_denied", "policy_span", "query_summary", "query_text", "tracer",
 ]
 
 _SCOPE = "headwater"
@@ -69,49 +69,89 @@ _local = threading.local()
 
 
 def configure(cfg: TelemetryConfig) -> None:
-    """Install the OpenTelemetry SDK with the configured exporters (once per process)."""
+    """Install the OpenTelemetry SDK with the configured exporters (once per process).
+
+    ``otlp_http`` / ``otlp_grpc`` export spans and metrics (``otlp_endpoint``, else the
+    ``OTEL_EXPORTER_OTLP_*`` environment variables), ``console`` prints spans to stdout,
+    ``prometheus`` serves ``/metrics`` on ``127.0.0.1:<prometheus_port>``. No exporter named:
+    nothing is installed and instrumentation stays a no-op. An unknown name raises
+    :class:`~headwater.errors.ConfigError`; a missing exporter package raises
+    :class:`~headwater.errors.MissingDependency` naming it.
+    """
     global _configured
     if _configured or not cfg.exporters:
         return
     from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
+    from headwater.errors import ConfigError
+
+    unknown = [n for n in cfg.exporters if n not in ("console", "otlp_http", "otlp_grpc", "prometheus")]
+    if unknown:
+        raise ConfigError(f"unknown telemetry exporter {unknown[0]!r}; use otlp_http, otlp_grpc, console or prometheus")
     resource = Resource.create({"service.name": cfg.service_name})
     tracer_provider = TracerProvider(resource=resource)
     readers: list[Any] = []
-    for name in cfg.exporters:
+    base = cfg.otlp_endpoint.rstrip("/") if cfg.otlp_endpoint else None
+    for name in dict.fromkeys(cfg.exporters):
         if name == "console":
             tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         elif name == "otlp_http":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            kw = {"endpoint": f"{cfg.otlp_endpoint.rstrip('/')}/v1/traces"} if cfg.otlp_endpoint else {}
-            tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(**kw)))
+            span_mod = _exporter_module("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry-exporter-otlp-proto-http")
+            metric_mod = _exporter_module("opentelemetry.exporter.otlp.proto.http.metric_exporter", "opentelemetry-exporter-otlp-proto-http")
+            tracer_provider.add_span_processor(BatchSpanProcessor(
+                span_mod.OTLPSpanExporter(**({"endpoint": f"{base}/v1/traces"} if base else {}))))
+            readers.append(PeriodicExportingMetricReader(
+                metric_mod.OTLPMetricExporter(**({"endpoint": f"{base}/v1/metrics"} if base else {}))))
         elif name == "otlp_grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
-                OTLPSpanExporter as GrpcExporter,
-            )
-
+            span_mod = _exporter_module("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "opentelemetry-exporter-otlp-proto-grpc")
+            metric_mod = _exporter_module("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "opentelemetry-exporter-otlp-proto-grpc")
             kw = {"endpoint": cfg.otlp_endpoint} if cfg.otlp_endpoint else {}
-            tracer_provider.add_span_processor(BatchSpanProcessor(GrpcExporter(**kw)))
-        elif name == "prometheus":
-            from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-            readers.append(PrometheusMetricReader())
+            tracer_provider.add_span_processor(BatchSpanProcessor(span_mod.OTLPSpanExporter(**kw)))
+            readers.append(PeriodicExportingMetricReader(metric_mod.OTLPMetricExporter(**kw)))
+        else:  # prometheus
+            prom = _exporter_module("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus")
+            readers.append(prom.PrometheusMetricReader())
             if cfg.prometheus_port:
                 from prometheus_client import start_http_server
 
                 start_http_server(cfg.prometheus_port, addr="127.0.0.1")
-        else:
-            from headwater.errors import ConfigError
-
-            raise ConfigError(f"unknown telemetry exporter {name!r}; use otlp_http, otlp_grpc, console or prometheus")
     trace.set_tracer_provider(tracer_provider)
     if readers:
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
     _configured = True
+
+
+def _exporter_module(module: str, package: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        from headwater.errors import MissingDependency
+
+        raise MissingDependency(f"this telemetry exporter needs {package}; pip install {package}") from None
+
+
+def capture_spans() -> Any:
+    """An ``InMemorySpanExporter`` receiving every span from now on (for tests and examples).
+
+    Installs an SDK tracer provider when none is installed, else adds the exporter to the
+    installed one (a process has one global provider)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[attr-defined]
+    return exporter
 
 
 def query_text(tree: Any) -> str:
