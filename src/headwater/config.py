@@ -185,6 +185,15 @@ class LineageConfig(_Model):
     url: str | None = Field(None, description="OpenLineage HTTP endpoint to send events to as well.")
 
 
+class PiiConfig(_Model):
+    """PII classification of datasets as they are catalogued."""
+
+    scan_on_catalog: bool = Field(True, description="Scan a dataset's sample when it enters the catalog.")
+    sample: int = Field(1000, ge=1, description="Rows read per dataset by the catalogue scan.")
+    auto_apply: bool = Field(False, description="Apply confident proposals as tags without `pii apply`.")
+    min_confidence: float = Field(0.8, ge=0, le=1, description="Proposals at or above this are applied.")
+
+
 class Config(_Model):
     """The whole platform configuration."""
 
@@ -198,6 +207,7 @@ class Config(_Model):
     lineage: LineageConfig = Field(default_factory=LineageConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
     slo: SLOConfig = Field(default_factory=SLOConfig)
     source: str | None = Field(None, exclude=True, description="File the config came from.")
 

@@ -417,8 +417,18 @@ class Platform:
 
     # -- catalog -----------------------------------------------------------------------
     def sync_catalog(self, stores: Iterable[str] | None = None) -> SyncReport:
-        """Introspect stores (all, or the named ones) into the catalog."""
-        return self.catalog.sync(_LazyStores(self), only=stores)
+        """Introspect stores (all, or the named ones) into the catalog; new datasets are PII-scanned."""
+        report = self.catalog.sync(_LazyStores(self), only=stores)
+        self.catalogued(report.added)
+        return report
+
+    def catalogued(self, names: Iterable[str]) -> None:
+        """Hook for datasets that just entered the catalog: the PII scan (``pii.scan_on_catalog``)."""
+        names = list(names)
+        if names and self.config.pii.scan_on_catalog:
+            from headwater.pii import scan_catalogued
+
+            scan_catalogued(self, names)
 
     def close(self) -> None:
         """Close every store, the bus and the metadata store."""

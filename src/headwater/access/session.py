@@ -388,6 +388,8 @@ class Session:
                     extra={"mode": mode.value, "created": result.created}))
         if existing is None or result.created:
             self.platform.catalog.register(store_name, store.table(table), kind=store.kind, owner=self.principal.name)
+            if existing is None:
+                self.platform.catalogued([dataset])
         return result
 
     # -- internals ---------------------------------------------------------------------

@@ -55,6 +55,34 @@ def pii_scan(
         console.print(t)
 
 
+@pii_app.command("topic")
+@handle_errors
+def pii_topic(
+    topic: Annotated[str, typer.Argument(help="Topic whose event payloads to sample.")],
+    config: ConfigOpt = None,
+    sample: Annotated[int, typer.Option("--sample", help="Events read (a throw-away consumer group).")] = 500,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Check event payloads for PII their schema does not classify (x-pii)."""
+    from headwater.pii import scan_topic
+
+    with open_platform(config) as platform:
+        report = scan_topic(platform, topic, sample=sample)
+        if fmt == "json":
+            sys.stdout.write(json.dumps(report.to_dict(), default=str) + "\n")
+            return
+        t = Table(header_style="bold cyan", title=f"{topic}: {report.events_sampled} event(s) sampled")
+        for col in ("field", "tag", "confidence", "matches", "schema x-pii"):
+            t.add_column(col)
+        for path, p in report.fields.proposals:
+            declared = report.classified.get(path)
+            t.add_row(escape(path), p.tag, f"{p.confidence:.2f}", f"{p.matches:,}",
+                      escape(declared) if declared else "[red]unclassified[/red]")
+        console.print(t)
+        if report.unclassified:
+            raise typer.Exit(1)
+
+
 @pii_app.command("apply")
 @handle_errors
 def pii_apply(

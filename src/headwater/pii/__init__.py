@@ -7,6 +7,9 @@
 * :func:`classify_column` proposes ``pii.*`` tags for a column from a bounded sample of its
   values plus its name; :func:`scan_dataset` does it for every column of a dataset through a
   session, and :func:`apply_proposals` writes accepted proposals to the catalog.
+* :func:`scan_catalogued` runs when datasets enter the catalog (``pii.scan_on_catalog``) and
+  keeps proposals on the dataset; :func:`scan_topic` checks event payload samples against the
+  ``x-pii`` classifications of their schema.
 
 Proposals and reports carry counts, never example values.
 """
@@ -15,6 +18,7 @@ from headwater.pii._classify import ColumnReport, Proposal, classify_column, ins
 from headwater.pii._detectors import DEFAULT_REGIONS, KINDS, Finding, detect
 from headwater.pii._redact import PLACEHOLDERS, redact_pii, redact_pii_arrow
 from headwater.pii._scan import ScanReport, apply_proposals, scan_dataset
+from headwater.pii._sources import TopicScanReport, scan_catalogued, scan_topic
 
 __all__ = [
     "DEFAULT_REGIONS",
@@ -24,11 +28,14 @@ __all__ = [
     "Finding",
     "Proposal",
     "ScanReport",
+    "TopicScanReport",
     "apply_proposals",
     "classify_column",
     "inspect_column",
     "detect",
     "redact_pii",
     "redact_pii_arrow",
+    "scan_catalogued",
     "scan_dataset",
+    "scan_topic",
 ]
