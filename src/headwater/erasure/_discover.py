@@ -25,6 +25,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import Dataset
+from headwater.catalog._catalog import arrow_type_from_text
+from headwater.erasure._execute import NOFIT, coerce
 from headwater.erasure._model import DEAD_LETTERS, ErasureTarget, TargetKind
 from headwater.errors import DatasetNotFound, HeadwaterError, InvalidInput
 from headwater.retention.holds import Subject
@@ -71,8 +73,11 @@ def resolve_subject(platform: Platform, subject: Subject) -> tuple[Subject, Data
                                    f"e.g. {sorted(names)[0]}.{subject.column}=...", dataset=subject.dataset)
             cands = sources
         ds = cands[0]
-    column = ds.column(subject.column).name
-    return Subject(ds.name, column, subject.value), ds
+    column = ds.column(subject.column)
+    if coerce(subject.value, arrow_type_from_text(column.type)) is NOFIT:
+        raise InvalidInput(f"{ds.name}.{column.name} holds {column.type} values; {subject.value!r} is not one",
+                           dataset=ds.name, column=column.name)
+    return Subject(ds.name, column.name, subject.value), ds
 
 
 def _upstream(platform: Platform, name: str) -> list[str]:

@@ -204,8 +204,32 @@ class ErasureEngine:
             return delete_dead_letters(engine, match_dead_letters(engine, subj, derived).ids), []
         store, table, ds = self._locate(t.dataset, t.store)
         if mode is ErasureMode.ANONYMISE:
-            return anonymise_rows(store, table, t.columns, subj.value, t.dataset, surrogate or "0", ds)
+            return anonymise_rows(store, table, t.columns, subj.value, t.dataset, surrogate or "0",
+                                  self._pii_columns(ds))
         return delete_rows(store, table, t.columns, subj.value, t.dataset), []
+
+    def _pii_columns(self, ds: Any) -> list[str]:
+        """Columns tagged ``pii*`` in the catalog, or copied unchanged from such a column (lineage
+        carries the tag to CTAS tables and lake copies that were never scanned)."""
+        if ds is None:
+            return []
+        out = []
+        for c in ds.columns:
+            if _is_pii(c.tags):
+                out.append(c.name)
+                continue
+            try:
+                graph = self.platform.lineage.upstream(f"{ds.name}.{c.name}")
+            except HeadwaterError:
+                continue
+            identity = {e.source for e in graph.edges if e.type == "DIRECT" and e.subtype == "IDENTITY"}
+            for ref in identity:
+                name, _, col = ref.rpartition(".")
+                up = self.platform.catalog.find(name)
+                if up is not None and any(x.name == col and _is_pii(x.tags) for x in up.columns):
+                    out.append(c.name)
+                    break
+        return out
 
     def _count(self, kind: TargetKind, dataset: str, store_name: str | None, columns: tuple[str, ...],
                subj: Subject, derived: set[str]) -> int:
@@ -267,6 +291,10 @@ class ErasureEngine:
     def list_jobs(self, limit: int = 50) -> list[ErasureReport]:
         """The newest jobs, newest first."""
         return [self.jobs.report(j.job_id) for j in self.jobs.jobs(limit)]
+
+
+def _is_pii(tags: Any) -> bool:
+    return any(str(t).lower().startswith("pii") for t in tags)
 
 
 def _job_subject(job: Any) -> Subject:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 from sqlglot import exp
@@ -22,16 +22,14 @@ from headwater.errors import ColumnNotFound, InvalidInput
 from headwater.stores._sql import param
 from headwater.stores.base import ColumnInfo, Store, TableInfo
 
-if TYPE_CHECKING:
-    from headwater.catalog import Dataset
+__all__ = ["NOFIT", "anonymise_rows", "coerce", "count_rows", "delete_rows", "subject_predicate"]
 
-__all__ = ["anonymise_rows", "count_rows", "delete_rows", "subject_predicate"]
-
-_NOFIT = object()
+NOFIT = object()
+"""What :func:`coerce` returns for a value that cannot be of the type."""
 
 
 def coerce(value: str, type_: pa.DataType) -> Any:
-    """``value`` as a Python value of ``type_``, or ``_NOFIT`` when it cannot be one."""
+    """``value`` as a Python value of ``type_``, or ``NOFIT`` when it cannot be one."""
     try:
         if pa.types.is_integer(type_):
             return int(value)
@@ -45,13 +43,13 @@ def coerce(value: str, type_: pa.DataType) -> Any:
                 return True
             if low in ("false", "f", "0"):
                 return False
-            return _NOFIT
+            return NOFIT
         if pa.types.is_date(type_):
             return dt.date.fromisoformat(value)
         if pa.types.is_timestamp(type_):
             return dt.datetime.fromisoformat(value)
     except (ValueError, decimal.InvalidOperation):
-        return _NOFIT
+        return NOFIT
     return value
 
 
@@ -70,7 +68,7 @@ def subject_predicate(info: TableInfo, columns: Sequence[str], value: str,
     for name in columns:
         col = _column(info, name, dataset)
         v = coerce(value, col.type)
-        if v is _NOFIT:
+        if v is NOFIT:
             continue
         conds.append(exp.column(col.name, quoted=True).eq(param(len(params))))
         params.append(v)
@@ -109,15 +107,14 @@ def _surrogate(col: ColumnInfo, surrogate: str) -> exp.Expression | None:
 
 
 def anonymise_rows(store: Store, table: str, columns: Sequence[str], value: str, dataset: str,
-                   surrogate: str, catalog_ds: Dataset | None) -> tuple[int, list[str]]:
-    """Replace the key columns with the job's surrogate and null every PII-tagged column of the
-    subject's rows. Returns (rows changed, columns changed)."""
+                   surrogate: str, pii_columns: Sequence[str]) -> tuple[int, list[str]]:
+    """Replace the key columns with the job's surrogate and null the PII columns of the
+    subject's rows (a not-null text column gets the surrogate). Returns (rows, columns changed)."""
     info = store.table(table)
     where, params = subject_predicate(info, columns, value, dataset)
     if where is None:
         return 0, []
     sets: dict[str, exp.Expression] = {}
-    keys = {c.lower() for c in columns}
     for name in columns:
         col = _column(info, name, dataset)
         v = _surrogate(col, surrogate)
@@ -125,15 +122,12 @@ def anonymise_rows(store: Store, table: str, columns: Sequence[str], value: str,
             raise InvalidInput(f"{dataset}.{col.name} ({col.type}, not null) cannot be anonymised; "
                                "erase with mode='delete'", dataset=dataset, column=col.name)
         sets[col.name] = v
-    if catalog_ds is not None:
-        for c in catalog_ds.columns:
-            if c.name.lower() in keys or not any(t.lower().startswith("pii") for t in c.tags):
-                continue
-            col = info.column(c.name)
-            if col is None:
-                continue
-            v = exp.null() if col.nullable else _surrogate(col, surrogate)
-            if v is not None:
-                sets[col.name] = v
+    for name in pii_columns:
+        col = info.column(name)
+        if col is None or col.name in sets:
+            continue
+        v = exp.null() if col.nullable else _surrogate(col, surrogate)
+        if v is not None:
+            sets[col.name] = v
     n = store.update_rows(info.name, sets, where, params).rows_written
     return n, list(sets)

@@ -1,0 +1,200 @@
+"""Erasure end to end: SQLite/Postgres source, DuckDB CTAS table and replica, Parquet (local and
+S3) dataset written from a query, dead letters; delete and anonymise; legal holds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.erasure._seed import SUBJECT, SUBJECT_EMAIL, N, count, lake_files_text, orders
+
+from headwater.erasure import ErasureEngine, JobStatus, TargetKind, TargetState
+from headwater.errors import (
+    ColumnNotFound,
+    DatasetNotFound,
+    InvalidInput,
+    LegalHoldActive,
+    NotFound,
+)
+from headwater.events.dlq import DeadLetterStore
+from headwater.retention.holds import LegalHolds
+
+COPIES = {  # dataset -> key column holding the customer id
+    "app.customers": "id",
+    "warehouse.dim_customer": "customer_id",
+    "lake.customer_export": "customer_id",
+    "warehouse.customers_replica": "id",
+}
+
+
+def _dead_ids(platform) -> set[int]:
+    return {d.id for d in DeadLetterStore.for_platform(platform).list(status=None, limit=None)}
+
+
+def test_plan_finds_every_copy_and_changes_nothing(seeded):
+    platform, _ = seeded
+    plan = ErasureEngine(platform).plan(SUBJECT)
+    assert str(plan.subject) == "app.customers.id=7"
+    by_name = {t.dataset: t for t in plan.targets}
+    for ds, col in COPIES.items():
+        assert by_name[ds].addressable and by_name[ds].columns == (col,) and by_name[ds].rows == 1, ds
+    assert by_name["warehouse.customers_replica"].found_by.startswith("cdc replica")
+    assert by_name["headwater.dead_letters"].rows == 2
+    agg = by_name["warehouse.by_country"]
+    assert not agg.addressable and "not subject-addressable" in agg.reason
+    assert "app.orders" not in by_name  # a foreign key is not lineage
+    # derived copies come before the source
+    names = [t.dataset for t in plan.erasable]
+    assert names.index("lake.customer_export") < names.index("warehouse.dim_customer") < names.index("app.customers")
+    assert count(platform, "app.customers", "id = 7") == 1
+
+
+def test_delete_everywhere_verified_and_others_untouched(seeded):
+    platform, dead = seeded
+    engine = ErasureEngine(platform)
+    report = engine.run(SUBJECT, actor="dpo")
+    assert report.status is JobStatus.COMPLETED and report.ok
+    results = {t.dataset: t for t in report.targets}
+    for ds, col in COPIES.items():
+        assert results[ds].state is TargetState.VERIFIED and results[ds].verified and results[ds].rows == 1
+        assert count(platform, ds, f"{col} = 7") == 0, ds
+        assert count(platform, ds) == N - 1, ds
+    assert results["headwater.dead_letters"].rows == 2
+    assert results["warehouse.by_country"].state is TargetState.RESIDUAL
+    assert count(platform, "app.orders") == len(orders())  # untouched
+    assert count(platform, "warehouse.by_country") == 3
+    left = _dead_ids(platform)
+    assert dead["cdc_7"] not in left and dead["order_of_7"] not in left
+    assert {dead["order_7"], dead["cdc_8"], dead["garbage"]} <= left
+    # the lake's files were rewritten: no file under the dataset still holds the subject
+    assert SUBJECT_EMAIL not in lake_files_text(platform, "customer_export")
+    assert "person8@example.com" in lake_files_text(platform, "customer_export")
+    # the report: JSON on disk, the subject only as its reference
+    text = report.path.read_text()
+    doc = json.loads(text)
+    assert doc["subject"] == "app.customers.id=7" and doc["status"] == "completed" and doc["job_id"] == report.job_id
+    assert SUBJECT_EMAIL not in text and "Person 7" not in text
+    assert {t["dataset"] for t in doc["targets"] if t["verified"]} == {*COPIES, "headwater.dead_letters"}
+    # audit: one record per target plus one for the run, none holding the subject's value
+    records = [r for r in platform.audit.query(action="erase", limit=None) if r.extra.get("job_id") == report.job_id]
+    per_target = [r for r in records if "target" in r.extra]
+    assert len(per_target) == len(COPIES) + 1 and len(records) == len(per_target) + 1
+    run = next(r for r in records if "target" not in r.extra)
+    assert run.extra["status"] == "completed" and run.rows == report.rows == len(COPIES) + 2
+    assert all("=7" not in json.dumps(r.to_dict()) for r in records)
+    # status reads the same job back
+    again = engine.status(report.job_id)
+    assert again.status is JobStatus.COMPLETED and [t.state for t in again.targets] == [t.state for t in report.targets]
+
+
+def test_anonymise_keeps_rows_without_the_subject(embedded):
+    from tests.erasure._seed import seed
+
+    seed(embedded)
+    report = ErasureEngine(embedded).run("app.customers.id=7", actor="dpo", mode="anonymise")
+    assert report.ok
+    for ds, col in COPIES.items():
+        assert count(embedded, ds) == N, ds  # rows kept
+        assert count(embedded, ds, f"{col} = 7") == 0, ds
+        assert count(embedded, ds, f"{col} < 0") == 1, ds  # the surrogate key
+    # PII-tagged columns of the source are nulled
+    row = embedded.session("a").sql("SELECT email, name FROM app.customers WHERE id < 0").to_pylist()[0]
+    assert row["email"] is None and row["name"] == "Person 7"
+    src = next(t for t in report.targets if t.dataset == "app.customers")
+    assert "email" in (src.reason or "")
+    # copies of the tagged column (found through lineage) are nulled too; other rows keep theirs
+    for ds in ("warehouse.dim_customer", "lake.customer_export"):
+        rows = embedded.session("a").sql(f"SELECT email FROM {ds} WHERE customer_id < 0").to_pylist()
+        assert rows == [{"email": None}], ds
+        assert count(embedded, ds, "email IS NOT NULL") == N - 1, ds
+    assert SUBJECT_EMAIL not in lake_files_text(embedded, "customer_export")
+
+
+def test_legal_hold_refuses_before_touching_anything_then_resume(embedded):
+    from tests.erasure._seed import seed
+
+    seed(embedded)
+    holds = LegalHolds(embedded)
+    hold = holds.place(dataset="warehouse.*", reason="litigation 2026-17", actor="legal")
+    before = _dead_ids(embedded)
+    engine = ErasureEngine(embedded)
+    assert [h.id for h in engine.plan(SUBJECT).holds] == [hold.id]
+    with pytest.raises(LegalHoldActive) as err:
+        engine.run(SUBJECT, actor="dpo")
+    assert hold.id in str(err.value)
+    job_id = err.value.context["job_id"]
+    for ds, col in COPIES.items():
+        assert count(embedded, ds, f"{col} = 7") == 1, ds
+    assert _dead_ids(embedded) == before
+    assert engine.status(job_id).status is JobStatus.REFUSED
+    denied = [r for r in embedded.audit.query(action="erase", limit=None) if r.decision == "deny"]
+    assert denied and denied[-1].extra["holds"] == [hold.id]
+    # still held: resume refuses too
+    with pytest.raises(LegalHoldActive):
+        engine.run(actor="dpo", resume=job_id)
+    holds.release(hold.id, actor="legal")
+    report = engine.run(actor="dpo", resume=job_id)
+    assert report.ok and report.job_id == job_id
+    assert all(count(embedded, ds, f"{col} = 7") == 0 for ds, col in COPIES.items())
+
+
+def test_subject_hold_refuses_only_that_subject(embedded):
+    from tests.erasure._seed import seed
+
+    seed(embedded)
+    LegalHolds(embedded).place(subject="customers.id=7", reason="subpoena", actor="legal")
+    engine = ErasureEngine(embedded)
+    with pytest.raises(LegalHoldActive):
+        engine.run(SUBJECT, actor="dpo")
+    assert count(embedded, "app.customers", "id = 7") == 1
+    assert engine.run("customers.id=8", actor="dpo").ok
+    assert count(embedded, "app.customers", "id = 8") == 0
+
+
+def test_bad_subjects_get_typed_errors(embedded):
+    from tests.erasure._seed import seed
+
+    seed(embedded)
+    engine = ErasureEngine(embedded)
+    with pytest.raises(InvalidInput):
+        engine.plan("customers")
+    with pytest.raises(DatasetNotFound):
+        engine.plan("nobody.id=1")
+    with pytest.raises(ColumnNotFound):
+        engine.plan("customers.nope=1")
+    with pytest.raises(InvalidInput, match="int64"):
+        engine.plan("customers.id=abc")
+    with pytest.raises(InvalidInput, match="mode"):
+        engine.run(SUBJECT, actor="dpo", mode="shred")
+    with pytest.raises(NotFound):
+        engine.status("erase_nope")
+    with pytest.raises(NotFound):
+        engine.run(actor="dpo", resume="erase_nope")
+
+
+def test_short_name_shared_with_a_derived_copy(embedded):
+    s = embedded.session("etl")
+    s.write("app.people", [{"id": 1, "email": "a@x.io"}, {"id": 2, "email": "b@x.io"}], key="id")
+    s.sql("CREATE TABLE warehouse.people AS SELECT id, email FROM app.people")
+    engine = ErasureEngine(embedded)
+    plan = engine.plan("people.id=1")  # resolves to the source; the copy is found by lineage
+    assert str(plan.subject) == "app.people.id=1"
+    assert {t.dataset for t in plan.erasable} >= {"app.people", "warehouse.people"}
+    s.write("lake.people", [{"id": 1, "email": "a@x.io"}])  # unrelated, same name: ambiguous
+    with pytest.raises(InvalidInput, match="qualify"):
+        engine.plan("people.id=1")
+
+
+def test_topics_are_reported_not_claimed(embedded):
+    from tests.erasure._seed import seed
+
+    seed(embedded)
+    embedded.bus.create_topic("cdc.app.public.customers")
+    embedded.bus.create_topic("billing.invoices")
+    report = ErasureEngine(embedded).run(SUBJECT, actor="dpo")
+    topics = [t for t in report.targets if t.kind is TargetKind.TOPIC]
+    assert [t.dataset for t in topics] == ["topic:cdc.app.public.customers"]
+    assert topics[0].state is TargetState.RESIDUAL and not topics[0].verified
+    assert "append-only" in topics[0].reason
+    assert report.ok  # every erasable target verified; the topic is listed as residual
+    assert report.residual and topics[0] in report.residual
