@@ -1,7 +1,13 @@
-"""Run one Postgres CDC connector in the foreground: ``python -m headwater.cdc --help``.
+"""Run one CDC connector in the foreground: ``python -m headwater.cdc --help``.
 
 This is what ``headwater cdc start`` runs; SIGTERM or SIGINT stops it cleanly (what it holds
 is published and confirmed first). It prints its status as JSON on exit.
+
+The Postgres source's connection string is read from ``HEADWATER_CDC_DSN`` (or ``--dsn``; the
+environment keeps it out of process listings); ``--sqlite PATH`` captures a SQLite file
+instead. ``--platform`` opens the Headwater platform (``--config`` / ``HEADWATER_CONFIG`` /
+the embedded default) to register row schemas in its registry and classify fields from its
+catalog.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -16,10 +23,12 @@ from typing import Any
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the connector until stopped; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m headwater.cdc", description=__doc__)
-    parser.add_argument("--dsn", required=True, help="libpq connection string of the source")
-    parser.add_argument("--slot", required=True)
-    parser.add_argument("--publication", required=True)
+    parser = argparse.ArgumentParser(prog="python -m headwater.cdc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn", default=None, help="libpq connection string (default: $HEADWATER_CDC_DSN)")
+    parser.add_argument("--sqlite", default=None, help="capture this SQLite database file instead")
+    parser.add_argument("--slot", default="headwater", help="Postgres slot (SQLite: the connector name)")
+    parser.add_argument("--publication", default="headwater")
     parser.add_argument("--table", action="append", dest="tables", help="schema.table (repeat); default all")
     parser.add_argument("--bus", required=True, help="bus URL (embedded:/path/events.db, nats://host:4222)")
     parser.add_argument("--store", default="app")
@@ -27,17 +36,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat-interval", type=float, default=10.0)
     parser.add_argument("--idle-timeout", type=float, default=None)
     parser.add_argument("--max-events", type=int, default=None)
-    parser.add_argument("--reset", action="store_true", help="drop the slot and re-snapshot")
+    parser.add_argument("--status-file", default=None, help="write the status here as JSON while running")
+    parser.add_argument("--platform", action="store_true", help="use the platform's schema registry and catalog")
+    parser.add_argument("--config", default=None, help="headwater.yaml for --platform")
+    parser.add_argument("--reset", action="store_true", help="drop the slot / capture and re-snapshot")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    from headwater.cdc.postgres import PostgresCDC
     from headwater.events.bus import connect
 
+    platform = None
+    extra: dict[str, Any] = {}
+    if args.platform:
+        from headwater.platform import Platform
+
+        platform = Platform.open(args.config)
+        catalog = platform.catalog
+
+        def classify(table: str) -> dict[str, str]:
+            ds = catalog.find(f"{args.store}.{table.rpartition('.')[2]}")
+            return {} if ds is None else {c.name: t[4:] for c in ds.columns for t in c.tags if t.startswith("pii.")}
+
+        extra = {"registry": platform.schema_registry, "classify": classify}
+
+    def alert(info: dict[str, Any]) -> None:
+        print(json.dumps({"alert": info}, default=str), file=sys.stderr, flush=True)
+
     bus = connect(args.bus)
-    cdc = PostgresCDC(args.dsn, slot=args.slot, publication=args.publication, tables=args.tables, bus=bus,
-                      store=args.store, batch_size=args.batch_size, heartbeat_interval=args.heartbeat_interval,
-                      reset=args.reset)
+    cdc: Any
+    if args.sqlite:
+        from headwater.cdc.sqlite import SQLiteCDC
+
+        cdc = SQLiteCDC(args.sqlite, bus=bus, tables=args.tables, store=args.store, name=args.slot,
+                        batch_size=args.batch_size, reset=args.reset, status_file=args.status_file,
+                        on_alert=alert, **extra)
+    else:
+        from headwater.cdc.postgres import PostgresCDC
+
+        dsn = args.dsn or os.environ.get("HEADWATER_CDC_DSN")
+        if not dsn:
+            parser.error("pass --sqlite PATH, or the Postgres DSN in HEADWATER_CDC_DSN (or --dsn)")
+        cdc = PostgresCDC(dsn, slot=args.slot, publication=args.publication, tables=args.tables, bus=bus,
+                          store=args.store, batch_size=args.batch_size, heartbeat_interval=args.heartbeat_interval,
+                          reset=args.reset, status_file=args.status_file, on_alert=alert, **extra)
 
     def _stop(*_: Any) -> None:
         cdc.stop()
@@ -49,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         print(json.dumps(cdc.status(), default=str), flush=True)
         bus.close()
+        if platform is not None:
+            platform.close()
     return 0
 
 
