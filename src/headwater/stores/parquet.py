@@ -58,6 +58,8 @@ from headwater.stores.duckdb import DuckDBStore, new_connection
 __all__ = ["ParquetStore"]
 
 MANIFEST = "_manifest.json"
+ARCHIVE_DIR = "archive"
+"""Folder of retention archives (``archive/<dataset>/<date>/<run>.parquet``); not a dataset."""
 
 
 def _schema_to_b64(schema: pa.Schema) -> str:
@@ -212,7 +214,7 @@ class ParquetStore:
         return con
 
     def tables(self) -> list[TableInfo]:
-        """Every dataset folder under the root."""
+        """Every dataset folder under the root (not the retention ``archive`` folder)."""
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
         except OSError as err:
@@ -220,6 +222,8 @@ class ParquetStore:
         out = []
         for info in sorted(infos, key=lambda i: i.path):
             if info.type == pafs.FileType.Directory and not info.base_name.startswith(("_", ".")):
+                if info.base_name == ARCHIVE_DIR and self._read_manifest(ARCHIVE_DIR) is None:
+                    continue  # retention's archive copies, not a dataset
                 with contextlib.suppress(DatasetNotFound):
                     out.append(self.table(info.base_name))
         return out
