@@ -248,8 +248,25 @@ def run_demo(
 
     _events_step(platform, session, step, console, n_customers)
 
+    with step("Classify PII: scan the datasets' samples, propose tags, apply them"):
+        from headwater.pii import apply_proposals, scan_dataset
+
+        scans = [scan_dataset(session, name, sample=5_000) for name in ("app.customers", "app.orders")]
+        applied = {s.dataset: apply_proposals(platform.catalog, s, min_confidence=0.8) for s in scans}
+    print_table(console, pa.table({
+        "dataset": [s.dataset for s in scans for _ in s.proposals],
+        "column": [c for s in scans for c, _ in s.proposals],
+        "proposed tag": [p.tag for s in scans for _, p in s.proposals],
+        "confidence": [round(p.confidence, 2) for s in scans for _, p in s.proposals],
+        "matches / sampled": [f"{p.matches:,} / {p.sampled:,}" for s in scans for _, p in s.proposals],
+    }), title="PII proposals (counts only, never values)")
+    step.done(f"applied {sum(len(v) for a in applied.values() for v in a.values())} tag(s) at confidence ≥ 0.8; "
+              f"{sum(s.bytes_scanned for s in scans) / 1e6:.1f} MB scanned")
+
     with step("Governance: one policy, three principals, three views of the same data"):
         for column, tag in DEMO_TAGS.items():
+            # names have no validator: the scan proposes pii.name from the column name only,
+            # below the confidence bar, so the demo tags it by hand
             platform.catalog.set_tags("app.customers", column, [tag])
         policy_path = directory / "policy.yaml"
         policy_path.write_text(DEMO_POLICY)
@@ -397,6 +414,45 @@ def _events_step(platform: Platform, session: Any, step: _Steps, console: Consol
     step.done(f"replayed {report.replayed} (stage handle), sink wrote {again.handled} more: "
               f"warehouse.order_events has {total:,} rows; {remaining} dead letters stay, with reasons, "
               "for the malformed events")
+    _routing_step(platform, step, console)
+
+
+DEMO_ROUTES = """
+routes:
+  - name: big-orders
+    match: {type: order.created, data: {amount: {gte: 250}}}
+    to: orders.big
+  - name: returns-to-support
+    match: {data: {status: returned}}
+    to: orders.returns
+    project: [order_id, customer_id, status]
+"""
+
+
+def _routing_step(platform: Platform, step: _Steps, console: Console) -> None:
+    """Route the order stream by content into two topics (fan-out, projection)."""
+    from headwater.events.producer import SchemaValidator
+    from headwater.events.routing import Router, router_consumer
+
+    with step("Route events by content: big orders and returns get their own topics"):
+        existing = {t.name for t in platform.bus.topics()}
+        for topic in ("orders.big", "orders.returns"):
+            if topic not in existing:
+                platform.bus.create_topic(topic, partitions=1)
+        router = Router(DEMO_ROUTES, validator=SchemaValidator(platform.schema_registry))
+        routing = router_consumer(platform.bus, "orders", "router", router, dead_letters=platform.dead_letters,
+                                  ack_wait=2.0)
+        stats = routing.run(idle_timeout=1.0)
+        counts = {}
+        for topic in ("orders.big", "orders.returns"):
+            sample = platform.bus.subscribe(topic, "demo-peek").fetch(10_000, timeout=0.5)
+            counts[topic] = (len(sample), sample[0].event().data if sample else {})
+    print_table(console, pa.table({
+        "topic": list(counts), "events": [n for n, _ in counts.values()],
+        "first payload": [str(first)[:80] for _, first in counts.values()],
+    }), title="routed topics (rules in YAML: match on type and payload, project fields)")
+    step.done(f"router read {stats.handled:,} events; {stats.dead_lettered} dead-lettered (stage route): "
+              "the malformed ones it cannot parse")
 
 
 def _reset(directory: Path) -> None:
