@@ -166,17 +166,19 @@ class ErasureEngine:
                 continue
             if progress is not None:
                 progress(t, "start")
-            self._erase_one(job_id, t, subj, job.mode, job.surrogate, derived)
-            self._audit_target(actor, job_id, job.mode, t)
+            self._erase_one(job_id, actor, t, subj, job.mode, job.surrogate, derived)
             if progress is not None:
                 progress(t, "done")
             if pause:
                 time.sleep(pause)
         return self._finish(job_id, actor, subj)
 
-    def _erase_one(self, job_id: str, t: TargetResult, subj: Subject, mode: ErasureMode,
+    def _erase_one(self, job_id: str, actor: str, t: TargetResult, subj: Subject, mode: ErasureMode,
                    surrogate: str | None, derived: set[str]) -> None:
-        """Change one target, commit, verify, commit; ``t`` is updated in place."""
+        """Change one target, commit, verify, audit, commit; ``t`` is updated in place.
+
+        The audit record is appended before the final state is committed: a crash between the
+        two makes a resume verify (and audit) the target again, never leaves it unaudited."""
         try:
             n, changed = self._change(t, subj, mode, surrogate, derived)
             t.rows = (t.rows or 0) + n
@@ -195,6 +197,7 @@ class ErasureEngine:
                 log.exception("erasure of %s failed", t.dataset)
             t.state, t.verified = TargetState.FAILED, False
             t.error = _scrub(_describe(err), subj.value)
+        self._audit_target(actor, job_id, mode, t)
         self.jobs.update_target(job_id, t.position, state=t.state.value, verified=t.verified, error=t.error)
 
     def _change(self, t: TargetResult, subj: Subject, mode: ErasureMode, surrogate: str | None,
