@@ -59,10 +59,15 @@ def test_pipeline_replicates_changes_and_records_lineage(kind, request) -> None:
     platform = _platform(kind, request)
     session = platform.session("alice")
     session.write("app.customers", CUSTOMERS, key="id")
+    platform.catalog.set_tags("app.customers", "email", ["pii.email"])
     pipe = CDCPipeline(platform, tables=["customers"], name=f"t_{uuid.uuid4().hex[:10]}")
     try:
         first = pipe.sync()
         assert first["applied"] == {"customers": 3} and first["halted"] == []
+        replica = platform.catalog.get("warehouse.customers")
+        assert replica.column("email").tags == ("pii.email",) and replica.primary_key == ("id",)
+        subject = f"{pipe.topic_of('customers')}-value"
+        assert '"x-pii":"email"' in platform.schema_registry.get_version(subject, 1).schema
         src, rep = _same(session)
         assert rep == src and len(rep) == 3
         _source_sql(platform, [

@@ -18,6 +18,9 @@ source table, output the replica, and a ``columnLineage`` facet linking **each s
 the replica column of the same name** (``DIRECT``/``IDENTITY``). A new shape of the table emits
 a new run, so the graph follows schema changes.
 
+**Governance.** A replica gets the catalog tags (``pii.email`` ...) of its source columns and
+the source's primary key, so tag-based masks and denials apply to the copy as well.
+
 Row schemas go to ``platform.schema_registry`` (``cdc.<source>.<schema>.<table>-value``), with
 the catalog's ``pii.*`` tags as ``x-pii`` classifications.
 """
@@ -92,6 +95,7 @@ class CDCPipeline:
         self.sinks = {t: ReplicaSink(self.session, f"{target}.{t}") for t in self.tables}
         self._consumers: dict[str, Any] = {}
         self._lineage_shapes: dict[str, tuple[str, ...]] = {}
+        self._governed: dict[str, tuple[str, ...] | None] = {}
         self._stop = threading.Event()
         self.applied = 0
         """Change events applied to the replicas by this pipeline."""
@@ -171,7 +175,27 @@ class CDCPipeline:
             self.applied += n
             if n:
                 self._lineage(table, rows=n)
+                self._govern(table)
         return applied
+
+    def _govern(self, table: str) -> None:
+        """Give the replica its source's classification tags (so masks and row policies that
+        select by tag cover the copy too) and its primary key, once per shape."""
+        shape = self._lineage_shapes.get(table)
+        if self._governed.get(table) == shape:
+            return
+        catalog = self.platform.catalog
+        src = catalog.find(f"{self.source}.{table}")
+        dst = catalog.find(f"{self.target}.{table}")
+        if src is None or dst is None:
+            return
+        names = set(dst.column_names)
+        for col in src.columns:
+            if col.tags and col.name in names:
+                catalog.set_tags(dst.name, col.name, col.tags)
+        if src.primary_key and not dst.primary_key:
+            catalog.update(dst.name, primary_key=list(src.primary_key))
+        self._governed[table] = shape
 
     def sync(self, *, idle_timeout: float = 0.3) -> dict[str, Any]:
         """Capture until the source has been idle ``idle_timeout`` seconds, then apply all of it;
