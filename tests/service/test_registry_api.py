@@ -304,9 +304,13 @@ def test_wire_format_over_raw_http(server: Server) -> None:
         # a body that is not JSON at all: still a Confluent body, not problem details
         bad = http.post("/subjects/orders-value/versions", content=b"{not json", headers=vnd)
         assert bad.status_code == 422 and set(bad.json()) == {"error_code", "message"}
+        # routing errors on registry paths too: an unknown sub-path, a wrong method
+        assert http.get("/subjects/orders-value/versions/1/referencedby").json()["error_code"] == 404
+        wrong = http.patch("/config")
+        assert (wrong.status_code, wrong.json()["error_code"]) == (405, 405)
         # the rest of the service keeps RFC 9457 problem details
-        other = http.get("/catalog/datasets/app.nope")
-        assert "error_code" not in other.json()
+        for other in (http.get("/catalog/datasets/app.nope"), http.get("/no-such-route")):
+            assert other.status_code == 404 and "error_code" not in other.json()
 
 
 def test_wrong_or_missing_credentials_are_401(server: Server) -> None:

@@ -21,7 +21,9 @@ The rest of the service answers with RFC 9457 problem details. Request bodies ar
 always stored canonical; ``format``) are accepted and ignored.
 """
 
+import inspect
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
@@ -56,7 +58,7 @@ from headwater.events.registry import (
 )
 from headwater.principal import Principal
 
-__all__ = ["CONTENT_TYPE", "SchemaRegistryError", "install"]
+__all__ = ["CONTENT_TYPE", "SchemaRegistryError", "error_response", "install", "is_registry_path"]
 
 logger = logging.getLogger("headwater")
 
@@ -98,7 +100,7 @@ class SchemaBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    schema_text: str | None = Field(None, alias="schema", description="The schema text.")
+    schema_text: str = Field(alias="schema", description="The schema text.")
     schemaType: str = Field("AVRO", description="AVRO (Confluent's default) or JSON.")
     references: list[Reference] | None = None
 
@@ -196,6 +198,8 @@ def _status_and_code(exc: Exception) -> tuple[int, int, str]:
     if isinstance(exc, InvalidSchema | UnclassifiedPII):
         return 422, 42201, exc.message
     if isinstance(exc, InvalidInput):
+        if type(exc).__name__ == "PayloadTooLarge":
+            return 413, 413, exc.message
         return 422, 422, exc.message
     if isinstance(exc, QueryRejected):
         return 429, 429, exc.message
@@ -207,13 +211,27 @@ def _status_and_code(exc: Exception) -> tuple[int, int, str]:
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
             for e in exc.errors()
         ]
-        return 422, 422, "; ".join(parts) or "invalid request"
+        schema_field = any(tuple(e.get("loc", ()))[:2] == ("body", "schema") for e in exc.errors())
+        return 422, 42201 if schema_field else 422, "; ".join(parts) or "invalid request"
     if isinstance(exc, StarletteHTTPException):
         return exc.status_code, exc.status_code, str(exc.detail)
     return 500, 50001, "internal server error"
 
 
-def _error_response(request: Request, exc: Exception) -> Response:
+def is_registry_path(path: str) -> bool:
+    """Whether ``path`` belongs to the schema registry API (whose errors are Confluent's)."""
+    return path in ("/subjects", "/config", "/schemas/types") or path.startswith(_PREFIXES)
+
+
+_PREFIXES = ("/subjects/", "/schemas/ids/", "/compatibility/", "/config/")
+
+
+def error_response(request: Request, exc: Exception) -> Response:
+    """A Confluent error response for ``exc``: its status and ``{"error_code", "message"}``.
+
+    Used by these routes, and by anything that rejects a request to them before routing
+    (rate and size limits) so that Confluent clients read the error as usual.
+    """
     status, code, message = _status_and_code(exc)
     if status >= 500:
         logger.error("schema registry API: %s %s failed: %s", request.method, request.url.path,
@@ -224,8 +242,8 @@ def _error_response(request: Request, exc: Exception) -> Response:
         realm = getattr(cfg, "realm", "headwater")
         headers["WWW-Authenticate"] = f'Basic realm="{realm}"'
     if status == 429:
-        retry = getattr(exc, "retry_after", None)
-        headers["Retry-After"] = str(max(1, int(retry))) if retry else "1"
+        retry = exc.context.get("retry_after_s") if isinstance(exc, HeadwaterError) else None
+        headers["Retry-After"] = str(max(1, math.ceil(retry))) if isinstance(retry, int | float) else "1"
     return RegistryResponse({"error_code": code, "message": message}, status_code=status,
                             headers=headers)
 
@@ -255,7 +273,7 @@ class _ConfluentRoute(APIRoute):
             try:
                 return await handler(request)
             except Exception as exc:  # noqa: BLE001 - every error becomes a Confluent body
-                response = _error_response(request, exc)
+                response = error_response(request, exc)
                 who = getattr(request.state, "principal", None)
                 if isinstance(who, Principal) and not isinstance(exc, AuthenticationError):
                     await run_in_threadpool(_audit_failure, request, who, action,
@@ -318,7 +336,7 @@ def _schema_type(raw: str) -> SchemaType:
 
 
 def _schema_text(body: SchemaBody) -> str:
-    if body.schema_text is None or not body.schema_text.strip():
+    if not body.schema_text.strip():
         raise _fail(422, 42201, "Empty schema")
     return body.schema_text
 
@@ -354,6 +372,7 @@ def _require_admin(request: Request, who: Principal) -> None:
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "content": {CONTENT_TYPE: {}}, "description": text}
     for status, text in (
+        (400, "A request body that cannot be parsed (error_code 400)"),
         (401, "Missing or invalid credentials (error_code 401)"),
         (403, "Not allowed (error_code 40301)"),
         (404, "Subject (40401), version (40402) or schema (40403) not found; soft-delete state "
@@ -361,7 +380,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "Incompatible schema (error_code 409)"),
         (422, "Invalid schema (42201), version (42202), compatibility level (42203), subject "
               "(42208) or request (422)"),
-        (429, "Too many requests"),
+        (413, "Request body too large (error_code 413)"),
+        (429, "Too many requests (error_code 429)"),
         (500, "Data store error (50001, 50002)"),
     )
 }
@@ -392,6 +412,21 @@ def install(app: FastAPI, principal: Callable[..., Principal]) -> None:
     principal``); the platform is ``app.state.platform``.
     """
     app.include_router(_router(principal))
+    _scope_http_errors(app)
+
+
+def _scope_http_errors(app: FastAPI) -> None:
+    """Render routing errors (404 unknown path, 405 wrong method) on registry paths as
+    Confluent errors; every other path keeps the handler the app had."""
+    previous = app.exception_handlers.get(StarletteHTTPException)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        if is_registry_path(request.url.path) or previous is None:
+            return error_response(request, exc)
+        result = previous(request, exc)
+        return await result if inspect.isawaitable(result) else result
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 def _router(principal: Callable[..., Principal]) -> APIRouter:  # noqa: C901 - one route each
