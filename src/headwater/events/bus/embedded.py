@@ -472,34 +472,34 @@ class EmbeddedConsumer:
                     )
                 )
                 first_wait = now + opts.wait_for(1)
-                new_rows = []
                 start = self._rotate
                 self._rotate = (self._rotate + 1) % self._partitions
                 for i in range(self._partitions):
                     if remaining <= 0:
                         break
                     part = (start + i) % self._partitions
+                    first = positions.get(part, 0)
                     rows = db.execute(
                         "SELECT off, key, value FROM log WHERE topic = ? AND part = ? AND off >= ? "
                         "ORDER BY off LIMIT ?",
-                        (topic, part, positions.get(part, 0), remaining),
+                        (topic, part, first, remaining),
                     ).fetchall()
                     if not rows:
                         continue
-                    for off, key, value in rows:
-                        out.append(Message(topic, part, off, value, key, 1))
-                        new_rows.append((group, topic, part, off, 1, first_wait))
+                    last = rows[-1][0]
+                    out.extend([Message(topic, part, off, value, key) for off, key, value in rows])
+                    # the in-flight rows straight from the log range just read (same transaction)
+                    db.execute(
+                        "INSERT OR REPLACE INTO inflight(grp, topic, part, off, deliveries, "
+                        "visible_at) SELECT ?, topic, part, off, 1, ? FROM log "
+                        "WHERE topic = ? AND part = ? AND off BETWEEN ? AND ?",
+                        (group, first_wait, topic, part, first, last),
+                    )
                     db.execute(
                         "UPDATE positions SET fetched = ? WHERE grp = ? AND topic = ? AND part = ?",
-                        (rows[-1][0] + 1, group, topic, part),
+                        (last + 1, group, topic, part),
                     )
                     remaining -= len(rows)
-                if new_rows:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO inflight(grp, topic, part, off, deliveries, "
-                        "visible_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        new_rows,
-                    )
         return out
 
     def _advance(self, db: sqlite3.Connection, parts: Iterable[int]) -> None:
@@ -519,12 +519,16 @@ class EmbeddedConsumer:
         """Mark a batch done in one transaction."""
         if not messages:
             return
+        group, topic = self.group, self.topic
+        ranges = _runs(messages)
         with self._conn.tx() as db:
+            # one DELETE per run of consecutive offsets (a fetched batch is a few runs)
             db.executemany(
-                "DELETE FROM inflight WHERE grp = ? AND topic = ? AND part = ? AND off = ?",
-                [(self.group, self.topic, m.partition, m.offset) for m in messages],
+                "DELETE FROM inflight WHERE grp = ? AND topic = ? AND part = ? "
+                "AND off BETWEEN ? AND ?",
+                [(group, topic, part, lo, hi) for part, lo, hi in ranges],
             )
-            self._advance(db, {m.partition for m in messages})
+            self._advance(db, {part for part, _, _ in ranges})
 
     def nack(self, message: Message, delay: float = 0.0) -> None:
         """Make the message visible again after ``delay`` seconds."""
@@ -566,6 +570,28 @@ class EmbeddedConsumer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _runs(messages: Sequence[Message]) -> list[tuple[int, int, int]]:
+    """``(partition, first, last)`` runs of consecutive offsets covering exactly ``messages``."""
+    offsets: dict[int, list[int]] = {}
+    for m in messages:
+        offs = offsets.get(m.partition)
+        if offs is None:
+            offsets[m.partition] = [m.offset]
+        else:
+            offs.append(m.offset)
+    out = []
+    for part, offs in offsets.items():
+        offs.sort()
+        lo = hi = offs[0]
+        for off in offs[1:]:
+            if off > hi + 1:
+                out.append((part, lo, hi))
+                lo = off
+            hi = off
+        out.append((part, lo, hi))
+    return out
 
 
 def _opts_to_json(opts: SubscriptionOptions) -> dict[str, Any]:
