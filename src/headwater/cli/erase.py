@@ -1,5 +1,5 @@
 """``headwater erase --subject customers.id=123 [--anonymise] [--dry-run] [--resume JOB] [--json]``,
-``headwater erase status JOB`` and ``headwater erase ls``."""
+``headwater erase status JOB``, ``headwater erase verify JOB`` and ``headwater erase ls``."""
 
 from __future__ import annotations
 
@@ -105,6 +105,27 @@ def erase_status(
             sys.stdout.write(json.dumps(report.to_dict(), default=json_default) + "\n")
         else:
             print_erasure_report(console, report)
+
+
+@erase_app.command("verify")
+@handle_errors
+def erase_verify(
+    job_id: Annotated[str, typer.Argument(help="The job id (erase_...).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    actor: Annotated[str | None, typer.Option("--actor")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Query a job's verified targets again; re-open any where the subject reappeared."""
+    from headwater.erasure import ErasureEngine
+
+    with open_platform(config) as platform:
+        report = ErasureEngine(platform).verify(job_id, actor=actor or _actor())
+        if as_json:
+            sys.stdout.write(json.dumps(report.to_dict(), default=json_default) + "\n")
+        else:
+            print_erasure_report(console, report)
+        if not report.ok:
+            raise typer.Exit(3)
 
 
 @erase_app.command("ls")

@@ -246,11 +246,12 @@ class ErasureEngine:
         store = self.platform.store(ds.store if ds else (store_name or dataset.split(".", 1)[0]))
         return store, (ds.table if ds else dataset.split(".", 1)[1]), ds
 
-    def _finish(self, job_id: str, actor: str, subj: Subject) -> ErasureReport:
+    def _finish(self, job_id: str, actor: str, subj: Subject, what: str = "erasure") -> ErasureReport:
         targets = self.jobs.targets(job_id)
         open_ = [t for t in targets if t.state not in (TargetState.VERIFIED, TargetState.RESIDUAL)]
         status = JobStatus.PARTIAL if open_ else JobStatus.COMPLETED
-        self.jobs.update_job(job_id, status=status, finished_at=_now() if not open_ else None,
+        finished = None if open_ else (self.jobs.job(job_id).finished_at or _now())
+        self.jobs.update_job(job_id, status=status, finished_at=finished,
                              error=f"{len(open_)} target(s) not verified; resume the job" if open_ else None)
         report = self.jobs.report(job_id)
         report.path = self._write(report)
@@ -258,7 +259,7 @@ class ErasureEngine:
         from headwater.audit import AuditEvent
 
         self.platform.record(AuditEvent(
-            actor=actor, action="erase", reason=f"erasure {status.value}",
+            actor=actor, action="erase", reason=f"{what} {status.value}",
             datasets=[t.dataset for t in targets if t.kind is TargetKind.DATASET and t.state is not TargetState.RESIDUAL],
             rows=report.rows,
             extra={"job_id": job_id, "subject": f"{subj.dataset}.{subj.column}", "mode": report.mode.value,
@@ -285,6 +286,33 @@ class ErasureEngine:
         tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         os.replace(tmp, path)
         return path
+
+    def verify(self, job_id: str, *, actor: str) -> ErasureReport:
+        """Query every verified target of a job again. A target where the subject reappeared
+        (a CDC pipeline applying the source delete writes a tombstone row carrying the key;
+        a late dead letter) is re-opened and the job becomes ``partial``: resume it. Targets
+        that cannot be reached keep their state and get the error."""
+        job = self.jobs.job(job_id)
+        if job.status is JobStatus.REFUSED:
+            return self.jobs.report(job_id)
+        subj = _job_subject(job)
+        targets = self.jobs.targets(job_id)
+        derived = _derived_columns(targets)
+        for t in targets:
+            if t.state is not TargetState.VERIFIED:
+                continue
+            try:
+                left = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived)
+            except Exception as err:  # noqa: BLE001 - unreachable now: not proof the subject is back
+                self.jobs.update_target(job_id, t.position, error=_scrub(f"re-check failed: {_describe(err)}",
+                                                                          subj.value))
+                continue
+            if left:
+                t.state, t.verified = TargetState.FAILED, False
+                t.error = f"{left} row(s) of the subject reappeared after the erasure; resume the job"
+                self._audit_target(actor, job_id, job.mode, t)
+                self.jobs.update_target(job_id, t.position, state=t.state.value, verified=False, error=t.error)
+        return self._finish(job_id, actor, subj, "erasure re-check")
 
     # -- reading -----------------------------------------------------------------------
     def status(self, job_id: str) -> ErasureReport:
