@@ -198,3 +198,27 @@ def test_topics_are_reported_not_claimed(embedded):
     assert "append-only" in topics[0].reason
     assert report.ok  # every erasable target verified; the topic is listed as residual
     assert report.residual and topics[0] in report.residual
+
+
+def test_join_on_a_foreign_key_makes_derived_rows_addressable(embedded):
+    s = embedded.session("etl")
+    s.write("app.customers", [{"id": i, "email": f"c{i}@x.io", "country": "DE"} for i in range(1, 10)], key="id")
+    s.write("app.products", [{"id": i, "title": f"p{i}"} for i in range(1, 10)], key="id")
+    s.write("app.orders", [{"id": i, "customer_id": i % 9 + 1, "product_id": (i * 2) % 9 + 1}
+                           for i in range(1, 37)], key="id")
+    s.sql("CREATE TABLE warehouse.order_facts AS "
+          "SELECT o.id AS order_id, o.customer_id, o.product_id, c.country, p.title "
+          "FROM app.orders o JOIN app.customers c ON c.id = o.customer_id "
+          "JOIN app.products p ON p.id = o.product_id")
+    engine = ErasureEngine(embedded)
+    facts = next(t for t in engine.plan("customers.id=7").targets if t.dataset == "warehouse.order_facts")
+    assert facts.addressable and facts.columns == ("customer_id",)  # never product_id
+    assert "app.orders.customer_id" in facts.found_by
+    mine = count(embedded, "warehouse.order_facts", "customer_id = 7")
+    by_product = count(embedded, "warehouse.order_facts", "product_id = 7 AND customer_id <> 7")
+    assert mine == 4 and by_product > 0 and facts.rows == mine
+    assert engine.run("customers.id=7", actor="dpo").ok
+    assert count(embedded, "warehouse.order_facts", "customer_id = 7") == 0
+    assert count(embedded, "warehouse.order_facts", "product_id = 7 AND customer_id <> 7") == by_product
+    assert count(embedded, "warehouse.order_facts") == 36 - mine
+    assert count(embedded, "app.orders") == 36  # the source's own foreign keys are not lineage

@@ -31,9 +31,11 @@ audit records name the subject's dataset and column and the job id, never its va
 negative number for integer keys, ``anon-<hex>`` for text) and columns tagged ``pii*`` in the
 catalog become NULL. Dead letters are deleted in both modes.
 
-Known limits: foreign keys are not lineage (``app.orders.customer_id`` is not found from
-``app.customers.id``; erase it as its own subject); a CDC pipeline that sees the source
-delete later writes a tombstone row carrying the key into its replica.
+Known limits: a source's own foreign keys are not lineage (``app.orders.customer_id`` is not
+found from ``app.customers.id``; erase ``orders.customer_id=123`` as its own subject), though
+tables derived by joining on such a key are found; a CDC pipeline that ships the source delete
+later writes a tombstone row carrying the key into its replica: ``ErasureEngine.verify(job)``
+(``headwater erase verify JOB``) finds it and re-opens the job for a resume.
 """
 
 from headwater.erasure._engine import PAUSE_ENV, ErasureEngine, Progress

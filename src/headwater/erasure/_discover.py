@@ -10,6 +10,11 @@
   reached only through a transformation or aggregate of the key, or derived from the subject's
   dataset without the key at all (``GROUP BY country``), is reported as *not
   subject-addressable*, with the reason.
+* **Joins on a foreign key**: when the key is a ``JOIN`` input of a derived dataset and the same
+  job copies, unchanged, another ``JOIN`` input named as a foreign key to the subject's table
+  (``customer_id``, ``customers_id`` for ``customers``), that output column equals the key on
+  every row (``FROM orders o JOIN customers c ON c.id = o.customer_id``), so the dataset is
+  erasable through it. Other join inputs (``product_id``) are never taken for the key.
 * **CDC replicas** (:mod:`headwater.cdc.sink`) do not report lineage; a catalogued dataset with
   the replica bookkeeping columns (``_lsn``, ``_seq``, ``_deleted``), the key column and the
   source's table name (``customers``, ``customers_replica``, ``replica_customers``) is one.
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import Dataset
 from headwater.catalog._catalog import arrow_type_from_text
+from headwater.erasure._deadletters import subject_fields
 from headwater.erasure._execute import NOFIT, coerce
 from headwater.erasure._model import DEAD_LETTERS, ErasureTarget, TargetKind
 from headwater.errors import DatasetNotFound, HeadwaterError, InvalidInput
@@ -96,6 +102,20 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
     lineage = platform.lineage
     queue: deque[tuple[str, str, int]] = deque([(root.name, subject.column, 0)])
     seen = {(root.name.lower(), subject.column.lower())}
+    specific, generic = subject_fields(subject, ())
+
+    def add(target_ds: Dataset, column: str, found_by: str, depth: int) -> None:
+        t = targets.get(target_ds.name)
+        if t is None:
+            t = targets[target_ds.name] = ErasureTarget(
+                TargetKind.DATASET, target_ds.name, target_ds.store, (), found_by, depth=depth)
+        if column not in t.columns:
+            t.columns = (*t.columns, column)
+        t.depth = max(t.depth, depth)
+        if (target_ds.name.lower(), column.lower()) not in seen:
+            seen.add((target_ds.name.lower(), column.lower()))
+            queue.append((target_ds.name, column, depth))
+
     while queue:
         ds_name, col, depth = queue.popleft()
         node = f"{ds_name}.{col}"
@@ -106,6 +126,17 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
             continue
         for edge in graph.edges:
             if edge.source.lower() != node.lower() or edge.type == "DATASET":
+                continue
+            if edge.type == "INDIRECT" and edge.subtype == "JOIN":
+                # The key joined a foreign key whose column the output copies: its rows are the
+                # subject's (``orders o JOIN customers c ON c.id = o.customer_id``).
+                fk = specific | ({col.lower()} if col.lower() not in generic else set())
+                for partner, copy in _join_partners(lineage, node, edge, fk):
+                    tds, _, tcol = copy.rpartition(".")
+                    target_ds = catalog.find(tds)
+                    stored = _has_column(target_ds, tcol) if target_ds is not None else None
+                    if target_ds is not None and stored is not None:
+                        add(target_ds, stored, f"join {node} = {partner} -> {copy}", depth + 1)
                 continue
             tds, _, tcol = edge.target.rpartition(".")
             if not tds or tcol == "":
@@ -124,17 +155,7 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
                         target_ds.name, f"lineage {node} -> {edge.target}",
                         f"lineage says {edge.target} copies the key but the dataset has no such column now"))
                     continue
-                t = targets.get(target_ds.name)
-                if t is None:
-                    t = targets[target_ds.name] = ErasureTarget(
-                        TargetKind.DATASET, target_ds.name, target_ds.store, (), f"lineage {node} -> {edge.target}",
-                        depth=depth + 1)
-                if stored not in t.columns:
-                    t.columns = (*t.columns, stored)
-                t.depth = max(t.depth, depth + 1)
-                if (target_ds.name.lower(), stored.lower()) not in seen:
-                    seen.add((target_ds.name.lower(), stored.lower()))
-                    queue.append((target_ds.name, stored, depth + 1))
+                add(target_ds, stored, f"lineage {node} -> {edge.target}", depth + 1)
             elif edge.type == "DIRECT":
                 residual.setdefault(tds, _residual(
                     tds, f"lineage {node} -> {edge.target}",
@@ -159,6 +180,23 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
     ordered += sorted(residual.values(), key=lambda t: t.dataset)
     ordered += _topics(platform, [t.dataset for t in targets.values()] + list(residual))
     return ordered
+
+
+def _join_partners(lineage: Any, node: str, edge: Any, fk_names: set[str]) -> list[tuple[str, str]]:
+    """(foreign key column, output column copying it unchanged) pairs of the job behind a JOIN
+    edge from ``node`` into a dataset, for foreign keys named after the subject's table."""
+    try:
+        graph = lineage.upstream(edge.target, depth=1)
+    except HeadwaterError:
+        return []
+    joined = {e.source for e in graph.edges if e.type == "INDIRECT" and e.subtype == "JOIN"
+              and e.job == edge.job and e.source.lower() != node.lower()}
+    out = []
+    for e in graph.edges:
+        if (e.type == "DIRECT" and e.subtype == "IDENTITY" and e.job == edge.job and e.source in joined
+                and e.source.rpartition(".")[2].lower() in fk_names):
+            out.append((e.source, e.target))
+    return out
 
 
 def _residual(dataset: str, found_by: str, reason: str) -> ErasureTarget:
