@@ -127,3 +127,18 @@ def test_messaging_system_names() -> None:
 
     assert messaging.messaging_system(Bus()) == "nats"
     assert messaging.messaging_system(object()) == "headwater"
+
+
+def test_owned_events_are_stamped_in_place_others_copied(spans) -> None:
+    class Cached(Event):
+        __slots__ = ()
+
+    mine = Event(type="t", source="/t")
+    theirs = Cached(type="t", source="/t")
+    with messaging.publishing("headwater", "orders", [(mine, None), (theirs, None)], owned=True) as sent:
+        (a, _), (b, _) = sent
+    assert a is mine and mine.traceparent is not None  # built for this send: stamped in place
+    assert b is not theirs and theirs.traceparent is None and b.traceparent == mine.traceparent
+    shared = Event(type="t", source="/t")
+    with messaging.publishing("headwater", "orders", [shared]) as sent:
+        assert sent[0] is not shared and shared.traceparent is None

@@ -694,7 +694,7 @@ class PostgresCDC:
         delay = 0.1
         while True:
             try:
-                publish_many(self.bus, topic, items)
+                publish_many(self.bus, topic, items, owned=True)  # events built for this batch
                 return
             except BusUnavailable:
                 # Nothing is confirmed to the slot until this succeeds: retrying is safe.

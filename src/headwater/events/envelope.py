@@ -167,6 +167,16 @@ class Event:
             setter(new, name, changes[name] if name in changes else getattr(self, name))
         return new
 
+    def _with_trace(self, traceparent: str | None, tracestate: str | None) -> Event:
+        """A copy carrying a new (already well-formed) trace context (publish spans)."""
+        new = object.__new__(Event)
+        setter = object.__setattr__
+        for name in _UNTRACED:
+            setter(new, name, getattr(self, name))
+        setter(new, "traceparent", traceparent)
+        setter(new, "tracestate", tracestate)
+        return new
+
     def to_dict(self) -> dict[str, Any]:
         """The CloudEvents structured-mode JSON object (attributes plus ``data``)."""
         out: dict[str, Any] = {
@@ -286,3 +296,4 @@ def _split_tags(text: str) -> tuple[str, ...]:
 
 
 _FIELDS = tuple(Event.__dataclass_fields__)
+_UNTRACED = tuple(f for f in _FIELDS if f not in ("traceparent", "tracestate"))

@@ -285,7 +285,9 @@ class Producer:
         """Validate, then publish one event (in a ``publish <topic>`` span when tracing is on,
         the sent event carrying its ``traceparent``)."""
         prepared = self.prepare(topic, event)
-        with publishing(self._system, topic, (prepared,)) as sent:
+        # prepare() returns a fresh copy unless the event was already stamped: then it is the
+        # caller's object, and the trace context goes on a copy.
+        with publishing(self._system, topic, (prepared,), owned=prepared is not event) as sent:
             return self.bus.publish(topic, sent[0], key)
 
     def publish_many(
@@ -294,10 +296,13 @@ class Producer:
         """Validate the whole batch, then publish it (one ``publish <topic>`` span); one bad
         event sends nothing."""
         stamped: list[tuple[Event, str | None]] = []
+        fresh = True
         for item in events:
             ev, key = item if isinstance(item, tuple) else (item, None)
-            stamped.append((self.prepare(topic, ev), key))
-        with publishing(self._system, topic, stamped) as sent:
+            prepared = self.prepare(topic, ev)
+            fresh = fresh and prepared is not ev
+            stamped.append((prepared, key))
+        with publishing(self._system, topic, stamped, owned=fresh) as sent:
             return self.bus.publish_many(topic, sent)  # type: ignore[arg-type]
 
     def send(

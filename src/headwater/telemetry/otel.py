@@ -26,12 +26,20 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    SpanKind,
+    Status,
+    StatusCode,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "TelemetryConfig", "capture_spans", "configure", "db_span", "policy_denied", "policy_span", "query_summary", "query_text", "tracer",
+    "TelemetryConfig", "capture_spans", "configure", "db_span", "metrics_on", "policy_denied", "policy_span",
+    "query_summary", "query_text", "tracer", "tracing_on",
 ]
 
 _SCOPE = "headwater"
@@ -62,6 +70,9 @@ class TelemetryConfig(BaseModel):
     otlp_endpoint: str | None = None
     prometheus_port: int | None = Field(None, description="Serve /metrics on this port (loopback).")
     service_name: str = "headwater"
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description=(
+        "Share of new traces recorded (parent-based: a trace continued from an event or a caller "
+        "keeps its parent's decision). Below 1 cuts the cost of spans; metrics count everything."))
 
 
 _configured = False
@@ -93,7 +104,12 @@ def configure(cfg: TelemetryConfig) -> None:
     if unknown:
         raise ConfigError(f"unknown telemetry exporter {unknown[0]!r}; use otlp_http, otlp_grpc, console or prometheus")
     resource = Resource.create({"service.name": cfg.service_name})
-    tracer_provider = TracerProvider(resource=resource)
+    sampler = None
+    if cfg.sample_ratio < 1.0:
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+        sampler = ParentBased(TraceIdRatioBased(cfg.sample_ratio))
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     readers: list[Any] = []
     base = cfg.otlp_endpoint.rstrip("/") if cfg.otlp_endpoint else None
     for name in dict.fromkeys(cfg.exporters):
@@ -179,33 +195,89 @@ def query_summary(operation: str, collections: Sequence[str]) -> str:
     return " ".join([operation, *collections])
 
 
-@contextlib.contextmanager
+def tracing_on() -> bool:
+    """Whether an SDK tracer provider is installed (checked cheaply; a global provider, once
+    set, stays set)."""
+    if _on["trace"]:
+        return True
+    if isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider):
+        return False
+    _on["trace"] = True
+    return True
+
+
+def metrics_on() -> bool:
+    """Whether an SDK meter provider is installed."""
+    if _on["metrics"]:
+        return True
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == "_ProxyMeterProvider":
+        return False
+    _on["metrics"] = True
+    return True
+
+
+_on = {"trace": False, "metrics": False}
+_db_attrs: dict[tuple[Any, ...], tuple[str, dict[str, Any], dict[str, Any]]] = {}
+
+
+class _DbSpan:
+    """The context manager :func:`db_span` returns (a class: cheaper than a generator)."""
+
+    __slots__ = ("metric_attrs", "name", "span", "span_attrs", "start", "token")
+
+    def __init__(self, name: str, span_attrs: dict[str, Any], metric_attrs: dict[str, Any]) -> None:
+        self.name = name
+        self.span_attrs = span_attrs
+        self.metric_attrs = metric_attrs
+        self.span: Any = trace.INVALID_SPAN
+        self.token: Any = None
+
+    def __enter__(self) -> Any:
+        if tracing_on():
+            span = self.span = _tracer.start_span(
+                self.name, kind=SpanKind.CLIENT, attributes=self.span_attrs,
+                record_exception=False, set_status_on_exception=False)
+            self.token = otel_context.attach(trace.set_span_in_context(span))
+        self.start = time.perf_counter()
+        return self.span
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        elapsed = time.perf_counter() - self.start
+        attrs = self.metric_attrs
+        if exc_type is not None:
+            kind = exc_type.__name__
+            attrs = {**attrs, "error.type": kind}
+        if self.token is not None:
+            otel_context.detach(self.token)
+            span = self.span
+            if exc_type is not None:
+                span.set_status(Status(StatusCode.ERROR, kind))
+                span.set_attribute("error.type", kind)
+            span.end()
+        _duration.record(elapsed, attrs)
+
+
 def db_span(
     operation: str, collections: Sequence[str], *, store_kind: str | None, summary: str, text: str | None,
-) -> Iterator[Any]:
-    """A database client span plus a ``db.client.operation.duration`` measurement."""
-    collection = collections[0] if len(collections) == 1 else None
-    name = f"{operation} {collection}" if collection else operation
-    attrs: dict[str, Any] = {"db.system.name": DB_SYSTEMS.get(store_kind, store_kind or "duckdb"),
-                             "db.operation.name": operation, "db.query.summary": summary}
-    if collection:
-        attrs["db.collection.name"] = collection
-    start = time.perf_counter()
-    error: str | None = None
-    with _tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attrs) as span:
-        if text is not None and span.is_recording():
-            span.set_attribute("db.query.text", text)
-        try:
-            yield span
-        except BaseException as err:
-            error = type(err).__name__
-            span.set_status(Status(StatusCode.ERROR, error))
-            span.set_attribute("error.type", error)
-            raise
-        finally:
-            if error:
-                attrs["error.type"] = error
-            _duration.record(time.perf_counter() - start, attrs)
+) -> _DbSpan:
+    """A database client span plus a ``db.client.operation.duration`` measurement (a context
+    manager yielding the span; the exception message of a failure is not recorded, only its
+    type as ``error.type``)."""
+    key = (operation, tuple(collections), store_kind, summary, text)
+    hit = _db_attrs.get(key)
+    if hit is None:
+        collection = collections[0] if len(collections) == 1 else None
+        name = f"{operation} {collection}" if collection else operation
+        attrs: dict[str, Any] = {"db.system.name": DB_SYSTEMS.get(store_kind, store_kind or "duckdb"),
+                                 "db.operation.name": operation, "db.query.summary": summary}
+        if collection:
+            attrs["db.collection.name"] = collection
+        span_attrs = {**attrs, "db.query.text": text} if text is not None else attrs
+        if len(_db_attrs) > 4096:
+            _db_attrs.clear()
+        hit = _db_attrs[key] = (name, span_attrs, attrs)
+    return _DbSpan(*hit)
 
 
 def tracer() -> Any:
