@@ -57,8 +57,9 @@ from headwater.events.registry import (
     VersionNotFound,
 )
 from headwater.principal import Principal
+from headwater.service.deps import is_admin, platform_of
 
-__all__ = ["CONTENT_TYPE", "SchemaRegistryError", "error_response", "install", "is_registry_path"]
+__all__ = ["CONTENT_TYPE", "error_response", "install", "is_registry_path"]
 
 logger = logging.getLogger("headwater")
 
@@ -70,13 +71,13 @@ _MAX_VERSION = 2**31 - 1
 _BODY_TYPES = (CONTENT_TYPE, "application/vnd.schemaregistry+json", "application/json")
 
 
-class SchemaRegistryError(HeadwaterError):
-    """An error with a Confluent error code (``status``, ``error_code``), raised by these routes
-    for conditions the library has no class for (an invalid version, a soft-deleted subject)."""
+class _ConfluentError(HeadwaterError):
+    """A condition the library has no class for (an invalid version, a soft-deleted subject),
+    carrying its HTTP ``status`` and Confluent ``error_code``; never leaves these routes."""
 
 
-def _fail(status: int, error_code: int, message: str) -> SchemaRegistryError:
-    return SchemaRegistryError(message, status=status, error_code=error_code)
+def _fail(status: int, error_code: int, message: str) -> _ConfluentError:
+    return _ConfluentError(message, status=status, error_code=error_code)
 
 
 # -- wire models ---------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ class RegistryResponse(JSONResponse):
 
 def _status_and_code(exc: Exception) -> tuple[int, int, str]:
     """Map an exception to (HTTP status, Confluent error code, message)."""
-    if isinstance(exc, SchemaRegistryError):
+    if isinstance(exc, _ConfluentError):
         return exc.status, exc.error_code, exc.message  # type: ignore[attr-defined]
     if isinstance(exc, AuthenticationError):
         return 401, 401, "Unauthorized"
@@ -296,8 +297,7 @@ def _record(request: Request, who: Principal, action: str, *, decision: str = "a
             reason: str | None = None, extra: dict[str, Any] | None = None) -> None:
     from headwater.audit import AuditEvent
 
-    platform = request.app.state.platform
-    platform.record(AuditEvent(actor=who.name, action=action, decision=decision, reason=reason,
+    platform_of(request).record(AuditEvent(actor=who.name, action=action, decision=decision, reason=reason,
                                extra=extra or {}))
 
 
@@ -360,11 +360,9 @@ def _page(items: list[Any], offset: int, limit: int) -> list[Any]:
 
 
 def _require_admin(request: Request, who: Principal) -> None:
-    from headwater.service.deps import is_admin
-
     cfg = getattr(request.app.state, "service_config", None)
     roles = tuple(getattr(cfg, "admin_roles", ("admin",)))
-    if not is_admin(request.app.state.platform, who, roles):
+    if not is_admin(platform_of(request), who, roles):
         raise AccessDenied(f"{who.name} may not change the schema registry (needs one of the "
                            f"roles: {', '.join(roles)})", rule="admin")
 
@@ -435,7 +433,7 @@ def _router(principal: Callable[..., Principal]) -> APIRouter:  # noqa: C901 - o
     Who = Annotated[Principal, Depends(principal)]
 
     def registry(request: Request) -> Any:
-        return request.app.state.platform.schema_registry
+        return platform_of(request).schema_registry
 
     # -- schemas by id ------------------------------------------------------------------------
     @router.get("/schemas/types", response_model=list[str], summary="Supported schema types")
@@ -540,7 +538,7 @@ def _router(principal: Callable[..., Principal]) -> APIRouter:  # noqa: C901 - o
                         normalize: Normalize = False) -> RegisteredId:
         _subject(subject)
         text, stype, refs = _schema_text(body), _schema_type(body.schemaType), _refs(body)
-        platform = request.app.state.platform
+        platform = platform_of(request)
         if refs is None:
             # The platform's own call: compatibility enforced, audited as schema_register.
             schema_id = platform.register_schema(subject, text, stype.value, actor=who.name)
