@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -14,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-__all__ = ["ARROW_STREAM", "NEXT_CURSOR_HEADER", "Page", "wants_arrow", "page_response", "jsonable"]
+__all__ = ["ARROW_STREAM", "NEXT_CURSOR_HEADER", "Page", "jsonable", "page_response", "sql_errors", "wants_arrow"]
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
@@ -26,6 +27,19 @@ class Page(BaseModel):
     columns: list[str] = Field(description="Column names, in order.")
     rows: list[list[Any]] = Field(description="Rows, each an array of values in column order.")
     next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null on the last.")
+
+
+@contextlib.contextmanager
+def sql_errors() -> Iterator[None]:
+    """Translate a SQL tokenizer/parser error the SDK let through into ``QueryParseError``."""
+    from sqlglot.errors import SqlglotError
+
+    try:
+        yield
+    except SqlglotError:
+        from headwater.errors import QueryParseError
+
+        raise QueryParseError("SQL does not parse (tokenizer error)") from None
 
 
 def wants_arrow(request: Request) -> bool:

@@ -18,6 +18,7 @@ from headwater.service.routes._common import (
     ARROW_STREAM,
     Page,
     page_response,
+    sql_errors,
     wants_arrow,
 )
 
@@ -71,8 +72,9 @@ def read_dataset(
         order = list(ds.primary_key) or None
         if order is None:
             order = list(cols or ds.column_names)
-    result = sess.read(dataset, columns=cols, order_by=order, page_size=page_size, cursor=cursor)
-    return page_response(result, arrow=wants_arrow(request))
+    with sql_errors():
+        result = sess.read(dataset, columns=cols, order_by=order, page_size=page_size, cursor=cursor)
+        return page_response(result, arrow=wants_arrow(request))
 
 
 _WRITE_BODY: dict[str, Any] = {
@@ -109,7 +111,7 @@ def _rows_of(body: bytes, content_type: str) -> pa.Table:
         raise InvalidInput("no rows to write")
     try:
         return pa.Table.from_pylist(data)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as err:
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
         raise InvalidInput(f"rows do not form a table: {str(err)[:200]}") from None
 
 

@@ -74,7 +74,8 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[int] | None = Field(None, max_length=10_000, description="Only these dead letters.")
+    ids: list[Annotated[int, Field(ge=1, le=2**62)]] | None = Field(None, max_length=10_000,
+                                                                    description="Only these dead letters.")
     topic: str | None = Field(None, max_length=249, description="Only those that failed on this topic.")
     consumer_group: str | None = Field(None, max_length=255)
     error_class: str | None = Field(None, max_length=255)

@@ -67,14 +67,15 @@ class Applied(BaseModel):
 
 def _info(v: Any, *, document: bool) -> PolicyVersionInfo:
     return PolicyVersionInfo(version=v.version, content_hash=v.content_hash, source=v.source,
-                             applied_by=v.applied_by, applied_at=v.applied_at,
+                             applied_by=v.applied_by,
+                             applied_at=v.applied_at if v.applied_at.tzinfo else v.applied_at.replace(tzinfo=dt.UTC),
                              document=v.document if document else None)
 
 
 @router.get("/current", response_model=PolicyVersionInfo, summary="Show the policy",
             operation_id="show_policy")
 def show_policy(
-    version: Annotated[int | None, Query(ge=1, description="An older version (default: the one in force).")] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**62, description="An older version (default: the one in force).")] = None,
     platform: Any = Depends(platform_of),
     who: Principal = Depends(require_admin),
 ) -> PolicyVersionInfo:

@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.service.deps import session
 from headwater.service.problems import PROBLEM_RESPONSES
-from headwater.service.routes._common import ARROW_RESPONSE, Page, page_response, wants_arrow
+from headwater.service.routes._common import (
+    ARROW_RESPONSE,
+    Page,
+    page_response,
+    sql_errors,
+    wants_arrow,
+)
 
 __all__ = ["QueryRequest", "router"]
 
@@ -45,5 +51,6 @@ def query(body: QueryRequest, request: Request, sess: Any = Depends(session)) ->
         from headwater.errors import InvalidInput
 
         raise InvalidInput(f"page_size must be at most {cfg.max_page_size}")
-    result = sess.sql(body.sql, body.params, page_size=page_size, cursor=body.cursor)
-    return page_response(result, arrow=wants_arrow(request))
+    with sql_errors():
+        result = sess.sql(body.sql, body.params, page_size=page_size, cursor=body.cursor)
+        return page_response(result, arrow=wants_arrow(request))
