@@ -269,3 +269,35 @@ def test_date_and_timestamptz_columns(platform: Platform) -> None:
     assert action(by_day, "warehouse.visits", "delete").rows == 2
     assert action(by_at, "warehouse.visits", "delete").rows == 1
     assert engine.apply(by_at, actor="ops").result("warehouse.visits", "delete").rows == 1
+
+
+def test_failed_archive_deletes_nothing(platform: Platform) -> None:
+    s = seed(platform)
+    lake = platform.store("lake")
+    # a plain file where the archive folder should be: every archive write fails
+    with lake.fs.open_output_stream(f"{lake.root}/archive") as f:  # type: ignore[attr-defined]
+        f.write(b"not a folder")
+    report = RetentionEngine(platform).apply(POLICY, actor="ops")
+    res = report.result("app.customers", "delete")
+    assert res.status == "failed" and "ArchiveError" in (res.error or "")
+    assert not report.ok
+    assert len(rows(platform, "app.customers", "id")) == N  # nothing deleted without its archive
+    # actions that need no archive still ran
+    assert report.result("warehouse.orders", "null", "coupon").status == "done"
+    del s
+
+
+def test_verify_archive_catches_a_short_file(platform: Platform) -> None:
+    from headwater.retention._archive import ArchiveError, verify_archive
+
+    lake = platform.store("lake")
+    path = f"{lake.root}/archive/x/short.parquet"  # type: ignore[attr-defined]
+    lake.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)  # type: ignore[attr-defined]
+    table = pa.table({"id": [1, 2, 3]})
+    with lake.fs.open_output_stream(path) as f:  # type: ignore[attr-defined]
+        pq.write_table(table.slice(0, 2), f)
+    with pytest.raises(ArchiveError, match="holds 2 rows, 3 were written"):
+        verify_archive(lake, path, 3, table.schema)
+    with pytest.raises(ArchiveError, match="missing"):
+        verify_archive(lake, f"{path}.gone", 3, table.schema)
+    verify_archive(lake, path, 2, table.schema)
