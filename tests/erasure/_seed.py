@@ -78,9 +78,14 @@ def count(platform: Platform, dataset: str, where: str = "TRUE", params: Any = N
 
 
 def pg_s3_config(tmp_path: Path, dsn: str, schema: str, s3: dict[str, Any], *, s3_endpoint: str | None = None,
-                 pg_dsn: str | None = None) -> Config:
-    """Postgres ``app``, DuckDB ``warehouse``, S3 ``lake`` (moto); endpoints overridable to dead ones."""
+                 pg_dsn: str | None = None, meta_url: str | None = None) -> Config:
+    """Postgres ``app`` (and metadata, given ``meta_url``), DuckDB ``warehouse``, S3 ``lake``
+    (moto); the store endpoints can be overridden with dead ones."""
+    from headwater.config import MetadataConfig
+
     cfg = Config.embedded(tmp_path / "hw")
+    if meta_url is not None:
+        cfg.metadata = MetadataConfig(url=meta_url)
     cfg.stores["app"] = PostgresConfig(dsn=pg_dsn or dsn, schema=schema, connect_timeout_s=2)
     cfg.stores["lake"] = ParquetConfig(
         root=f"s3://{s3['bucket']}/erasure-{tmp_path.name}",

@@ -100,7 +100,8 @@ def test_unreachable_stores_make_the_job_partial_then_resume(tmp_path, pg_s3):
     platform.close()
     dead = f"http://127.0.0.1:{free_port()}"
     bad = pg_s3_config(tmp_path, parts["dsn"], parts["schema"], parts["s3"], s3_endpoint=dead,
-                       pg_dsn=f"host=127.0.0.1 port={free_port()} dbname=test user=postgres")
+                       pg_dsn=f"host=127.0.0.1 port={free_port()} dbname=test user=postgres",
+                       meta_url=parts["meta_url"])
     with Platform.open(bad) as p:
         report = ErasureEngine(p).run(SUBJECT, actor="dpo")
     assert report.status is JobStatus.PARTIAL and not report.ok
@@ -111,7 +112,7 @@ def test_unreachable_stores_make_the_job_partial_then_resume(tmp_path, pg_s3):
     for ds in ("warehouse.dim_customer", "warehouse.customers_replica", "headwater.dead_letters"):
         assert states[ds].state is TargetState.VERIFIED, ds
     assert report.path.exists() and '"status": "partial"' in report.path.read_text()
-    good = pg_s3_config(tmp_path, parts["dsn"], parts["schema"], parts["s3"])
+    good = pg_s3_config(tmp_path, parts["dsn"], parts["schema"], parts["s3"], meta_url=parts["meta_url"])
     with Platform.open(good) as p:
         assert count(p, "app.customers", "id = 7") == 1  # the failed target was not touched
         resumed = ErasureEngine(p).run(actor="dpo", resume=report.job_id)

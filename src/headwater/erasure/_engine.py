@@ -283,7 +283,10 @@ class ErasureEngine:
         self.report_dir.mkdir(parents=True, exist_ok=True)
         path = self.report_dir / f"{report.job_id}.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        # The report names the subject (its reference): readable by the owner only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(report.to_dict(), indent=2) + "\n")
         os.replace(tmp, path)
         return path
 
