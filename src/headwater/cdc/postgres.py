@@ -74,6 +74,10 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
+from headwater.cdc._events import encode as _encode
+from headwater.cdc._events import ext_json as _ext_json
+from headwater.cdc._events import make_event as _make_event
+from headwater.cdc._events import quote as _quote
 from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, write_status_file
 from headwater.cdc.errors import CDCError, CDCUnavailable, ReplicationNotConfigured, SlotLost
 from headwater.cdc.pgoutput import (
@@ -275,6 +279,8 @@ class PostgresCDC:
         self._db: str | None = None
         self._lock = threading.Lock()
         self._keys: dict[int, tuple[str, ...]] = {}
+        self._templates: dict[int, tuple[Any, ...]] = {}
+        self._source_q = _quote(self.source)
         self.schemas = SchemaTracker(registry, on_alert=on_alert, classify=classify)
         """Row schemas in the registry; tables halted by an incompatible shape."""
         self.status_file = status_file
@@ -680,6 +686,17 @@ class PostgresCDC:
         }
         return data, key, unchanged
 
+    def _template(self, rel: Relation) -> tuple[Any, ...]:
+        """What every change event of ``rel`` shares: extensions (and their JSON), the constant
+        start of ``source`` as JSON (up to ``"lsn"``), the topic, the op counters and stats."""
+        keys = rel.key_columns
+        ext = {"pk": ",".join(keys)} if keys else {}
+        source_js = (f'{{"connector":"postgresql","name":{_encode(self.store)},"db":{_encode(self._db)},'
+                     f'"schema":{_encode(rel.schema)},"table":{_encode(rel.name)},')
+        stats = self._stats_of(rel)
+        tpl = self._templates[rel.oid] = (ext, _ext_json(ext), source_js, stats.topic, stats.counts, stats, rel)
+        return tpl
+
     def _event(self, data: dict[str, Any], key: str | None, event_id: str, ext: dict[str, Any]) -> Any:
         from headwater.events.envelope import Event
 
@@ -791,24 +808,42 @@ class PostgresCDC:
                 n = len(tx)
                 txid = f"{begin.xid}:{lsn}"
                 halted = self.schemas.halted
+                xid = begin.xid
+                commit_ts = begin.commit_ts
+                time_iso = commit_ts.isoformat()  # the events' time: their commit
+                id_prefix = f"{self.slot}:{lsn:X}:1:"
+                after_id = (f'","source":{self._source_q},"type":"{CHANGE_TYPE}","time":"{time_iso}",'
+                            '"datacontenttype":"application/json"')
+                tx_json = f'"ts_ms":{commit_ms},"snapshot":"false","pos":'
                 for pos, (rel, new, old, op) in enumerate(tx):
                     if halted and rel.qualified in halted:
                         self._stats_of(rel).skipped += 1
                         continue
                     if op == "t":
-                        data, key, unchanged = self._envelope(rel, "t", None, None, lsn, begin.xid, commit_ms, now_ms)
+                        data, key, unchanged = self._envelope(rel, "t", None, None, lsn, xid, commit_ms, now_ms)
                     else:
-                        data, key, unchanged = self._envelope(rel, op, old, new, lsn, begin.xid, commit_ms, now_ms)
+                        data, key, unchanged = self._envelope(rel, op, old, new, lsn, xid, commit_ms, now_ms)
                     data["source"]["pos"] = pos
                     data["transaction"] = {"id": txid, "total_order": pos + 1, "event_count": n}
-                    keys = self._keys[id(rel)]
-                    ext = {"pk": ",".join(keys)} if keys else {}
+                    tpl = self._templates.get(rel.oid)
+                    if tpl is None or tpl[6] is not rel:
+                        tpl = self._template(rel)
+                    ext, ext_js, source_js, topic, counts, stats, _ = tpl
                     if unchanged:
-                        ext["unchanged"] = ",".join(unchanged)
-                    stats = self._stats_of(rel)
-                    stats.counts[op] += 1
+                        ext = {**ext, "unchanged": ",".join(unchanged)}
+                        ext_js = _ext_json(ext)
+                    counts[op] += 1
                     stats.last_lsn = lsn
-                    pending.append((stats.topic, self._event(data, key, f"{self.slot}:{lsn:X}:1:{pos}", ext), key))
+                    # The envelope's JSON from the table's template: only the row images are encoded.
+                    rows = _encode({"before": data["before"], "after": data["after"]})
+                    eid = f"{id_prefix}{pos}"
+                    subj = "" if key is None else f',"subject":{_quote(key)}'
+                    raw = (f'{{"specversion":"1.0","id":"{eid}{after_id}{subj}{ext_js},"data":'
+                           f'{rows[:-1]},"source":{source_js}"lsn":{lsn},"txId":{xid},{tx_json}{pos}}},'
+                           f'"op":"{op}","ts_ms":{now_ms},"transaction":{{"id":"{txid}",'
+                           f'"total_order":{pos + 1},"event_count":{n}}}}}}}').encode()
+                    pending.append((topic, _make_event(CHANGE_TYPE, self.source, data, eid, key, commit_ts, ext,
+                                                       raw), key))
                 if not pending_since or not pending_commits:
                     pending_since = time.monotonic()
                 pending_commits.append(begin.commit_ts.timestamp())
