@@ -90,6 +90,10 @@ def test_unknown_column_is_a_typed_error_and_changes_nothing(any_store: Store) -
         any_store.update_rows("people", {"name": col("ghost")}, exp.true())
     with pytest.raises(WriteError):
         any_store.update_rows("people", {}, exp.true())
+    with pytest.raises(WriteError, match="sqlglot"):
+        any_store.delete_rows("people", "id = 1")  # type: ignore[arg-type]
+    with pytest.raises(WriteError, match="sqlglot"):
+        any_store.update_rows("people", {"name": "x"}, exp.true())  # type: ignore[dict-item]
     assert read(any_store, "people") == expected(people([1, 2]))
 
 

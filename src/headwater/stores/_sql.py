@@ -95,6 +95,9 @@ def bind_columns(tree: exp.Expression, info: TableInfo, dataset: str) -> exp.Exp
 
     Columns inside subqueries belong to those subqueries and are left alone.
     """
+    if not isinstance(tree, exp.Expression):
+        raise WriteError(f"row predicates and values for {dataset} must be sqlglot expressions, "
+                         f"not {type(tree).__name__}", dataset=dataset)
     tree = tree.copy()
     for col in list(tree.find_all(exp.Column)):
         if col.find_ancestor(exp.Select) is not None:
