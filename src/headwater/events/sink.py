@@ -17,6 +17,10 @@ So after any crash and redelivery, each event is in the dataset exactly once.
 :class:`~headwater.events.consumer.EventConsumer` (batch handler, stage ``sink``): a batch
 that fails to write is retried event by event, and the events that still fail are
 dead-lettered with stage ``sink``.
+
+Tracing: the consumer runs each batch inside its ``process <topic>`` span (parent: the first
+event's ``traceparent``; the other events' contexts are links), so the ``session.write`` database
+span of the batch is a child of it -- the write joins the trace of the change that caused it.
 """
 
 from __future__ import annotations
