@@ -83,11 +83,9 @@ def _document_problems(app: FastAPI) -> None:
 
 
 def _install_registry(app: FastAPI, principal: Any) -> None:
-    """Mount the Confluent-compatible schema registry when its module is present."""
-    try:
-        from headwater.service import registry_api
-    except ImportError:
-        return
+    """Mount the Confluent-compatible schema registry (``/subjects``, ``/schemas``, ``/config`` ...)."""
+    from headwater.service import registry_api
+
     registry_api.install(app, principal)
 
 
