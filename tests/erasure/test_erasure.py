@@ -222,3 +222,16 @@ def test_join_on_a_foreign_key_makes_derived_rows_addressable(embedded):
     assert count(embedded, "warehouse.order_facts", "product_id = 7 AND customer_id <> 7") == by_product
     assert count(embedded, "warehouse.order_facts") == 36 - mine
     assert count(embedded, "app.orders") == 36  # the source's own foreign keys are not lineage
+
+
+def test_two_processes_cannot_start_the_same_run(embedded):
+    from headwater.erasure._jobs import JobStore
+
+    embedded.session("etl").write("app.customers", [{"id": 1}, {"id": 2}], key="id")
+    engine = ErasureEngine(embedded)
+    report = engine.run("customers.id=1", actor="dpo")
+    jobs = JobStore(embedded.meta)
+    runs = jobs.job(report.job_id).runs
+    assert jobs.claim(report.job_id, runs) is True
+    assert jobs.claim(report.job_id, runs) is False  # the second claimant read the same counter
+    assert jobs.job(report.job_id).runs == runs + 1

@@ -26,7 +26,7 @@ from headwater.erasure._model import (
     TargetResult,
     TargetState,
 )
-from headwater.errors import HeadwaterError, InvalidInput, LegalHoldActive
+from headwater.errors import Conflict, HeadwaterError, InvalidInput, LegalHoldActive
 from headwater.retention.holds import LegalHold, LegalHolds, Subject, parse_subject
 
 if TYPE_CHECKING:
@@ -159,7 +159,9 @@ class ErasureEngine:
         subj = _job_subject(job)
         targets = self.jobs.targets(job_id)
         derived = _derived_columns(targets)
-        self.jobs.update_job(job_id, status=JobStatus.RUNNING, runs=job.runs + 1, error=None)
+        if not self.jobs.claim(job_id, job.runs):
+            raise Conflict(f"erasure job {job_id} was started by another process just now; "
+                           "check `headwater erase status`", job_id=job_id)
         pause = float(os.environ.get(PAUSE_ENV) or 0)
         for t in targets:
             if t.state in (TargetState.VERIFIED, TargetState.RESIDUAL):

@@ -116,6 +116,16 @@ class JobStore:
             conn.execute(jobs_table.update().where(jobs_table.c.job_id == job_id)
                          .values(updated_at=_now(), **values))
 
+    def claim(self, job_id: str, runs: int) -> bool:
+        """Start run ``runs + 1`` of a job unless another process started one since ``runs`` was
+        read (a compare-and-set on the run counter); True when this caller won."""
+        with self.meta.begin() as conn:
+            n = conn.execute(jobs_table.update()
+                             .where((jobs_table.c.job_id == job_id) & (jobs_table.c.runs == runs))
+                             .values(runs=runs + 1, status=JobStatus.RUNNING.value, error=None,
+                                     updated_at=_now())).rowcount
+        return n == 1
+
     def jobs(self, limit: int = 50) -> list[Job]:
         """Newest jobs first."""
         with self.meta.connect() as conn:
