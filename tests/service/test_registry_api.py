@@ -411,3 +411,44 @@ def test_routes_are_in_the_openapi_document(server: Server) -> None:
     assert CONTENT_TYPE in ok["content"]
     body = paths["/subjects/{subject}/versions"]["post"]["requestBody"]["content"]
     assert CONTENT_TYPE in body and "application/json" in body
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_schemathesis_finds_no_server_error_or_schema_violation(server: Server, mode: str) -> None:
+    """Every registry operation of the OpenAPI document, fuzzed: no 5xx, and every response
+    (errors included) has a documented status, content type and body."""
+    st = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_schema_conformance, response_headers_conformance]
+    with server.http() as http:
+        http.post("/subjects/orders-value/versions", json={"schema": json.dumps(ORDER_AVRO)})
+    token = server.platform.create_api_key("fuzzer").token
+    schema = st.openapi.from_url(f"{server.url}/openapi.json")
+    generation = st.GenerationMode.POSITIVE if mode == "positive" else st.GenerationMode.NEGATIVE
+    tested = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if not operation.path.startswith(("/subjects", "/schemas", "/compatibility", "/config")):
+            continue
+        if mode == "negative" and not operation.definition.raw.get("parameters") and \
+                "requestBody" not in operation.definition.raw:
+            continue  # nothing to make invalid
+
+        @settings(max_examples=10, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        @given(case=operation.as_strategy(generation_mode=generation))
+        def call(case: Any) -> None:
+            case.call_and_validate(base_url=server.url, headers={"X-API-Key": token}, checks=checks)
+
+        call()
+        tested += 1
+    assert tested >= (20 if mode == "positive" else 17)
