@@ -380,6 +380,7 @@ class PgOutputDecoder:
         self.types: dict[int, TypeMessage] = {}
         self.convert_values = convert_values
         self.converters = CONVERTERS if converters is None else converters
+        self._plans: dict[int, tuple[Relation, list[tuple[str, Callable[[str], Any] | None]]]] = {}
 
     def decode(self, payload: bytes | bytearray | memoryview) -> Message:
         """One message; :class:`DecodeError` for a truncated or unknown one."""
@@ -470,44 +471,51 @@ class PgOutputDecoder:
         self.relations[oid] = rel
         return rel
 
+    def _plan(self, rel: Relation) -> list[tuple[str, Callable[[str], Any] | None]]:
+        """(name, text parser) per column of ``rel``, kept until its next Relation message."""
+        conv = self.convert_values
+        table = self.converters
+        plan = [(c.name, table.get(c.type_oid) if conv else None) for c in rel.columns]
+        self._plans[rel.oid] = (rel, plan)
+        return plan
+
     def _tuple(self, buf: bytes, pos: int, rel: Relation) -> tuple[dict[str, Any], int]:
         ncols = _I16.unpack_from(buf, pos)[0]
         pos += 2
-        cols = rel.columns
-        if ncols > len(cols):
-            raise DecodeError(f"tuple of {rel.qualified} has {ncols} columns, the relation {len(cols)}")
-        conv = self.convert_values
-        table = self.converters
+        cached = self._plans.get(rel.oid)
+        plan = cached[1] if cached is not None and cached[0] is rel else self._plan(rel)
+        if ncols > len(plan):
+            raise DecodeError(f"tuple of {rel.qualified} has {ncols} columns, the relation {len(plan)}")
+        unpack = _I32.unpack_from
         out: dict[str, Any] = {}
         for i in range(ncols):
-            col = cols[i]
+            name, fn = plan[i]
             kind = buf[pos]
-            if kind == 0x74 or kind == 0x62:  # t / b
-                length = _I32.unpack_from(buf, pos + 1)[0]
-                raw = buf[pos + 5:pos + 5 + length]
-                if len(raw) != length:
-                    raise DecodeError(f"value of {rel.qualified}.{col.name} is truncated")
-                pos += 5 + length
-                if kind == 0x62:
-                    out[col.name] = raw  # binary format: only with the 'binary' option
+            if kind == 0x74:  # t
+                end = pos + 5 + unpack(buf, pos + 1)[0]
+                text = buf[pos + 5:end].decode()
+                pos = end
+                if fn is None:
+                    out[name] = text
                 else:
-                    text = raw.decode()
-                    fn = table.get(col.type_oid) if conv else None
-                    if fn is None:
-                        out[col.name] = text
-                    else:
-                        try:
-                            out[col.name] = fn(text)
-                        except (ValueError, IndexError, AssertionError):
-                            out[col.name] = text
+                    try:
+                        out[name] = fn(text)
+                    except (ValueError, IndexError, AssertionError):
+                        out[name] = text
             elif kind == 0x6E:  # n
-                out[col.name] = None
+                out[name] = None
                 pos += 1
             elif kind == 0x75:  # u
-                out[col.name] = UNCHANGED_TOAST
+                out[name] = UNCHANGED_TOAST
                 pos += 1
+            elif kind == 0x62:  # b: binary format, only with the 'binary' option
+                end = pos + 5 + unpack(buf, pos + 1)[0]
+                out[name] = buf[pos + 5:end]
+                pos = end
             else:
                 raise DecodeError(f"unknown tuple data kind {chr(kind)!r} in {rel.qualified}")
+        if pos > len(buf):
+            raise DecodeError(f"a value of {rel.qualified} is truncated")
         return out, pos
 
 
