@@ -235,3 +235,25 @@ def test_two_processes_cannot_start_the_same_run(embedded):
     assert jobs.claim(report.job_id, runs) is True
     assert jobs.claim(report.job_id, runs) is False  # the second claimant read the same counter
     assert jobs.job(report.job_id).runs == runs + 1
+
+
+def test_hold_placed_during_a_run_leaves_that_target(embedded):
+    from tests.erasure._seed import seed
+
+    seed(embedded)
+    engine = ErasureEngine(embedded)
+    holds = LegalHolds(embedded)
+    placed = []
+
+    def progress(target, phase):  # a hold arrives after the first target is done
+        if phase == "done" and not placed:
+            placed.append(holds.place(dataset="app.customers", reason="late subpoena", actor="legal"))
+
+    report = engine.run(SUBJECT, actor="dpo", progress=progress)
+    assert report.status is JobStatus.PARTIAL
+    src = next(t for t in report.targets if t.dataset == "app.customers")
+    assert src.state is TargetState.FAILED and placed[0].id in src.error
+    assert count(embedded, "app.customers", "id = 7") == 1
+    holds.release(placed[0].id, actor="legal")
+    assert engine.run(actor="dpo", resume=report.job_id).ok
+    assert count(embedded, "app.customers", "id = 7") == 0

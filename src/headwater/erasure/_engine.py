@@ -182,6 +182,10 @@ class ErasureEngine:
         The audit record is appended before the final state is committed: a crash between the
         two makes a resume verify (and audit) the target again, never leaves it unaudited."""
         try:
+            held = self.holds.blocking(t.dataset, subject=subj)
+            if held:  # placed while this job ran: leave the target for a resume after release
+                raise LegalHoldActive(f"legal hold(s) {', '.join(h.id for h in held)} placed during the run "
+                                      f"cover {t.dataset}", holds=[h.id for h in held])
             n, changed = self._change(t, subj, mode, surrogate, derived)
             t.rows = (t.rows or 0) + n
             t.state, t.error = TargetState.EXECUTED, None
