@@ -249,8 +249,9 @@ def _http_export(url: str, token: str) -> tuple[Any, int]:
 def run() -> dict[str, Any]:
     platform = _open()
     proc, url = _start_server()
+    key = platform.create_api_key("analyst", description="bench/http_service.py")
+    token = key.token
     try:
-        token = platform.create_api_key("analyst", description="bench/http_service.py").token
         visible = platform.session("analyst").sql("SELECT id FROM app.customers").to_arrow()
         rng = random.Random(42)
         keys = rng.choices(visible.column("id").to_pylist(), k=N_LOOKUPS * ROUNDS)
@@ -305,6 +306,7 @@ def run() -> dict[str, Any]:
               f"HTTP {fmt(rows / http_s)} rows/s, {mb / http_s:,.0f} MB/s | time ratio HTTP/SDK "
               f"{http_s / sdk_s:.2f}", flush=True)
     finally:
+        platform.revoke_api_key(key.key_id, actor="bench")
         proc.terminate()
         try:
             proc.wait(timeout=15)
