@@ -146,11 +146,27 @@ def test_write_json_and_arrow_then_read_back(served: Served) -> None:
 
 def test_catalog_list_and_show(served: Served) -> None:
     with served.client() as c:
-        listing = c.get("/v1/catalog", params={"pattern": "app.*"}, headers=served.key("bob")).json()
-        shown = c.get("/v1/catalog/app.customers", headers=served.key("bob")).json()
+        listing = c.get("/v1/catalog", params={"pattern": "app.*"}, headers=served.key("alice")).json()
+        shown = c.get("/v1/catalog/app.customers", headers=served.key("alice")).json()
     assert "app.customers" in [d["name"] for d in listing]
-    assert {c["name"]: c["tags"] for c in shown["columns"]}["email"] == ["pii.email"]
+    tags = {c["name"]: c["tags"] for c in shown["columns"]}
+    assert tags["email"] == ["pii.email"] and tags["ssn"] == ["pii.ssn"]
     assert shown["store"] == "app" and shown["kind"] == "sqlite"
+
+
+def test_catalog_is_governed(served: Served) -> None:
+    with served.client() as c:
+        bob = c.get("/v1/catalog/app.customers", headers=served.key("bob")).json()
+        carol = c.get("/v1/catalog", headers=served.key("carol")).json()
+        dave = c.get("/v1/catalog", headers=served.key("dave")).json()
+        dave_show = c.get("/v1/catalog/app.customers", headers=served.key("dave"))
+        carol_orders = c.get("/v1/catalog/warehouse.orders", headers=served.key("carol"))
+    assert "ssn" not in [col["name"] for col in bob["columns"]]          # denied to analysts
+    assert "email" in [col["name"] for col in bob["columns"]]            # masked, still visible
+    assert [d["name"] for d in carol] == ["app.customers"]               # support_eu grants only
+    assert dave == []
+    assert dave_show.status_code == 404 and carol_orders.status_code == 404
+    assert dave_show.json()["detail"] == "unknown dataset 'app.customers'"
 
 
 def test_policies_show_validate_diff_apply(served: Served) -> None:

@@ -54,17 +54,52 @@ class DatasetInfo(BaseModel):
     columns: list[ColumnInfo]
 
 
+_ACTIONS = ("select", "insert", "update", "delete")
+
+
+class _Visibility:
+    """What of the catalog a principal may see: datasets it holds a grant on, minus denied columns.
+
+    With no policy applied the platform is open and everything is visible.
+    """
+
+    def __init__(self, platform: Any, who: Principal) -> None:
+        self.who = who
+        self.engine = platform.policy_engine()
+        self.effective = []
+        if self.engine is not None:
+            roles, _ = self.engine.resolve(who)
+            self.effective = [self.engine.effective(r) for r in roles]
+
+    def dataset(self, d: Any) -> bool:
+        if self.engine is None:
+            return True
+        return any(e.grant(d.name, a) for e in self.effective for a in _ACTIONS)
+
+    def hidden(self, d: Any) -> set[str]:
+        if self.engine is None:
+            return set()
+        return set(self.engine.hidden_columns(d, self.who))
+
+
 @router.get("", response_model=list[DatasetSummary], summary="List datasets", operation_id="list_datasets")
 def list_datasets(
     pattern: Annotated[str, Query(max_length=512, description="Glob over `<store>.<table>`.")] = "*",
     platform: Any = Depends(platform_of),
     who: Principal = Depends(principal),
 ) -> list[DatasetSummary]:
-    """Catalogued datasets whose name matches the glob."""
-    return [DatasetSummary(name=d.name, store=d.store, kind=d.kind, columns=len(d.columns),
-                           primary_key=list(d.primary_key), owner=d.owner,
-                           tags=sorted({t for c in d.columns for t in c.tags}))
-            for d in platform.catalog.list(pattern)]
+    """Catalogued datasets whose name matches the glob and that the caller holds a grant on."""
+    seen = _Visibility(platform, who)
+    out = []
+    for d in platform.catalog.list(pattern):
+        if not seen.dataset(d):
+            continue
+        hidden = seen.hidden(d)
+        columns = [c for c in d.columns if c.name not in hidden]
+        out.append(DatasetSummary(name=d.name, store=d.store, kind=d.kind, columns=len(columns),
+                                  primary_key=list(d.primary_key), owner=d.owner,
+                                  tags=sorted({t for c in columns for t in c.tags})))
+    return out
 
 
 @router.get("/{dataset}", response_model=DatasetInfo, summary="Show a dataset", operation_id="show_dataset")
@@ -73,11 +108,20 @@ def show_dataset(
     platform: Any = Depends(platform_of),
     who: Principal = Depends(principal),
 ) -> DatasetInfo:
-    """One dataset: location, primary key, columns with types and tags."""
+    """One dataset: location, primary key, columns with types and tags.
+
+    A dataset the caller holds no grant on is reported as not found; denied columns are left out.
+    """
     d = platform.catalog.get(dataset)
+    seen = _Visibility(platform, who)
+    if not seen.dataset(d):
+        from headwater.errors import DatasetNotFound
+
+        raise DatasetNotFound(f"unknown dataset {dataset!r}", dataset=dataset)
+    hidden = seen.hidden(d)
     return DatasetInfo(
         name=d.name, store=d.store, table=d.table, kind=d.kind, location=d.location,
         primary_key=list(d.primary_key), owner=d.owner, description=d.description,
         retention_days=d.retention_days, tier=d.tier,
         columns=[ColumnInfo(name=c.name, type=c.type, nullable=c.nullable, tags=list(c.tags),
-                            description=c.description) for c in d.columns])
+                            description=c.description) for c in d.columns if c.name not in hidden])
