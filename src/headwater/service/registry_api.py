@@ -236,10 +236,10 @@ def error_response(request: Request, exc: Exception) -> Response:
     status, code, message = _status_and_code(exc)
     if status >= 500:
         logger.error("schema registry API: %s %s failed: %s", request.method, request.url.path,
-                     type(exc).__name__, exc_info=not isinstance(exc, HeadwaterError))
+                     type(exc).__name__, exc_info=None if isinstance(exc, HeadwaterError) else exc)
     headers: dict[str, str] = {}
     if status == 401:
-        cfg = getattr(request.app.state, "service_config", None)
+        cfg = getattr(getattr(request.scope.get("app"), "state", None), "service_config", None)
         realm = getattr(cfg, "realm", "headwater")
         headers["WWW-Authenticate"] = f'Basic realm="{realm}"'
     if status == 429:
