@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from tests.erasure._seed import SUBJECT, count, pg_s3_config, seed
@@ -24,12 +25,26 @@ COPIES = {"app.customers": "id", "warehouse.dim_customer": "customer_id",
 
 CHILD = textwrap.dedent("""
     import sys
-    from headwater import Config, Platform
+    from headwater import Platform
     from headwater.erasure import ErasureEngine
-    platform = Platform.open(Config.embedded(sys.argv[1]))
+    platform = Platform.open(sys.argv[1])
     ErasureEngine(platform).run(sys.argv[2], actor="dpo")
     print("finished")
 """)
+
+
+@pytest.fixture(params=["embedded", pytest.param("pg_s3", marks=[pytest.mark.postgres, pytest.mark.s3])])
+def crash_config(request, tmp_path) -> Config:
+    """A seeded platform's config (embedded, or Postgres app and metadata + DuckDB + S3), closed."""
+    if request.param == "embedded":
+        cfg = Config.embedded(tmp_path / "hw")
+        with Platform.open(cfg) as p:
+            seed(p)
+        return cfg
+    platform, parts = request.getfixturevalue("pg_s3")
+    seed(platform)
+    platform.close()  # the child opens the DuckDB file
+    return pg_s3_config(tmp_path, parts["dsn"], parts["schema"], parts["s3"], meta_url=parts["meta_url"])
 
 
 def _target_audits(platform: Platform, job_id: str) -> list:
@@ -37,18 +52,17 @@ def _target_audits(platform: Platform, job_id: str) -> list:
             if r.extra.get("job_id") == job_id and "target" in r.extra]
 
 
-def test_sigkill_mid_job_then_resume(tmp_path):
-    home = tmp_path / "hw"
-    with Platform.open(Config.embedded(home)) as p:
-        seed(p)
+def test_sigkill_mid_job_then_resume(tmp_path, crash_config):
+    path = tmp_path / "headwater.yaml"
+    path.write_text(crash_config.to_yaml_with_secrets())
     env = {**os.environ, PAUSE_ENV: "60", "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(home), SUBJECT], env=env,  # noqa: S603
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), SUBJECT], env=env,  # noqa: S603
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    meta = MetadataStore.open(f"sqlite:///{home / 'metadata.db'}", base_dir=home)
+    meta = MetadataStore.open(crash_config.metadata.url.get_secret_value(), base_dir=Path(crash_config.platform_dir))
     jobs = JobStore(meta)
     job_id = None
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             listed = jobs.jobs()
@@ -73,7 +87,7 @@ def test_sigkill_mid_job_then_resume(tmp_path):
     done = [t for t in crashed if t.state is TargetState.VERIFIED]
     assert len(done) == 1 and jobs is not None
     first = done[0]
-    with Platform.open(Config.embedded(home)) as p:
+    with Platform.open(crash_config) as p:
         engine = ErasureEngine(p)
         assert engine.status(job_id).status is JobStatus.RUNNING  # what a crash leaves
         # the killed run changed only the first target
