@@ -97,6 +97,8 @@ def test_non_admin_is_403_on_admin_routes_only(served: Served, kind: str, method
     if admin:
         assert r.status_code == 403, r.text
         assert r.json()["code"] == "AccessDenied" and r.json()["rule"] == "admin"
+        denial = served.platform.audit.query(actor="bob", action="deny", newest_first=True, limit=1)
+        assert denial and denial[0].extra["path"] == path.split("?")[0]
     else:
         assert r.status_code == 200, r.text
 

@@ -200,6 +200,8 @@ def test_events_publish_and_dead_letters(served: Served) -> None:
     assert ok.status_code == 201, ok.text
     assert ok.json()["topic"] == "shipments" and ok.json()["schemaid"] is not None
     assert bad.status_code == 422 and bad.json()["code"] == "EventValidationError"
+    published = served.platform.audit.query(actor="bob", action="publish", newest_first=True, limit=1)
+    assert published and published[0].extra["event_id"] == ok.json()["id"]
 
     event = Event(type="com.example.shipped", source="/test", data={"order_id": 8})
     dl = served.platform.dead_letters.add(event.to_json(), stage="handle", error=("ValueError", "boom"), attempts=3,

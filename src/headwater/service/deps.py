@@ -105,10 +105,15 @@ def is_admin(platform: Platform, who: Principal, admin_roles: tuple[str, ...]) -
 
 
 def require_admin(request: Request) -> Principal:
-    """Dependency for admin-only routes: the principal, or 403 ``AccessDenied``."""
+    """Dependency for admin-only routes: the principal, or 403 ``AccessDenied`` (audited)."""
     who = principal(request)
     cfg = request.app.state.service_config
-    if not is_admin(platform_of(request), who, tuple(cfg.admin_roles)):
+    platform = platform_of(request)
+    if not is_admin(platform, who, tuple(cfg.admin_roles)):
+        from headwater.audit import AuditEvent
+
+        platform.record(AuditEvent(actor=who.name, action="deny", decision="deny", reason="admin route",
+                                   extra={"path": request.url.path, "method": request.method}))
         raise AccessDenied(f"{who.name} is not an administrator (needs one of the roles: "
                            f"{', '.join(cfg.admin_roles)})", rule="admin")
     return who

@@ -110,7 +110,7 @@ class ReplayResponse(BaseModel):
              operation_id="publish_event")
 def publish_event(topic: Topic, body: PublishRequest, platform: Any = Depends(platform_of),
                   who: Principal = Depends(principal)) -> Published:
-    """Validate the payload against the topic's schema (`<topic>-value`), then publish it."""
+    """Validate the payload against the topic's schema (`<topic>-value`), then publish it (audited)."""
     from headwater.events.envelope import Event
 
     attrs: dict[str, Any] = {}
@@ -121,6 +121,12 @@ def publish_event(topic: Topic, body: PublishRequest, platform: Any = Depends(pl
     producer = platform.producer(source)
     stamped = producer.prepare(topic, event)
     result = platform.bus.publish(topic, stamped, body.key)
+    from headwater.audit import AuditEvent
+
+    platform.record(AuditEvent(actor=who.name, action="publish", reason=f"{topic} <- {stamped.type}",
+                               extra={"topic": result.topic, "partition": result.partition, "offset": result.offset,
+                                      "event_id": stamped.id, "schemaid": stamped.schemaid,
+                                      "duplicate": bool(result.duplicate)}))
     return Published(id=stamped.id, topic=result.topic, partition=result.partition, offset=result.offset,
                      duplicate=bool(result.duplicate), schemaid=stamped.schemaid)
 
