@@ -74,13 +74,38 @@ def s3_platform(tmp_path, s3_endpoint) -> Iterator[Platform]:
 
 
 @pytest.fixture(params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("s3", marks=pytest.mark.s3)])
+                        pytest.param("s3", marks=pytest.mark.s3),
+                        pytest.param("pg_meta", marks=pytest.mark.postgres)])
 def rt_platform(request) -> Platform:
-    """Embedded; app on Postgres; lake on S3."""
-    name = {"embedded": "platform", "postgres": "pg_platform", "s3": "s3_platform"}[request.param]
+    """Embedded; app on Postgres; lake on S3; metadata (holds, audit) on Postgres."""
+    name = {"embedded": "platform", "postgres": "pg_platform", "s3": "s3_platform",
+            "pg_meta": "pg_meta_platform"}[request.param]
     return request.getfixturevalue(name)
 
 
 @pytest.fixture
 def seeded(rt_platform: Platform) -> Seeded:
     return seed(rt_platform)
+
+
+@pytest.fixture
+def pg_meta_platform(tmp_path) -> Iterator[Platform]:
+    """The embedded platform with its metadata store (audit, dead letters, lineage, SLO
+    buckets, holds) on Postgres."""
+    from headwater.config import MetadataConfig
+    from tests.fix_services import pg_schema_url
+
+    with contextlib.contextmanager(pg_schema_url)("hw_rt_meta") as url:
+        cfg = Config.embedded(tmp_path / "hw")
+        cfg.metadata = MetadataConfig(url=url)
+        p = Platform.open(cfg)
+        try:
+            yield p
+        finally:
+            p.close()
+
+
+@pytest.fixture(params=["embedded", pytest.param("pg_meta", marks=pytest.mark.postgres)])
+def log_platform(request) -> Platform:
+    """Metadata on SQLite, then on Postgres."""
+    return request.getfixturevalue("platform" if request.param == "embedded" else "pg_meta_platform")

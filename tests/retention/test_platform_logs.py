@@ -22,8 +22,8 @@ def only(plan, dataset: str):  # type: ignore[no-untyped-def]
     return a
 
 
-def test_dead_letters_older_than_n_days(any_platform: Platform) -> None:
-    p = any_platform
+def test_dead_letters_older_than_n_days(log_platform: Platform) -> None:
+    p = log_platform
     dlq = p.dead_letters
     for i in range(4):
         dlq.add(f"bad {i}".encode(), stage="deserialise", error=("ValueError", "not json"), attempts=1,
@@ -41,7 +41,8 @@ def test_dead_letters_older_than_n_days(any_platform: Platform) -> None:
     assert [d.value for d in left] == [b"bad 3"]
 
 
-def test_lineage_events_go_but_the_graph_stays(platform: Platform) -> None:
+def test_lineage_events_go_but_the_graph_stays(log_platform: Platform) -> None:
+    platform = log_platform
     s = platform.session("admin")
     s.write("app.src", pa.table({"id": [1, 2]}))
     s.sql("CREATE OR REPLACE TABLE warehouse.dst AS SELECT id FROM app.src")
@@ -58,7 +59,8 @@ def test_lineage_events_go_but_the_graph_stays(platform: Platform) -> None:
     assert "app.src" in platform.lineage.upstream("warehouse.dst").datasets
 
 
-def test_slo_buckets_keep_what_evaluation_needs(platform: Platform) -> None:
+def test_slo_buckets_keep_what_evaluation_needs(log_platform: Platform) -> None:
+    platform = log_platform
     now = dt.datetime.now(dt.UTC)
     minute = int(now.timestamp() // 60)
     needed = retention_minutes(platform.slos)
@@ -107,8 +109,8 @@ def test_bus_log_with_a_group_that_never_fetched(platform: Platform) -> None:
     assert only(plan, "platform.bus_log").rows == 0
 
 
-def test_audit_retention_keeps_the_chain_verifiable(any_platform: Platform) -> None:
-    p = any_platform
+def test_audit_retention_keeps_the_chain_verifiable(log_platform: Platform) -> None:
+    p = log_platform
     s = p.session("admin")
     s.write("app.t", pa.table({"id": [1, 2, 3]}))
     s.sql("SELECT * FROM app.t").to_arrow()
