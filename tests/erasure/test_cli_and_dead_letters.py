@@ -64,11 +64,20 @@ def test_cli_errors_and_refusal(cli):
     res = cli("erase", "status", "erase_missing")
     assert res.exit_code == 1 and "NotFound" in res.stderr
     with Platform.open() as p:
-        LegalHolds(p).place(dataset="lake.*", reason="audit", actor="legal")
+        hold = LegalHolds(p).place(dataset="lake.*", reason="audit", actor="legal")
     res = cli("erase", "--subject", SUBJECT)
     assert res.exit_code == 1 and "LegalHoldActive" in res.stderr
+    job_id = next(w for w in res.stderr.split() if w.startswith("erase_"))
     with Platform.open() as p:
         assert count(p, "app.customers", "id = 7") == 1
+        LegalHolds(p).release(hold.id, actor="legal")
+    res = cli("erase", "--resume", job_id, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["status"] == "completed" and json.loads(res.stdout)["job_id"] == job_id
+    res = cli("erase", "verify", job_id)
+    assert res.exit_code == 0 and "completed" in res.stdout
+    with Platform.open() as p:
+        assert count(p, "app.customers", "id = 7") == 0
 
 
 # -- dead letters ----------------------------------------------------------------------
