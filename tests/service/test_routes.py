@@ -269,3 +269,27 @@ def test_errors_are_problem_details_without_internals(served: Served, method: st
     text = r.text
     assert "Traceback" not in text and 'File "' not in text and "site-packages" not in text
     assert served.secrets["alice"] not in text and served.tokens["alice"] not in text
+
+
+def test_unexpected_errors_are_bare_500_problems_and_logs_keep_secrets(
+        tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    from fastapi.testclient import TestClient
+
+    from headwater import Config, Platform
+    from headwater.service import create_app
+
+    with Platform.open(Config.embedded(tmp_path / "hw")) as platform:
+        app = create_app(platform)
+
+        @app.get("/v1/boom")
+        def boom() -> None:
+            raise RuntimeError("connect failed: postgresql://user:hunter2@db/prod")
+
+        with caplog.at_level("INFO"), TestClient(app) as c:
+            r = c.get("/v1/boom")
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json() == {"type": "https://headwater.dev/problems/internal-error", "title": "Internal Server Error",
+                        "status": 500, "detail": "the server failed to handle this request",
+                        "instance": "/v1/boom", "code": "InternalError"}
+    assert "hunter2" not in caplog.text and "RuntimeError" in caplog.text

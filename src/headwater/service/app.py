@@ -59,6 +59,7 @@ def create_app(platform: Any = None, *, config: ServiceConfig | dict[str, Any] |
     from headwater.service.routes import install_routes
 
     install_routes(app)
+    app.add_middleware(problems.CatchAll)  # added last: outermost of the app's own middleware
     _install_registry(app, deps.principal)
     _document_problems(app)
     return app

@@ -147,6 +147,41 @@ def headwater_error_response(request: Request, err: HeadwaterError) -> JSONRespo
                             extra=_context(err))
 
 
+class CatchAll:
+    """Outermost middleware: an unexpected exception becomes a bare 500 problem.
+
+    Starlette's own server-error middleware would re-raise it for the ASGI server to log with its
+    traceback (and whatever a driver put in the message); here only the class name is logged at
+    ERROR, the traceback at DEBUG on the ``headwater.service`` logger.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as err:  # noqa: BLE001 - the last line of defence
+            log.error("unhandled error on %s %s: %s", scope.get("method"), scope.get("path"), type(err).__name__)
+            log.debug("unhandled error", exc_info=True)
+            if started:
+                return  # the status line is out; the client sees a truncated body
+            response = problem_response(Request(scope), 500, "InternalError",
+                                        "the server failed to handle this request")
+            await response(scope, receive, send)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Route every error through problem details."""
 
