@@ -297,6 +297,25 @@ def processing(
 
 
 _attrs_cache: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+_last_parent: tuple[str | None, str | None, Any] = (None, None, None)
+
+
+def _parent_of(event: Event) -> Any:
+    """The context whose current span is ``event``'s producer (None: no ``traceparent``).
+
+    Events of one publish batch share their ``traceparent``, so the last one is remembered
+    (one tuple, replaced whole: safe across consumer threads)."""
+    global _last_parent
+    tp = event.traceparent
+    if not tp:
+        return None
+    ts = event.tracestate
+    last = _last_parent
+    if last[0] == tp and last[1] == ts:
+        return last[2]
+    ctx = trace.set_span_in_context(NonRecordingSpan(_parse(tp, ts)))
+    _last_parent = (tp, ts, ctx)
+    return ctx
 
 
 class _Process:
@@ -330,9 +349,7 @@ class _Process:
                 extra: dict[str, Any] = ({"messaging.message.id": events[0].id} if len(events) == 1
                                          else {"messaging.batch.message_count": len(events)})
             else:
-                tp = events.traceparent
-                parent = (trace.set_span_in_context(NonRecordingSpan(_parse(tp, events.tracestate)))
-                          if tp else None)
+                parent = _parent_of(events)
                 extra = {"messaging.message.id": events.id}
             span = self.span = _tracer.start_span(
                 f"process {self.attrs['messaging.destination.name']}", context=parent, kind=SpanKind.CONSUMER,
