@@ -301,3 +301,20 @@ def test_verify_archive_catches_a_short_file(platform: Platform) -> None:
     with pytest.raises(ArchiveError, match="missing"):
         verify_archive(lake, f"{path}.gone", 3, table.schema)
     verify_archive(lake, path, 2, table.schema)
+
+
+def test_erasure_reaches_archived_rows(seeded: Seeded) -> None:
+    from headwater.retention import archive_files, erase_from_archives
+
+    p = seeded.platform
+    RetentionEngine(p).apply(POLICY, actor="ops")
+    lake = p.store("lake")
+    (path,) = archive_files(lake, "app.customers")
+    assert 15 in read_archive(p, path).column("id").to_pylist()
+    assert erase_from_archives(p, "app.customers", "ID", "15") == 1  # text value, cast to the column
+    ids = read_archive(p, path).column("id").to_pylist()
+    assert 15 not in ids and len(ids) == 10
+    assert erase_from_archives(p, "app.customers", "id", 15) == 0
+    assert erase_from_archives(p, "app.customers", "id", "not a number") == 0
+    assert erase_from_archives(p, "warehouse.orders", "customer_id", 20) == 1
+    assert archive_files(lake, "nothing.here") == []

@@ -16,7 +16,7 @@ The policy file is described in :mod:`headwater.retention._model`; legal holds i
 ``Store.update_rows`` (atomic per call on every backend).
 """
 
-from headwater.retention._archive import ArchiveError
+from headwater.retention._archive import ArchiveError, archive_files, erase_from_archives
 from headwater.retention._engine import RetentionEngine, token_key
 from headwater.retention._model import (
     PlatformLogs,
@@ -38,6 +38,8 @@ __all__ = [
     "RetentionPolicy",
     "RetentionReport",
     "RetentionRule",
+    "archive_files",
+    "erase_from_archives",
     "load_retention",
     "parse_duration",
     "read_retention_file",
