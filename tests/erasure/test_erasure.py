@@ -257,3 +257,15 @@ def test_hold_placed_during_a_run_leaves_that_target(embedded):
     holds.release(placed[0].id, actor="legal")
     assert engine.run(actor="dpo", resume=report.job_id).ok
     assert count(embedded, "app.customers", "id = 7") == 0
+
+
+def test_erasing_a_copy_reports_its_source_as_residual(embedded):
+    from tests.erasure._seed import seed
+
+    seed(embedded)
+    report = ErasureEngine(embedded).run("warehouse.dim_customer.customer_id=7", actor="dpo")
+    states = {t.dataset: t for t in report.targets}
+    assert states["warehouse.dim_customer"].verified and states["lake.customer_export"].verified
+    src = states["app.customers"]
+    assert src.state is TargetState.RESIDUAL and "upstream" in src.reason
+    assert count(embedded, "app.customers", "id = 7") == 1

@@ -172,6 +172,17 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
                 name, f"lineage {root.name} -> {name}",
                 f"not subject-addressable: derived from {root.name} but no column carries "
                 f"{subject.column} unchanged (aggregate, filter or transformation)")
+    try:
+        upstream = lineage.upstream(f"{root.name}.{subject.column}").edges
+    except HeadwaterError:
+        upstream = []
+    for edge in upstream:
+        src = edge.source.rpartition(".")[0]
+        if edge.type == "DIRECT" and edge.subtype == "IDENTITY" and src and src not in targets:
+            residual.setdefault(src, _residual(
+                src, f"lineage {edge.source} -> {edge.target}",
+                f"upstream of {root.name}: the key comes from {edge.source}, so the subject is still "
+                "there; erase the subject at its source (name that dataset in the subject)"))
     for name in list(residual):
         if name in targets:
             del residual[name]  # reached unchanged through another path: erasable
