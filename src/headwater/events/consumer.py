@@ -54,7 +54,7 @@ from headwater.events.bus.base import Bus, Consumer, Message, SubscriptionOption
 from headwater.events.bus.errors import InvalidEvent
 from headwater.events.dlq import DeadLetterStore, Stage
 from headwater.events.envelope import Event
-from headwater.telemetry.messaging import consumed, messaging_system, processing
+from headwater.telemetry.messaging import consumed, messaging_system, processing, telemetry_enabled
 
 __all__ = ["ConsumerStats", "EventConsumer", "RetryPolicy"]
 
@@ -234,6 +234,7 @@ class EventConsumer:
             self._nacked.discard((m.partition, m.offset))
         done: list[Message] = []
         ready: list[tuple[Message, Event]] = []
+        traced = telemetry_enabled()  # once per batch: off, the handler is called bare
         for msg in messages:
             if msg.delivery > self.delivery_limit:
                 self._dead(
@@ -263,28 +264,35 @@ class EventConsumer:
             if self.batch:
                 events = [e for _, e in ready]
                 try:
-                    with processing(self._system, self.topic, self.group, events):
+                    if traced:
+                        with processing(self._system, self.topic, self.group, events):
+                            self.handler(events)  # type: ignore[arg-type]
+                    else:
                         self.handler(events)  # type: ignore[arg-type]
                 except Exception:  # noqa: BLE001 - isolate the bad events one by one
                     logger.debug("batch handler failed; retrying events one by one", exc_info=True)
                     for msg, event in ready:
-                        if self._handle_one(msg, event, stats, lambda e: self.handler([e])):  # type: ignore[list-item]
+                        if self._handle_one(msg, event, stats, lambda e: self.handler([e]), traced):  # type: ignore[list-item]
                             done.append(msg)
                 else:
                     stats.handled += len(ready)
                     done.extend(m for m, _ in ready)
             else:
                 for msg, event in ready:
-                    if self._handle_one(msg, event, stats, self.handler):  # type: ignore[arg-type]
+                    if self._handle_one(msg, event, stats, self.handler, traced):  # type: ignore[arg-type]
                         done.append(msg)
         self.consumer.ack_many(done)
 
     def _handle_one(
-        self, msg: Message, event: Event, stats: ConsumerStats, call: Callable[[Event], Any]
+        self, msg: Message, event: Event, stats: ConsumerStats, call: Callable[[Event], Any], traced: bool = False,
     ) -> bool:
-        """Run the handler; True when the message is finished (handled or dead-lettered)."""
+        """Run the handler (in its process span when ``traced``); True when the message is
+        finished (handled or dead-lettered)."""
         try:
-            with processing(self._system, self.topic, self.group, event):
+            if traced:
+                with processing(self._system, self.topic, self.group, event):
+                    call(event)
+            else:
                 call(event)
         except Exception as err:  # noqa: BLE001 - every handler error is retried or dead-lettered
             pos = (msg.partition, msg.offset)
