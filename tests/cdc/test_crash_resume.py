@@ -123,7 +123,12 @@ def test_sigkill_resume_converges(cdc_dsn, names, tmp_path, session) -> None:
         writer.join(30)
         assert writer.error is None, writer.error
         assert writer.changes > 100
-        # 3. a clean stop after it has caught up
+        # 3. a clean stop after it has caught up (the last process is up: it holds the slot)
+        deadline = time.monotonic() + 60
+        while not sql(cdc_dsn, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active",
+                      (names.slot,)):
+            assert p.poll() is None and time.monotonic() < deadline, "the last connector did not start"
+            time.sleep(0.05)
         time.sleep(1.5)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)

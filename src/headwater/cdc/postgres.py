@@ -69,6 +69,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -739,136 +740,168 @@ class PostgresCDC:
         last_alarm_check = 0.0
         confirmed = 0
 
-        def flush() -> None:
-            nonlocal pending, pending_lsn, pending_commits, confirmed
-            by_topic: dict[str, list[tuple[Any, str | None]]] = {}
-            for topic, event, key in pending:
-                by_topic.setdefault(topic, []).append((event, key))
+        # One batch is published on a worker thread while the next is decoded; it is confirmed
+        # (feedback from this thread: the cursor is not thread-safe) only once it is acknowledged.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cdc-publish-{self.slot}")
+        inflight: tuple[Future[float], int | None, list[float], int] | None = None
+
+        def publish(by_topic: dict[str, list[tuple[Any, str | None]]]) -> float:
             for topic, items in by_topic.items():
                 self._publish_many(topic, items)
-            now = time.time()
-            self._latencies.extend(now - c for c in pending_commits)
-            self._published += len(pending)
-            if pending_lsn is not None:
-                # A halted table holds the confirmed position before its first unpublished change.
-                target = pending_lsn if self._frozen_at is None else min(pending_lsn, self._frozen_at)
-                if target > confirmed:
-                    cur.send_feedback(flush_lsn=target, write_lsn=target, reply=False)
-                    self._flushed_lsn = confirmed = target
-            pending, pending_lsn, pending_commits = [], None, []
+            return time.time()
 
-        while True:
-            msg = cur.read_message()
-            if msg is None:
-                now = time.monotonic()
-                if pending:
-                    flush()
-                elif begin is None and self._frozen_at is None:
-                    wal_end = cur.wal_end
-                    if wal_end and wal_end > confirmed:
-                        # Caught up with nothing in flight: every change before wal_end is
-                        # published, so the idle position can be confirmed.
-                        cur.send_feedback(flush_lsn=wal_end, write_lsn=wal_end, force=True)
-                        self._flushed_lsn = confirmed = wal_end
-                if (self._stop.is_set()
-                        or (max_events is not None and self._published - start_count >= max_events and begin is None)
-                        or (idle_timeout is not None and now - last_change >= idle_timeout and begin is None)):
-                    cur.send_feedback(force=True)  # the last confirmed position reaches the server
-                    return
-                if now - last_heartbeat >= self.heartbeat_interval:
-                    last_heartbeat = now
-                    with contextlib.suppress(CDCError):
-                        self.heartbeat()
-                self._write_status()
-                if self.lag_alarm_bytes is not None and now - last_alarm_check >= self.heartbeat_interval:
-                    last_alarm_check = now
-                    self._check_alarm()
-                wait = min(self.heartbeat_interval, 1.0 if idle_timeout is None else max(0.01, min(1.0, idle_timeout)))
-                with contextlib.suppress(InterruptedError):
-                    select.select([cur], [], [], wait)
-                continue
-            last_change = time.monotonic()
-            m = decoder.decode(msg.payload)
-            cls = m.__class__
-            if cls is Insert:
-                tx.append((m.relation, m.new, None, "c"))  # type: ignore[arg-type]
-            elif cls is Update:
-                tx.append((m.relation, m.new, _old(m), "u"))  # type: ignore[arg-type]
-            elif cls is Delete:
-                tx.append((m.relation, None, _old(m), "d"))  # type: ignore[arg-type]
-            elif cls is Begin:
-                begin = m  # type: ignore[assignment]
-                tx = []
-            elif cls is Commit:
-                if begin is None:
-                    raise CDCError("Commit without Begin in the replication stream")
-                now_ms = int(time.time() * 1000)
-                commit_ms = int(begin.commit_ts.timestamp() * 1000)
-                lsn = begin.final_lsn
-                n = len(tx)
-                txid = f"{begin.xid}:{lsn}"
-                halted = self.schemas.halted
-                xid = begin.xid
-                commit_ts = begin.commit_ts
-                time_iso = commit_ts.isoformat()  # the events' time: their commit
-                id_prefix = f"{self.slot}:{lsn:X}:1:"
-                after_id = (f'","source":{self._source_q},"type":"{CHANGE_TYPE}","time":"{time_iso}",'
-                            '"datacontenttype":"application/json"')
-                tx_json = f'"ts_ms":{commit_ms},"snapshot":"false","pos":'
-                for pos, (rel, new, old, op) in enumerate(tx):
-                    if halted and rel.qualified in halted:
-                        self._stats_of(rel).skipped += 1
-                        continue
-                    if op == "t":
-                        data, key, unchanged = self._envelope(rel, "t", None, None, lsn, xid, commit_ms, now_ms)
-                    else:
-                        data, key, unchanged = self._envelope(rel, op, old, new, lsn, xid, commit_ms, now_ms)
-                    data["source"]["pos"] = pos
-                    data["transaction"] = {"id": txid, "total_order": pos + 1, "event_count": n}
-                    tpl = self._templates.get(rel.oid)
-                    if tpl is None or tpl[6] is not rel:
-                        tpl = self._template(rel)
-                    ext, ext_js, source_js, topic, counts, stats, _ = tpl
-                    if unchanged:
-                        ext = {**ext, "unchanged": ",".join(unchanged)}
-                        ext_js = _ext_json(ext)
-                    counts[op] += 1
-                    stats.last_lsn = lsn
-                    # The envelope's JSON from the table's template: only the row images are encoded.
-                    rows = _encode({"before": data["before"], "after": data["after"]})
-                    eid = f"{id_prefix}{pos}"
-                    subj = "" if key is None else f',"subject":{_quote(key)}'
-                    raw = (f'{{"specversion":"1.0","id":"{eid}{after_id}{subj}{ext_js},"data":'
-                           f'{rows[:-1]},"source":{source_js}"lsn":{lsn},"txId":{xid},{tx_json}{pos}}},'
-                           f'"op":"{op}","ts_ms":{now_ms},"transaction":{{"id":"{txid}",'
-                           f'"total_order":{pos + 1},"event_count":{n}}}}}}}').encode()
-                    pending.append((topic, _make_event(CHANGE_TYPE, self.source, data, eid, key, commit_ts, ext,
-                                                       raw), key))
-                if not pending_since or not pending_commits:
-                    pending_since = time.monotonic()
-                pending_commits.append(begin.commit_ts.timestamp())
-                pending_lsn = m.end_lsn  # type: ignore[union-attr]
-                begin = None
-                tx = []
-                if len(pending) >= self.batch_size or time.monotonic() - pending_since >= self.flush_interval:
-                    flush()
-                    pending_since = 0.0
-                if max_events is not None and self._published - start_count >= max_events:
-                    if pending:
+        def confirm(lsn: int | None) -> None:
+            nonlocal confirmed
+            if lsn is None:
+                return
+            # A halted table holds the confirmed position before its first unpublished change.
+            target = lsn if self._frozen_at is None else min(lsn, self._frozen_at)
+            if target > confirmed:
+                cur.send_feedback(flush_lsn=target, write_lsn=target, reply=False)
+                self._flushed_lsn = confirmed = target
+
+        def settle() -> None:
+            nonlocal inflight
+            if inflight is None:
+                return
+            future, lsn, commits, count = inflight
+            inflight = None
+            acked = future.result()
+            self._latencies.extend(acked - c for c in commits)
+            self._published += count
+            confirm(lsn)
+
+        def flush(wait: bool = False) -> None:
+            nonlocal pending, pending_lsn, pending_commits, inflight
+            settle()
+            if pending:
+                by_topic: dict[str, list[tuple[Any, str | None]]] = {}
+                for topic, event, key in pending:
+                    by_topic.setdefault(topic, []).append((event, key))
+                inflight = (executor.submit(publish, by_topic), pending_lsn, pending_commits, len(pending))
+            else:
+                confirm(pending_lsn)
+            pending, pending_lsn, pending_commits = [], None, []
+            if wait:
+                settle()
+
+        def queued() -> int:
+            return self._published + len(pending) + (inflight[3] if inflight is not None else 0) - start_count
+
+        try:
+            while True:
+                msg = cur.read_message()
+                if msg is None:
+                    now = time.monotonic()
+                    if pending or inflight is not None or pending_lsn is not None:
+                        flush(wait=True)
+                    elif begin is None and self._frozen_at is None:
+                        wal_end = cur.wal_end
+                        if wal_end and wal_end > confirmed:
+                            # Caught up with nothing in flight: every change before wal_end is
+                            # published, so the idle position can be confirmed.
+                            cur.send_feedback(flush_lsn=wal_end, write_lsn=wal_end, force=True)
+                            self._flushed_lsn = confirmed = wal_end
+                    if (self._stop.is_set()
+                            or (max_events is not None and queued() >= max_events and begin is None)
+                            or (idle_timeout is not None and now - last_change >= idle_timeout and begin is None)):
+                        cur.send_feedback(force=True)  # the last confirmed position reaches the server
+                        return
+                    if now - last_heartbeat >= self.heartbeat_interval:
+                        last_heartbeat = now
+                        with contextlib.suppress(CDCError):
+                            self.heartbeat()
+                    self._write_status()
+                    if self.lag_alarm_bytes is not None and now - last_alarm_check >= self.heartbeat_interval:
+                        last_alarm_check = now
+                        self._check_alarm()
+                    wait = min(self.heartbeat_interval, 1.0 if idle_timeout is None else max(0.01, min(1.0, idle_timeout)))
+                    with contextlib.suppress(InterruptedError):
+                        select.select([cur], [], [], wait)
+                    continue
+                last_change = time.monotonic()
+                m = decoder.decode(msg.payload)
+                cls = m.__class__
+                if cls is Insert:
+                    tx.append((m.relation, m.new, None, "c"))  # type: ignore[arg-type]
+                elif cls is Update:
+                    tx.append((m.relation, m.new, _old(m), "u"))  # type: ignore[arg-type]
+                elif cls is Delete:
+                    tx.append((m.relation, None, _old(m), "d"))  # type: ignore[arg-type]
+                elif cls is Begin:
+                    begin = m  # type: ignore[assignment]
+                    tx = []
+                elif cls is Commit:
+                    if begin is None:
+                        raise CDCError("Commit without Begin in the replication stream")
+                    now_ms = int(time.time() * 1000)
+                    commit_ms = int(begin.commit_ts.timestamp() * 1000)
+                    lsn = begin.final_lsn
+                    n = len(tx)
+                    txid = f"{begin.xid}:{lsn}"
+                    halted = self.schemas.halted
+                    xid = begin.xid
+                    commit_ts = begin.commit_ts
+                    time_iso = commit_ts.isoformat()  # the events' time: their commit
+                    id_prefix = f"{self.slot}:{lsn:X}:1:"
+                    after_id = (f'","source":{self._source_q},"type":"{CHANGE_TYPE}","time":"{time_iso}",'
+                                '"datacontenttype":"application/json"')
+                    tx_json = f'"ts_ms":{commit_ms},"snapshot":"false","pos":'
+                    for pos, (rel, new, old, op) in enumerate(tx):
+                        if halted and rel.qualified in halted:
+                            self._stats_of(rel).skipped += 1
+                            continue
+                        if op == "t":
+                            data, key, unchanged = self._envelope(rel, "t", None, None, lsn, xid, commit_ms, now_ms)
+                        else:
+                            data, key, unchanged = self._envelope(rel, op, old, new, lsn, xid, commit_ms, now_ms)
+                        data["source"]["pos"] = pos
+                        data["transaction"] = {"id": txid, "total_order": pos + 1, "event_count": n}
+                        tpl = self._templates.get(rel.oid)
+                        if tpl is None or tpl[6] is not rel:
+                            tpl = self._template(rel)
+                        ext, ext_js, source_js, topic, counts, stats, _ = tpl
+                        if unchanged:
+                            ext = {**ext, "unchanged": ",".join(unchanged)}
+                            ext_js = _ext_json(ext)
+                        counts[op] += 1
+                        stats.last_lsn = lsn
+                        # The envelope's JSON from the table's template: only the row images are encoded.
+                        rows = _encode({"before": data["before"], "after": data["after"]})
+                        eid = f"{id_prefix}{pos}"
+                        subj = "" if key is None else f',"subject":{_quote(key)}'
+                        raw = (f'{{"specversion":"1.0","id":"{eid}{after_id}{subj}{ext_js},"data":'
+                               f'{rows[:-1]},"source":{source_js}"lsn":{lsn},"txId":{xid},{tx_json}{pos}}},'
+                               f'"op":"{op}","ts_ms":{now_ms},"transaction":{{"id":"{txid}",'
+                               f'"total_order":{pos + 1},"event_count":{n}}}}}}}').encode()
+                        pending.append((topic, _make_event(CHANGE_TYPE, self.source, data, eid, key, commit_ts, ext,
+                                                           raw), key))
+                    if not pending_since or not pending_commits:
+                        pending_since = time.monotonic()
+                    pending_commits.append(begin.commit_ts.timestamp())
+                    pending_lsn = m.end_lsn  # type: ignore[union-attr]
+                    begin = None
+                    tx = []
+                    if len(pending) >= self.batch_size or time.monotonic() - pending_since >= self.flush_interval:
                         flush()
-                    cur.send_feedback(force=True)
-                    return
-            elif cls is Truncate:
-                for rel in m.relations:  # type: ignore[union-attr]
-                    tx.append((rel, None, None, "t"))
-            elif cls is Relation:
-                self._stats_of(m)  # type: ignore[arg-type]
-                if not self._observe(m) and self._frozen_at is None:  # type: ignore[arg-type]
-                    # Everything before this transaction may still be confirmed; nothing after.
-                    self._frozen_at = pending_lsn if pending_lsn is not None else confirmed
-                    log.warning("CDC slot %s: confirmed position held at %s while %s is halted",
-                                self.slot, format_lsn(self._frozen_at), m.qualified)  # type: ignore[union-attr]
-            # Origin, Type and logical messages carry nothing to publish.
+                        pending_since = 0.0
+                    if max_events is not None and queued() >= max_events:
+                        flush(wait=True)
+                        cur.send_feedback(force=True)
+                        return
+                elif cls is Truncate:
+                    for rel in m.relations:  # type: ignore[union-attr]
+                        tx.append((rel, None, None, "t"))
+                elif cls is Relation:
+                    self._stats_of(m)  # type: ignore[arg-type]
+                    if not self._observe(m) and self._frozen_at is None:  # type: ignore[arg-type]
+                        # Everything before this transaction may still be confirmed; nothing after.
+                        self._frozen_at = pending_lsn if pending_lsn is not None else confirmed
+                        log.warning("CDC slot %s: confirmed position held at %s while %s is halted",
+                                    self.slot, format_lsn(self._frozen_at), m.qualified)  # type: ignore[union-attr]
+                # Origin, Type and logical messages carry nothing to publish.
+        finally:
+            executor.shutdown(wait=True)
 
     def _check_alarm(self) -> None:
         try:
