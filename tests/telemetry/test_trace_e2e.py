@@ -16,6 +16,7 @@ from headwater.events.envelope import Event
 from headwater.events.routing import Router, router_consumer
 from headwater.events.sink import DatasetSink, sink_consumer
 from tests.cdc.fix_cdc import cdc_dsn, names, sql  # noqa: F401 - fixtures
+from tests.events.bus.conftest import nats_url  # noqa: F401 - fixture
 
 ORDER_SCHEMA = '{"type": "object", "properties": {"id": {"type": "integer"}, "amount": {"type": "number"}}}'
 
@@ -34,8 +35,9 @@ def _assert_chain(chain) -> None:
         assert child.parent.span_id == parent.context.span_id, (parent.name, child.name)
 
 
-def _route_and_sink(platform, source_topic: str, routed_topic: str, dataset: str, routes: str, to_row) -> None:
-    bus = platform.bus
+def _route_and_sink(platform, source_topic: str, routed_topic: str, dataset: str, routes: str, to_row,
+                    bus=None) -> None:
+    bus = bus or platform.bus
     bus.create_topic(routed_topic)
     dlq = platform.dead_letters
     with router_consumer(bus, source_topic, "router", Router(routes), dead_letters=dlq) as router:
@@ -64,6 +66,31 @@ def test_embedded_bus_publish_route_sink_is_one_trace(platform, spans) -> None:
     assert chain[3].attributes["messaging.consumer.group.name"] == "sink"
     rows = platform.session("alice").sql("SELECT id, amount FROM warehouse.big_orders").to_pylist()
     assert rows == [{"id": 7, "amount": 120.5}]
+
+
+def test_trace_context_crosses_nats(platform, spans, nats_url) -> None:  # noqa: F811
+    import uuid
+
+    from headwater.events.bus.nats import NatsBus
+    from headwater.events.producer import Producer
+
+    bus = NatsBus(nats_url, subject_prefix=f"t{uuid.uuid4().hex[:10]}", storage="memory")
+    try:
+        platform.register_schema("orders-value", ORDER_SCHEMA)
+        bus.create_topic("orders")
+        Producer(bus, platform.schema_registry, source="/shop").publish(
+            "orders", Event(type="order.created", source="/shop", data={"id": 3, "amount": 500.0}))
+        routes = "routes:\n  - name: all\n    match: {type: order.*}\n    to: orders.routed\n"
+        _route_and_sink(platform, "orders", "orders.routed", "warehouse.nats_orders", routes, lambda e: e.data,
+                        bus=bus)
+    finally:
+        for topic in bus.topics():
+            bus.delete_topic(topic.name)
+        bus.close()
+    chain = [_by_name(spans, n) for n in ("publish orders", "process orders", "publish orders.routed",
+                                          "process orders.routed", "UPSERT warehouse.nats_orders")]
+    _assert_chain(chain)
+    assert {s.attributes["messaging.system"] for s in chain[:4]} == {"nats"}
 
 
 @pytest.mark.postgres
