@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 
 from headwater import Config, Platform
 from tests.fix_services import free_port
@@ -16,9 +17,11 @@ from tests.fix_services import free_port
 HEADWATER = [sys.executable, "-c", "from headwater.cli.app import main; main()"]
 
 
-def test_headwater_serve_runs_uvicorn_on_the_platform(tmp_path: Path) -> None:
+def test_headwater_serve_runs_uvicorn_on_the_platform_with_metrics(tmp_path: Path) -> None:
     config = tmp_path / "headwater.yaml"
-    config.write_text(Config.embedded(tmp_path / "hw").to_yaml_with_secrets())
+    doc = yaml.safe_load(Config.embedded(tmp_path / "hw").to_yaml_with_secrets())
+    doc["telemetry"] = {"exporters": ["prometheus"]}
+    config.write_text(yaml.safe_dump(doc))
     with Platform.open(config) as platform:
         platform.session("setup").write("app.things", [{"id": 1, "name": "one"}])
         token = platform.create_api_key("setup").token
@@ -43,6 +46,8 @@ def test_headwater_serve_runs_uvicorn_on_the_platform(tmp_path: Path) -> None:
                           headers={"X-API-Key": token}).json()["rows"]
         assert rows == [["one"]]
         assert httpx.get(f"{base}/readyz").json()["status"] == "ok"
+        metrics = httpx.get(f"{base}/metrics").text  # the telemetry module's metrics, when enabled
+        assert "db_client_operation_duration" in metrics and 'db_system_name="sqlite"' in metrics
     finally:
         proc.terminate()
         proc.wait(timeout=15)
