@@ -293,3 +293,24 @@ def test_unexpected_errors_are_bare_500_problems_and_logs_keep_secrets(
                         "status": 500, "detail": "the server failed to handle this request",
                         "instance": "/v1/boom", "code": "InternalError"}
     assert "hunter2" not in caplog.text and "RuntimeError" in caplog.text
+
+
+def test_openapi_document_is_complete(served: Served) -> None:
+    with served.client() as c:
+        doc = c.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert {"ApiKey", "Bearer", "Basic"} <= set(doc["components"]["securitySchemes"])
+    assert "Problem" in doc["components"]["schemas"]
+    ops = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()
+           if path.startswith(("/v1/", "/api/v1/", "/healthz", "/readyz", "/metrics"))]
+    assert len(ops) >= 22
+    ids = [op["operationId"] for _, _, op in ops]
+    assert len(ids) == len(set(ids))
+    for path, method, op in ops:
+        where = f"{method.upper()} {path}"
+        assert op.get("tags") and op.get("summary") and op.get("description"), where
+        ok = op["responses"].get("200") or op["responses"].get("201")
+        assert ok and ok.get("content"), where
+        assert "default" in op["responses"] or path in {"/healthz", "/readyz", "/metrics"}, where
+        if path.startswith(("/v1/", "/api/")):
+            assert op["security"] == [{"ApiKey": []}, {"Bearer": []}, {"Basic": []}], where

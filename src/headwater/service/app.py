@@ -75,8 +75,16 @@ def _document_problems(app: FastAPI) -> None:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, summary=app.summary,
                               description=app.description, routes=app.routes, tags=app.openapi_tags)
-            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = doc.setdefault("components", {})
+            components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}")
+            components.setdefault("securitySchemes", {}).update(_SECURITY_SCHEMES)
+            for path, item in doc.get("paths", {}).items():
+                if path in _OPEN_PATHS:
+                    continue
+                for operation in item.values():
+                    if isinstance(operation, dict):
+                        operation.setdefault("security", [{name: []} for name in _SECURITY_SCHEMES])
             app.openapi_schema = doc
         return app.openapi_schema
 
@@ -89,6 +97,17 @@ def _install_registry(app: FastAPI, principal: Any) -> None:
 
     registry_api.install(app, principal)
 
+
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+_SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+               "description": "An API key token, `<key_id>.<secret>`."},
+    "Bearer": {"type": "http", "scheme": "bearer",
+               "description": "An API key token or a JWT from the configured issuer."},
+    "Basic": {"type": "http", "scheme": "basic",
+              "description": "An API key's id as user name and its secret as password (as Confluent Cloud)."},
+}
 
 _DESCRIPTION = """\
 Query, read and write datasets under the platform's policy (masked columns, row filters and
