@@ -21,7 +21,7 @@ from tests.service.conftest import open_platform, serve
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Platform]]:
     platform = open_platform(tmp_path_factory.mktemp("limits") / "hw")
-    tokens = {who: platform.create_api_key(who).token for who in ("alice", "bob")}
+    tokens = {who: platform.create_api_key(who).token for who in ("alice", "bob", "carol")}
     cfg = ServiceConfig(rate_per_s=0.2, rate_burst=3, max_body_bytes=2048)
     with serve(platform, cfg) as server:
         yield server.base_url, tokens, platform
@@ -58,6 +58,20 @@ def test_body_limit_is_413(limited: tuple[str, dict[str, str], Platform]) -> Non
         r = c.post("/v1/datasets/lake.big/rows", content=chunks(), headers={"X-API-Key": tokens["bob"]})
         assert r.status_code == 413
     assert "lake.big" not in [d.name for d in limited[2].catalog.list()]
+
+
+def test_limits_on_schema_registry_paths_answer_confluent_style(
+        limited: tuple[str, dict[str, str], Platform]) -> None:
+    base, tokens, _ = limited
+    auth = {"X-API-Key": tokens["carol"]}
+    with httpx.Client(base_url=base) as c:
+        too_big = c.post("/subjects/orders-value/versions", json={"schema": "x" * 5000}, headers=auth)
+        assert too_big.status_code == 413
+        assert too_big.json()["error_code"] == 413 and "message" in too_big.json()
+        assert [c.get("/subjects", headers=auth).status_code for _ in range(3)] == [200, 200, 200]
+        limited_r = c.get("/subjects", headers=auth)
+    assert limited_r.status_code == 429 and int(limited_r.headers["retry-after"]) >= 1
+    assert limited_r.json()["error_code"] == 429
 
 
 def test_token_bucket_refills() -> None:

@@ -166,9 +166,15 @@ class LimitsMiddleware:
         return who.name
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, err: Any) -> None:
+        """Answer with the error: Confluent-style on the schema registry's paths, else a problem."""
+        from headwater.service import registry_api
         from headwater.service.problems import headwater_error_response
 
-        response = headwater_error_response(Request(scope), err)
+        request = Request(scope)
+        if registry_api.is_registry_path(scope["path"]):
+            response = registry_api.error_response(request, err)
+        else:
+            response = headwater_error_response(request, err)
         await response(scope, receive, send)
 
 

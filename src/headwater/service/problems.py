@@ -177,8 +177,13 @@ class CatchAll:
             log.debug("unhandled error", exc_info=True)
             if started:
                 return  # the status line is out; the client sees a truncated body
-            response = problem_response(Request(scope), 500, "InternalError",
-                                        "the server failed to handle this request")
+            from headwater.service import registry_api
+
+            request = Request(scope)
+            if registry_api.is_registry_path(scope["path"]):
+                response = registry_api.error_response(request, err)
+            else:
+                response = problem_response(request, 500, "InternalError", "the server failed to handle this request")
             await response(scope, receive, send)
 
 
