@@ -22,10 +22,29 @@ from headwater.events.envelope import Event
 
 __all__ = ["ChangeEvent", "encode", "event_json", "ext_json", "make_event", "quote"]
 
-encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-"""Compact JSON text of a value (the envelope's own encoder settings)."""
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 quote: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 """JSON string literal of a ``str`` (the C encoder's, as ``ensure_ascii=False`` uses)."""
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+
+
+def _build_encode() -> Any:
+    if _c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        return _ENCODER.encode
+    # The C encoder built once (JSONEncoder.encode builds one per call); no cycle check: the
+    # values are fresh trees of JSON types.
+    c_encode = _c_make_encoder(None, _ENCODER.default, quote, None, ":", ",", False, False, True)
+
+    def encode(value: Any) -> str:
+        if value.__class__ is str:
+            return quote(value)  # type: ignore[no-any-return]
+        return "".join(c_encode(value, 0))
+
+    return encode
+
+
+encode = _build_encode()
+"""Compact JSON text of a value (the envelope's own encoder settings)."""
 
 _DEFAULTS = tuple(
     (f.name, f.default) for f in dataclasses.fields(Event)
