@@ -37,9 +37,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from headwater.cdc._events import encode, event_json, make_event
 from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, write_status_file
 from headwater.cdc.errors import CDCError, CDCUnavailable
 from headwater.cdc.schemas import SchemaTracker, json_type_of_sqlite
@@ -73,7 +75,7 @@ def _bare(table: str) -> str:
 class _Table:
     """Shape of one captured table."""
 
-    __slots__ = ("blobs", "bools", "columns", "key", "name", "stats_c", "topic")
+    __slots__ = ("blobs", "bools", "columns", "ext", "key", "name", "source_json", "topic")
 
     def __init__(self, name: str, columns: list[tuple[str, str]], key: list[str], topic: str) -> None:
         self.name = name
@@ -82,6 +84,8 @@ class _Table:
         self.topic = topic
         self.bools = [c for c, d in columns if "BOOL" in d.upper()]
         self.blobs = [c for c, d in columns if "BLOB" in d.upper()]
+        self.ext = {"pk": ",".join(key)} if key else {}
+        self.source_json = ""
 
     def shape(self) -> list[tuple[str, str | None]]:
         return [(c, json_type_of_sqlite(d)) for c, d in self.columns]
@@ -208,7 +212,10 @@ class SQLiteCDC:
             raise CDCError(f"table {table!r} does not exist in {self.path.name}", table=table)
         columns = [(r[1], r[2] or "") for r in info]
         key = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
-        return _Table(table, columns, key, self.topic_of(table))
+        t = _Table(table, columns, key, self.topic_of(table))
+        t.source_json = (f'{{"connector":"sqlite","name":{encode(self.store)},"db":{encode(self.path.name)},'
+                         f'"schema":"main","table":{encode(table)},')
+        return t
 
     def _trigger_sql(self, t: _Table) -> list[str]:
         def image(ref: str) -> str:
@@ -513,7 +520,6 @@ class SQLiteCDC:
         self._schema_version = con.execute("PRAGMA schema_version").fetchone()[0]
 
     def _stream(self, max_events: int | None, idle_timeout: float | None, start: int) -> None:
-        from headwater.events.envelope import Event
 
         con = self._connect()
         last_change = time.monotonic()
@@ -545,10 +551,16 @@ class SQLiteCDC:
                 b = self._values(t, json.loads(before)) if before is not None else None
                 a = self._values(t, json.loads(after)) if after is not None else None
                 data, key = self._envelope(t, op, b, a, seq, txid, ts_ms, now_ms)
-                ext = {"pk": ",".join(t.key)} if t.key else {}
+                if t.bools or t.blobs:  # values were converted: encode them again
+                    before, after = encode(b), encode(a)
+                eid = f"{self.name}:{seq}:1:0"
+                data_json = (f'{{"before":{before or "null"},"after":{after or "null"},"source":{t.source_json}'
+                             f'"lsn":{seq},"txId":{encode(txid)},"ts_ms":{ts_ms},"snapshot":"false","pos":0}},'
+                             f'"op":"{op}","ts_ms":{now_ms}}}')
+                when = datetime.fromtimestamp(ts_ms / 1000, UTC)
+                raw = event_json(CHANGE_TYPE, self.source, eid, key, when.isoformat(), t.ext, data_json)
                 by_topic.setdefault(t.topic, []).append(
-                    (Event(type=CHANGE_TYPE, source=self.source, data=data, id=f"{self.name}:{seq}:1:0",
-                           subject=key, extensions=ext), key))
+                    (make_event(CHANGE_TYPE, self.source, data, eid, key, when, t.ext, raw), key))
                 s = self._stats[tbl]
                 s.counts[op] += 1
                 s.last_seq = seq
