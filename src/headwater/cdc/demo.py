@@ -71,13 +71,13 @@ def cdc_demo_step(platform: Any, console: Any, *, table: str = "customers", prin
             raise ValueError(f"app.{table} needs at least two rows for the CDC demo")
         # What a downstream consumer of the topic sees from here on.
         watcher = platform.bus.subscribe(topic, "demo-cdc-watch")
-        while old := watcher.fetch(10_000, timeout=0.2):
+        while old := watcher.fetch(10_000, timeout=0.05):
             watcher.ack_many(old)
         seen: list[Any] = []
         _source_writes(platform, table, top + 1, update_id, delete_id)
         second = pipe.sync()
         while True:
-            msgs = watcher.fetch(1000, timeout=0.3)
+            msgs = watcher.fetch(1000, timeout=0.05)
             if not msgs:
                 break
             seen.extend(m.event() for m in msgs if m.event().type == CHANGE_TYPE)

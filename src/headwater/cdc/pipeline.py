@@ -197,12 +197,17 @@ class CDCPipeline:
             catalog.update(dst.name, primary_key=list(src.primary_key))
         self._governed[table] = shape
 
-    def sync(self, *, idle_timeout: float = 0.3) -> dict[str, Any]:
-        """Capture until the source has been idle ``idle_timeout`` seconds, then apply all of it;
-        returns ``{"published", "applied": {table: n}, "halted"}``."""
+    def sync(self, *, idle_timeout: float | None = None) -> dict[str, Any]:
+        """Capture until the source has been idle ``idle_timeout`` seconds (default: 0.05 s for
+        a SQLite change table, 0.3 s for a replication stream), then apply all of it; returns
+        ``{"published", "applied": {table: n}, "halted"}``."""
+        from headwater.cdc.sqlite import SQLiteCDC
+
+        if idle_timeout is None:
+            idle_timeout = 0.05 if isinstance(self.connector, SQLiteCDC) else 0.3
         self._lineage_start()
         published = self.connector.run(idle_timeout=idle_timeout)
-        applied = self.drain()
+        applied = self.drain(timeout=0.05)  # everything published is already on the bus
         return {"published": published, "applied": applied, "halted": sorted(self.connector.schemas.halted)}
 
     def run(self, *, poll: float = 0.5) -> None:
