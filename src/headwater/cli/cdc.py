@@ -160,7 +160,8 @@ def cdc_status(
             rows.append({"table": qualified, "topic": topic, "topic_exists": topic in topics,
                          "state": info.get("state", "-"), "error": info.get("error"),
                          "events": sum(info.get(k, 0) for k in ("c", "u", "d", "r")),
-                         "backlog": doc.get("change_table", {}).get("tables", {}).get(t.rpartition(".")[2])})
+                         "backlog": (doc["change_table"]["tables"].get(t, 0) if doc.get("change_table", {}).get("captured")
+                                     else None)})
         doc["tables"] = rows
         if fmt == "json":
             sys.stdout.write(json.dumps(doc, default=str) + "\n")
