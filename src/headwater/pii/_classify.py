@@ -237,7 +237,6 @@ def _byte_table() -> np.ndarray:
 
 
 _BYTE_CLASS = _byte_table()
-_IS_DIGIT = ((np.arange(256) >= 48) & (np.arange(256) <= 57)).astype(np.uint8)
 _SECRET_FIRST_BYTE = np.zeros(256, dtype=bool)
 _SECRET_FIRST_BYTE[[h[0] for h in _SECRET_HEADS]] = True
 _SECRET_HEAD_KEYS = np.array([int.from_bytes(h, "little") for h in _SECRET_HEADS], dtype=np.uint32)
@@ -306,10 +305,9 @@ def _features(arr: pa.Array) -> _Features:
     np.take(_BYTE_CLASS, body, out=flags[:size])
     flags[size] = 0
     classes = np.bitwise_or.reduceat(flags, bounds)[0::2]
-    isdigit = np.empty(size + 1, dtype=np.uint8)
-    np.take(_IS_DIGIT, body, out=isdigit[:size])
-    isdigit[size] = 0
-    digits = np.add.reduceat(isdigit, bounds, dtype=np.int32)[0::2]
+    running = np.zeros(size + 1, dtype=np.int32)  # digits before each byte
+    np.cumsum((body - np.uint8(48)) < 10, out=running[1:])
+    digits = running[bounds[1::2]] - running[bounds[0::2]]
     if size:
         first = body[np.minimum(bounds[0::2], size - 1)]
         last = body[np.clip(bounds[1::2] - 1, 0, size - 1)]
@@ -349,15 +347,15 @@ def _match(arr: pa.Array, rows: np.ndarray, pattern: str) -> np.ndarray:
     return ok
 
 
-def _adjacent(arr: pa.Array, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Which values of ``arr`` hold a byte in ``first`` directly followed by one in ``second``.
-
-    ``first`` and ``second`` are 256-entry boolean tables.
-    """
+def _adjacent(arr: pa.Array, chars: bytes) -> np.ndarray:
+    """Which values of ``arr`` hold two bytes of ``chars`` next to each other (``..``, ``- ``)."""
     offsets, data = _offsets_and_data(arr)
     body = data[int(offsets[0]):int(offsets[-1])]
     out = np.zeros(len(arr), dtype=bool)
-    at = np.flatnonzero(first[body[:-1]] & second[body[1:]])
+    hit = body == chars[0]
+    for ch in chars[1:]:
+        hit |= body == ch
+    at = np.flatnonzero(hit[:-1] & hit[1:])
     if len(at):
         row = np.searchsorted(offsets - offsets[0], at, side="right") - 1
         inside = at + 1 < offsets[row + 1] - offsets[0]  # both bytes in the same value
@@ -365,22 +363,15 @@ def _adjacent(arr: pa.Array, first: np.ndarray, second: np.ndarray) -> np.ndarra
     return out
 
 
-def _byte_set(chars: bytes) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    table[list(chars)] = True
-    return table
-
-
-_DOTS = _byte_set(b".")
-_CARD_SEPARATORS = _byte_set(b" -")
-_DIGIT_BYTES = _byte_set(b"0123456789")
+_DIGIT_BYTES = np.zeros(256, dtype=bool)
+_DIGIT_BYTES[48:58] = True
 
 
 def _digits_only(arr: pa.Array, counts: np.ndarray) -> pa.Array:
     """``arr`` with every byte that is not an ASCII digit removed (``counts``: digits per value)."""
     offsets, data = _offsets_and_data(arr)
     body = data[int(offsets[0]):int(offsets[-1])]
-    kept = body[_DIGIT_BYTES[body]]
+    kept = body[(body - np.uint8(48)) < 10]
     new_offsets = np.zeros(len(arr) + 1, dtype=np.int64)
     np.cumsum(counts, out=new_offsets[1:])
     return pa.Array.from_buffers(pa.large_string(), len(arr), [None, pa.py_buffer(new_offsets), pa.py_buffer(kept)])
@@ -410,18 +401,19 @@ def _width_blocks(arr: pa.Array, rows: np.ndarray) -> Any:
             yield order[a:b], data[o:o + (b - a) * width].reshape(b - a, width)
 
 
-def _issuer_tables() -> dict[int, list[tuple[int, int, int]]]:
-    """Card length -> ``(divisor, lo, hi)``: ``first six digits // divisor`` in ``[lo, hi]``."""
-    out: dict[int, list[tuple[int, int, int]]] = {}
+@lru_cache(maxsize=1)
+def _issuer_table() -> np.ndarray:
+    """First six digits -> bit ``length - 12`` set for each card length an issuer has there.
+
+    The table form of :func:`~headwater.pii._validators.card_issuer` (1 MB, built on first use).
+    """
+    table = np.zeros(10**6, dtype=np.uint8)
     for _issuer, ranges, lengths in _CARD_ISSUERS:
-        for length in lengths:
-            for lo, hi in ranges:
-                out.setdefault(length, []).append((10 ** (6 - len(str(lo))), lo, hi))
-    return out
-
-
-_ISSUER_RANGES = _issuer_tables()
-_SIX = np.array([100_000, 10_000, 1_000, 100, 10, 1], dtype=np.int32)
+        bits = sum(1 << (n - 12) for n in lengths if 12 <= n <= 19)
+        for lo, hi in ranges:
+            scale = 10 ** (6 - len(str(lo)))
+            table[lo * scale:(hi + 1) * scale] |= np.uint8(bits)
+    return table
 
 
 def _cards_many(digits: pa.Array) -> np.ndarray:
@@ -430,11 +422,11 @@ def _cards_many(digits: pa.Array) -> np.ndarray:
     for pos, m in _width_blocks(digits, np.arange(len(digits))):
         width = m.shape[1]
         d = (m - np.uint8(48)).T  # one row per digit position
-        six = _SIX @ d[:6].astype(np.int32)
-        issuer = np.zeros(len(pos), dtype=bool)
-        for divisor, lo, hi in _ISSUER_RANGES.get(width, ()):
-            head = six // divisor
-            issuer |= (head >= lo) & (head <= hi)
+        six = d[0].astype(np.int32)
+        for j in range(1, 6):
+            six *= 10
+            six += d[j]
+        issuer = (_issuer_table()[six] >> np.uint8(width - 12)) & np.uint8(1) == 1
         # Luhn: every second digit from the right is doubled (a two-digit result adds its digits)
         doubled = d[width - 2::-2]
         total = d[width - 1::-2].sum(axis=0, dtype=np.uint32)
@@ -562,6 +554,9 @@ def _from_arrow(values: pa.Array | pa.ChunkedArray, sample: int, seed: int) -> _
     else:
         bad["unsupported type"] = n - nulls
         return _Text(None, None, n, nulls, bad, str(t))
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    if len(arr) == 0 or int(np.diff(offsets).max()) <= MAX_VALUE_CHARS:
+        return _Text(arr, None, n, nulls, bad, str(t))  # no value has more bytes than the limit
     lengths = pc.utf8_length(arr)
     big = pc.fill_null(pc.greater(lengths, MAX_VALUE_CHARS), False)
     n_big = pc.sum(big).as_py() or 0
@@ -726,7 +721,7 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
     # email (the pattern allows "..", which no address has)
     rows = matched(free & f.only(_ALLOWED["email"]) & f.has(_AT) & f.has(_DOT), _RE_EMAIL)
     if len(rows):
-        rows = rows[~_adjacent(_take(arr, rows), _DOTS, _DOTS)]
+        rows = rows[~_adjacent(_take(arr, rows), b".")]
     claim("email", rows)
     # IBAN: shape on upper-cased values, country length, mod-97
     rows = np.flatnonzero(free & f.only(_ALLOWED["iban"]) & f.has(_DIG) & f.has(_LETTER)
@@ -752,11 +747,12 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
         sub = _take(arr, rows)
         spaced = (f.classes[rows] & np.uint16(_DASH | _SP)) != 0
         if spaced.any():
-            keep = ~_adjacent(sub, _CARD_SEPARATORS, _CARD_SEPARATORS)
+            keep = ~_adjacent(sub, b" -")
             rows, sub = rows[keep], _digits_only(sub.filter(pa.array(keep)), f.digits[rows][keep])
         claim("card", rows[_cards_many(sub)])
     # IP addresses
-    claim("ip", matched(free & f.only(_ALLOWED["ipv4"]) & (f.nbytes >= 7) & (f.nbytes <= 15), _RE_IPV4))
+    claim("ip", matched(free & f.only(_ALLOWED["ipv4"]) & f.has(_DOT) & (f.nbytes >= 7) & (f.nbytes <= 15),
+                        _RE_IPV4))
     claim("ip", matched(free & f.only(_ALLOWED["ipv6"]) & f.has(_COLON), _RE_IPV6))
     # dates: birth dates only when the column name says so; otherwise set aside so they are not
     # read as phone numbers
