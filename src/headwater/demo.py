@@ -295,6 +295,19 @@ def run_demo(
             console.print(f"  [green]✓[/green] {who}: [dim]{attempt}[/dim] → {type(err).__name__}: {err}",
                           highlight=False)
 
+    with step("Retention: a policy file, a dry-run plan, then apply (archive to the lake first)"):
+        from headwater.retention.demo import retention_demo_step
+
+        retention_demo_step(platform, console)
+    step.done("`headwater retention plan` / `apply` do the same from the CLI; legal holds "
+              "(`headwater holds place`) stop deletion of a dataset or a subject")
+
+    with step("Erasure: one customer removed from every copy, verified"):
+        from headwater.erasure.demo import erasure_demo_step
+
+        erased = erasure_demo_step(platform, console, "customers.id=7")
+    step.done(f"job {erased.job_id}: {erased.status.value}; the report names datasets and counts, never the values")
+
     with step("Lineage and the audit trail"):
         up = platform.lineage.upstream("warehouse.order_facts")
         trail = platform.audit.query(limit=10_000)

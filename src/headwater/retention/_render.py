@@ -26,6 +26,12 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _short(text: str) -> str:
+    """``/long/path/retention.yaml:11`` -> ``retention.yaml:11`` (tables stay narrow)."""
+    head, _, tail = text.partition(" ")
+    return (head.rsplit("/", 1)[-1] + (" " + tail if tail else "")) if "/" in head else text
+
+
 def print_plan(console: Console, plan: RetentionPlan, *, title: str = "Retention plan (dry run)") -> None:
     """One row per dataset and action: rows, approximate bytes, cutoff, rule, holds."""
     t = Table(title=title, header_style="bold cyan")
@@ -36,8 +42,8 @@ def print_plan(console: Console, plan: RetentionPlan, *, title: str = "Retention
         t.add_row(escape(a.dataset), f"[{style}]{a.action}[/{style}]", escape(", ".join(a.columns)),
                   "" if a.action in (HELD, ERROR) else f"{a.rows:,}",
                   "" if a.action in (HELD, ERROR) else human_bytes(a.bytes),
-                  f"{a.cutoff:%Y-%m-%d %H:%M}" if a.cutoff else "", escape(a.archive or ""),
-                  escape(a.rule), escape(a.note or ""))
+                  f"{a.cutoff:%Y-%m-%d}" if a.cutoff else "", escape(a.archive or ""),
+                  escape(_short(a.rule)), escape(a.note or ""))
     console.print(t)
     console.print(f"  {plan.total_rows:,} rows (≈ {human_bytes(plan.total_bytes)}) in {len(plan.runnable)} "
                   f"actions; {len(plan.held)} held by legal holds")
@@ -53,5 +59,5 @@ def print_report(console: Console, report: RetentionReport) -> None:
         t.add_row(escape(r.dataset), r.action, escape(", ".join(r.columns)), f"[{status}]{r.status}[/{status}]",
                   f"{r.rows:,}", f"{r.planned_rows:,}",
                   "" if r.archived_rows is None else f"{r.archived_rows:,}",
-                  escape(r.error or r.archive_path or ""))
+                  escape(r.error or _short(r.archive_path or "")))
     console.print(t)
