@@ -167,6 +167,11 @@ class _Binder:
         return param(self.index[spec][0])
 
 
+def mask_key(hmac_key: bytes, name: str) -> str:
+    """The hex key a mask strategy (``hash_in``, ``hash_out``, ``token``) derives from ``hmac_key``."""
+    return hmac.new(hmac_key, f"headwater.mask.{name}".encode(), hashlib.sha256).hexdigest()
+
+
 class PolicyEngine:
     """Authorises queries and writes for principals under one :class:`Policy`.
 
@@ -185,7 +190,7 @@ class PolicyEngine:
         return f"PolicyEngine(policy={self.policy.version!r})"
 
     def _derived_key(self, name: str) -> str:
-        return hmac.new(self.__key, f"headwater.mask.{name}".encode(), hashlib.sha256).hexdigest()
+        return mask_key(self.__key, name)
 
     # -- principals and roles -------------------------------------------------------------
     def resolve(self, principal: Principal | str) -> tuple[tuple[str, ...], dict[str, Any]]:

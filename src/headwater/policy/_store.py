@@ -59,6 +59,13 @@ class PolicyStore:
     def __repr__(self) -> str:
         return f"PolicyStore(version={self._version})"
 
+    def mask_key(self, name: str) -> str:
+        """The derived key of mask ``name`` (``token``, ``hash_in``, ``hash_out``), for code that
+        must write the very value a mask shows (retention's ``tokenise_after``)."""
+        from headwater.policy._engine import mask_key
+
+        return mask_key(self._hmac_key, name)
+
     def latest(self) -> PolicyVersion | None:
         """The policy in force, or None when none was ever applied."""
         with self.meta.connect() as conn:

@@ -89,11 +89,7 @@ class _ColumnRule:
 def token_key(platform: Platform) -> str:
     """The derived key of the policy engine's ``tokenise`` mask, so retention writes the very
     token masking shows."""
-    from headwater.policy import PolicyEngine, load_policy
-
-    engine = platform.policy_engine() or PolicyEngine(
-        load_policy("version: 1\n"), hmac_key=platform.policies._hmac_key)
-    return engine._derived_key("token")
+    return platform.policies.mask_key("token")
 
 
 class RetentionEngine:
