@@ -200,9 +200,13 @@ class Planner:
         return self._cached(key, lambda: self._prepare(sql, order_by, engine, principal))
 
     def page(self, plan: Plan, *, has_cursor: bool, null_pattern: tuple[bool, ...]) -> PagePlan:
-        """The plan wrapped for a keyset page (cached per shape)."""
-        key = ("page", plan.fingerprint, has_cursor, null_pattern, self.catalog.version)
-        return self._cached(key, lambda: self._page(plan, has_cursor, null_pattern))
+        """The plan wrapped for a keyset page (cached per shape, on the plan: a plan is one
+        principal's policy decision, so its page plans must not be shared by SQL text)."""
+        key = ("page", has_cursor, null_pattern)
+        hit = plan.rendered.get(key)
+        if hit is None:
+            hit = plan.rendered.setdefault(key, self._page(plan, has_cursor, null_pattern))  # type: ignore[arg-type]
+        return hit  # type: ignore[return-value]
 
     # -- preparation -------------------------------------------------------------------
     def _prepare(
