@@ -314,3 +314,16 @@ def test_openapi_document_is_complete(served: Served) -> None:
         assert "default" in op["responses"] or path in {"/healthz", "/readyz", "/metrics"}, where
         if path.startswith(("/v1/", "/api/")):
             assert op["security"] == [{"ApiKey": []}, {"Bearer": []}, {"Basic": []}], where
+
+
+def test_keyset_pages_are_governed_per_principal_whoever_paged_first(served: Served) -> None:
+    body = {"sql": "SELECT id, email FROM app.customers WHERE id < 20 ORDER BY id", "page_size": 4}
+    with served.client() as c:
+        alice = c.post("/v1/query", json=body, headers=served.key("alice")).json()
+        bob = c.post("/v1/query", json=body, headers=served.key("bob")).json()
+        carol = c.post("/v1/query", json=body, headers=served.key("carol")).json()
+        alice_again = c.post("/v1/query", json=body, headers=served.key("alice")).json()
+    assert alice["rows"][0] == [1, "user1@example.com"] and alice_again == {**alice, "next_cursor": alice_again["next_cursor"]}
+    assert [r[0] for r in bob["rows"]] == [1, 2, 3, 4]
+    assert all(r[1].startswith("***@") for r in bob["rows"])
+    assert [r[0] for r in carol["rows"]] == [r["id"] for r in CUSTOMERS if r["country"] in {"DE", "FR", "IT"}][:4]
