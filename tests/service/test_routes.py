@@ -119,6 +119,28 @@ def test_read_dataset_pages_and_columns(served: Served) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == "DatasetNotFound"
 
 
+@pytest.mark.parametrize("who", ["alice", "bob", "carol"])
+@pytest.mark.parametrize("columns", [None, "email", "id,email"])
+def test_read_defaults_fit_each_principal(served: Served, who: str, columns: str | None) -> None:
+    params = {"page_size": 5} | ({"columns": columns} if columns else {})
+    with served.client() as c:
+        page = c.get("/v1/datasets/app.customers/rows", params=params, headers=served.key(who))
+        if who == "bob" and columns == "email":  # the key is not selected, so the sort is on a masked column
+            assert page.status_code == 403 and page.json()["rule"] == "settings.masked_predicates"
+            return
+        assert page.status_code == 200, page.text
+        body = page.json()
+        rows = list(body["rows"])
+        while body["next_cursor"]:
+            body = c.get("/v1/datasets/app.customers/rows", headers=served.key(who),
+                         params={"cursor": body["next_cursor"]} | ({"columns": columns} if columns else {})).json()
+            rows.extend(body["rows"])
+    expected_cols = columns.split(",") if columns else (
+        ["id", "email", "phone", "name", "country"] if who == "bob" else ["id", "email", "phone", "ssn", "name", "country"])
+    assert body["columns"] == expected_cols
+    assert len(rows) == (15 if who == "carol" else 25)
+
+
 def test_write_json_and_arrow_then_read_back(served: Served) -> None:
     with served.client() as c:
         created = c.post("/v1/datasets/lake.events/rows", json=[{"id": 1, "kind": "a"}, {"id": 2, "kind": "b"}],

@@ -56,10 +56,10 @@ def read_dataset(
     cursor: Annotated[str | None, Query(max_length=8192, description="`next_cursor` of the previous page.")] = None,
     columns: Annotated[str | None, Query(max_length=10_000, description="Comma-separated columns (default: all).")] = None,
     order_by: Annotated[str | None, Query(max_length=10_000, description="Comma-separated sort columns (`col DESC`); "
-                                          "default: the primary key when paging.")] = None,
+                                          "default: the primary key when selected, else the selected columns.")] = None,
     sess: Any = Depends(session),
 ) -> Any:
-    """Rows of one dataset as the caller may see them, a page at a time."""
+    """Rows of one dataset as the caller may see them (denied columns left out), a page at a time."""
     cfg = request.app.state.service_config
     if page_size is None and cursor is None:
         page_size = cfg.default_page_size
@@ -67,11 +67,16 @@ def read_dataset(
         raise InvalidInput(f"page_size must be at most {cfg.max_page_size}")
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     order = [o.strip() for o in order_by.split(",") if o.strip()] if order_by else None
-    if order is None:
+    if cols is None or order is None:
         ds = sess.platform.catalog.get(dataset)
-        order = list(ds.primary_key) or None
-        if order is None:
-            order = list(cols or ds.column_names)
+        if cols is None:  # every column the caller may read (denied ones are not there for it)
+            engine = sess.platform.policy_engine()
+            hidden = {c.lower() for c in engine.hidden_columns(ds, sess.principal)} if engine is not None else set()
+            cols = [c for c in ds.column_names if c.lower() not in hidden]
+        if order is None:  # keyset paging needs the sort keys in the result
+            chosen = {c.lower() for c in cols}
+            key = list(ds.primary_key)
+            order = key if key and all(k.lower() in chosen for k in key) else list(cols)
     with sql_errors():
         result = sess.read(dataset, columns=cols, order_by=order, page_size=page_size, cursor=cursor)
         return page_response(result, arrow=wants_arrow(request))
