@@ -171,12 +171,21 @@ _SECRET_ALTS = (
     "|hwk_[a-z0-9]{12}\\.[A-Za-z0-9_-]{43}|glpat-[A-Za-z0-9_-]{20}|AIza[0-9A-Za-z_-]{35}"
     "|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?s:.*)"
 )
-_RE_SECRET = "^(?:" + _SECRET_ALTS % ("", "", "", "") + ")$"
 _RE_SECRET_EXACT = "^(?:" + _SECRET_ALTS % ("255", "255", "250", "247") + ")$"
-_SECRET_HEADS = (b"AKIA", b"ASIA", b"AIza", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"gith", b"glpa",
-                 b"xoxb", b"xoxa", b"xoxp", b"xoxr", b"xoxs", b"xoxe", b"sk_l", b"sk_t", b"rk_l", b"rk_t",
-                 b"hwk_", b"----")
-"""First four bytes of every known secret prefix (a value must start with one to match)."""
+# One pattern per prefix family, chosen by a value's first four bytes: small patterns keep RE2's
+# per-call DFA small. Unbounded lengths are exact up to 255 bytes (see _EXACT_ABOVE); a private
+# key's "(?s:.*)$" tail matches anything, so its header alone decides.
+_SECRET_FAMILIES_SPEC: tuple[tuple[tuple[bytes, ...], str], ...] = (
+    ((b"AKIA", b"ASIA"), r"^(?:AKIA|ASIA)[0-9A-Z]{16}$"),
+    ((b"AIza",), r"^AIza[0-9A-Za-z_-]{35}$"),
+    ((b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"), r"^gh[pousr]_[A-Za-z0-9]{36,}$"),
+    ((b"gith",), r"^github_pat_[A-Za-z0-9_]{22,}$"),
+    ((b"glpa",), r"^glpat-[A-Za-z0-9_-]{20}$"),
+    ((b"xoxb", b"xoxa", b"xoxp", b"xoxr", b"xoxs", b"xoxe"), r"^xox[baprse]-[A-Za-z0-9-]{10,}$"),
+    ((b"sk_l", b"sk_t", b"rk_l", b"rk_t"), r"^(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}$"),
+    ((b"hwk_",), r"^hwk_[a-z0-9]{12}\.[A-Za-z0-9_-]{43}$"),
+    ((b"----",), r"^-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+)
 _RE_WORDS = r"[^\W\d_]{2,}\s+\S|\S\s+[^\W\d_]{2,}"
 """Free text: a word of letters next to whitespace (spaced digit groups are not text)."""
 _RE_TOKEN = r"^[A-Za-z0-9+/_.-]{24,}={0,2}$"
@@ -189,8 +198,9 @@ _RE_VERSIONISH = r"^\d+(?:\.\d+)+$"
 
 # A relaxed pattern decides alone for values of at most this many bytes; longer matches are
 # checked again with the exact pattern in Python (rare: such values are longer than any bound).
-_EXACT_ABOVE = {_RE_EMAIL: (63, _RE_EMAIL_EXACT), _RE_SECRET: (255, _RE_SECRET_EXACT),
-                _RE_TOKEN: (512, _RE_TOKEN_EXACT)}
+_EXACT_ABOVE = {_RE_EMAIL: (63, _RE_EMAIL_EXACT), _RE_TOKEN: (512, _RE_TOKEN_EXACT),
+                **{pattern: (255, _RE_SECRET_EXACT) for _heads, pattern in _SECRET_FAMILIES_SPEC
+                   if pattern.endswith(",}$")}}
 
 
 @lru_cache(maxsize=8)
@@ -238,8 +248,10 @@ def _byte_table() -> np.ndarray:
 
 _BYTE_CLASS = _byte_table()
 _SECRET_FIRST_BYTE = np.zeros(256, dtype=bool)
-_SECRET_FIRST_BYTE[[h[0] for h in _SECRET_HEADS]] = True
-_SECRET_HEAD_KEYS = np.array([int.from_bytes(h, "little") for h in _SECRET_HEADS], dtype=np.uint32)
+_SECRET_FIRST_BYTE[[h[0] for heads, _ in _SECRET_FAMILIES_SPEC for h in heads]] = True
+_SECRET_FAMILIES = tuple((np.array([int.from_bytes(h, "little") for h in heads], dtype=np.uint32), pattern)
+                         for heads, pattern in _SECRET_FAMILIES_SPEC)
+"""(first four bytes as little-endian uint32 keys, pattern) per secret prefix family."""
 
 
 @dataclass(slots=True)
@@ -716,8 +728,11 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
 
     # secrets with a known prefix
     rows = np.flatnonzero(free & _SECRET_FIRST_BYTE[f.first] & (f.nbytes >= 15))
-    rows = rows[np.isin(f.head4(rows), _SECRET_HEAD_KEYS)]
-    claim("secret", rows[_match(arr, rows, _RE_SECRET)])
+    if len(rows):
+        heads = f.head4(rows)
+        for keys, pattern in _SECRET_FAMILIES:
+            family = rows[np.isin(heads, keys)]
+            claim("secret", family[_match(arr, family, pattern)])
     # email (the pattern allows "..", which no address has)
     rows = matched(free & f.only(_ALLOWED["email"]) & f.has(_AT) & f.has(_DOT), _RE_EMAIL)
     if len(rows):
