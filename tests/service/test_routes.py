@@ -208,6 +208,17 @@ def test_policies_show_validate_diff_apply(served: Served) -> None:
         history = c.get("/v1/policies/history", headers=admin).json()
         assert [h["version"] for h in history][-1] == current["version"]
 
+        zoe = {"X-API-Key": served.platform.create_api_key("zoe").token}
+        sql = {"sql": "SELECT email FROM app.customers WHERE id = 1"}
+        assert c.post("/v1/query", json=sql, headers=zoe).status_code == 403      # not in the policy
+        with_zoe = current["document"].replace("  bob: {roles: [analyst]}", "  bob: {roles: [analyst]}\n  zoe: {roles: [analyst]}")
+        applied = c.post("/v1/policies", json={"document": with_zoe, "source": "http"}, headers=admin).json()
+        assert applied["changed"] and applied["version"] == current["version"] + 1 and applied["principals"] == 5
+        assert c.post("/v1/query", json=sql, headers=zoe).json()["rows"] == [["***@example.com"]]  # in force at once
+        restored = c.post("/v1/policies", json={"document": current["document"]}, headers=admin).json()
+        assert restored["changed"] and restored["principals"] == 4
+        assert served.platform.audit.query(actor="alice", action="policy_change", newest_first=True, limit=1)
+
 
 def test_events_publish_and_dead_letters(served: Served) -> None:
     schema = json.dumps({"type": "object", "properties": {"order_id": {"type": "integer"}},
