@@ -118,3 +118,42 @@ def test_replicate_once_and_resume_after_restart(platform, session) -> None:
     assert out["applied"] == {"customers": 1} and out["published"] == 1
     src, rep = _same(session)
     assert rep == src and len(rep) == 2
+
+
+def test_run_streams_until_stopped_and_follows_a_new_column(platform, session) -> None:
+    import threading
+    import time
+
+    session.write("app.customers", CUSTOMERS, key="id")
+    platform.catalog.set_tags("app.customers", "email", ["pii.email"])
+    pipe = CDCPipeline(platform, tables=["customers"])
+    pipe.connector.poll_interval = 0.01
+    thread = threading.Thread(target=pipe.run, kwargs={"poll": 0.05}, daemon=True)
+    thread.start()
+
+    def wait(pred, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not pred():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    try:
+        wait(lambda: pipe.applied >= 3, "the snapshot")
+        _source_sql(platform, ["ALTER TABLE customers ADD COLUMN tier TEXT"])
+        # the running connector notices the schema change and rebuilds its triggers
+        wait(lambda: pipe.connector.schemas.versions.get("main.customers") == 2, "the new schema version")
+        _source_sql(platform, ["UPDATE customers SET tier = 'gold' WHERE id = 3"])
+        wait(lambda: pipe.applied >= 4, "the update")
+    finally:
+        pipe.stop()
+        thread.join(20)
+    assert not thread.is_alive()
+    rows = session.sql("SELECT id, tier FROM warehouse.customers WHERE id = 3").to_pylist()
+    assert rows == [{"id": 3, "tier": "gold"}]
+    src, rep = _same(session)
+    assert rep == src
+    # the recreated replica keeps its governance and the lineage covers the new column
+    replica = platform.catalog.get("warehouse.customers")
+    assert replica.column("email").tags == ("pii.email",) and replica.primary_key == ("id",)
+    assert "app.customers.tier" in platform.lineage.upstream("warehouse.customers.tier").columns
+    pipe.close()

@@ -24,6 +24,10 @@ Arrays and json/jsonb values are written as JSON text (not every store has neste
 the replica's current value: taken from an earlier row of the same batch, else read from the
 replica.
 
+**New columns.** A write that names columns the replica lacks (the source table gained a
+column: a compatible schema change) recreates the replica with them (``CREATE OR REPLACE TABLE
+... AS SELECT``, governed and recorded like any derivation), null in earlier rows.
+
 **Snapshot reconciliation.** The end-of-snapshot marker of a table (``lsn`` = the slot's
 consistent point) tombstones live replica rows older than that snapshot: rows a previous,
 interrupted snapshot wrote but that no longer exist.
@@ -223,8 +227,28 @@ class ReplicaSink:
                 columns.setdefault(c, None)
         if len(columns) and any(len(r) != len(columns) for r in rows):
             rows = [{c: r.get(c) for c in columns} for r in rows]
-        self.session.write(self.dataset, rows, mode="upsert", key=self.key)
+        try:
+            self.session.write(self.dataset, rows, mode="upsert", key=self.key)
+        except WriteError as err:
+            new = list(getattr(err, "columns", None) or ())
+            if not new:
+                raise
+            self._add_columns(new, rows)
+            self.session.write(self.dataset, rows, mode="upsert", key=self.key)
         batch.clear()
+
+    def _add_columns(self, names: list[str], rows: list[dict[str, Any]]) -> None:
+        """The source gained columns (a compatible schema change): recreate the replica with them
+        (null in earlier rows) by one governed ``CREATE OR REPLACE TABLE ... AS SELECT``."""
+        extra = []
+        for name in names:
+            sample = next((r[name] for r in rows if r.get(name) is not None), None)
+            sql_type = ("BOOLEAN" if isinstance(sample, bool) else "BIGINT" if isinstance(sample, int)
+                        else "DOUBLE" if isinstance(sample, float) else "VARCHAR")
+            extra.append(f'CAST(NULL AS {sql_type}) AS "{name.replace(chr(34), chr(34) * 2)}"')
+        log.info("%s: the source gained column(s) %s; recreating the replica with them", self.dataset, names)
+        self.session.sql(f"CREATE OR REPLACE TABLE {self.dataset} AS SELECT *, {', '.join(extra)} "
+                         f"FROM {self.dataset}").to_pylist()
 
     def drain(self, consumer: Any, *, batch: int = 1000, idle_timeout: float = 1.0) -> int:
         """Fetch from ``consumer`` (a bus consumer on the table's topic), apply and ack until
