@@ -215,7 +215,7 @@ def _events(batch: bool) -> float:
             seen[0] += len(events)
 
         consumer = EventConsumer(bus, "orders", "bench", many if batch else one, batch=batch,
-                                 dead_letters=DeadLetterStore(engine), batch_size=500)
+                                 dead_letters=DeadLetterStore(engine, create_tables=True), batch_size=500)
         payloads = [{"order_id": i, "amount": i * 0.5, "currency": "EUR"} for i in range(N_EVENTS)]
         t0 = time.perf_counter()
         for i in range(0, N_EVENTS, 1000):

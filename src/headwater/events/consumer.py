@@ -34,7 +34,10 @@ Synchronous: :meth:`EventConsumer.run` blocks the calling thread.
 Telemetry (:mod:`headwater.telemetry.messaging`): each handler call runs inside a
 ``process <topic>`` consumer span -- a child of the event's ``traceparent``, or for a batch
 handler of the first event's, linking the others -- so whatever the handler writes or
-publishes joins the producer's trace; fetched messages are counted by
+publishes joins the producer's trace. A one-event handler gets one span per *run* of
+consecutive events sharing a producer context (a publish batch: same trace, same parent),
+so a CDC batch of thousands of changes costs one span, not thousands; events from different
+publishes get their own spans. Fetched messages are counted by
 ``messaging.client.consumed.messages``.
 """
 
@@ -54,7 +57,13 @@ from headwater.events.bus.base import Bus, Consumer, Message, SubscriptionOption
 from headwater.events.bus.errors import InvalidEvent
 from headwater.events.dlq import DeadLetterStore, Stage
 from headwater.events.envelope import Event
-from headwater.telemetry.messaging import consumed, messaging_system, processing, telemetry_enabled
+from headwater.telemetry.messaging import (
+    consumed,
+    mark_failed,
+    messaging_system,
+    processing,
+    telemetry_enabled,
+)
 
 __all__ = ["ConsumerStats", "EventConsumer", "RetryPolicy"]
 
@@ -277,17 +286,28 @@ class EventConsumer:
                 else:
                     stats.handled += len(ready)
                     done.extend(m for m, _ in ready)
-            else:
+            elif not traced:
                 for msg, event in ready:
-                    if self._handle_one(msg, event, stats, self.handler, traced):  # type: ignore[arg-type]
+                    if self._handle_one(msg, event, stats, self.handler):  # type: ignore[arg-type]
                         done.append(msg)
+            else:
+                # One process span per run of events sharing a producer context (a publish
+                # batch): every handler call still runs under its own event's trace.
+                for run in _same_context_runs(ready):
+                    target = run[0][1] if len(run) == 1 else [e for _, e in run]
+                    with processing(self._system, self.topic, self.group, target) as span:
+                        for msg, event in run:
+                            if self._handle_one(msg, event, stats, self.handler, span=span):  # type: ignore[arg-type]
+                                done.append(msg)
         self.consumer.ack_many(done)
 
     def _handle_one(
-        self, msg: Message, event: Event, stats: ConsumerStats, call: Callable[[Event], Any], traced: bool = False,
+        self, msg: Message, event: Event, stats: ConsumerStats, call: Callable[[Event], Any],
+        traced: bool = False, span: Any = None,
     ) -> bool:
-        """Run the handler (in its process span when ``traced``); True when the message is
-        finished (handled or dead-lettered)."""
+        """Run the handler (in its own process span when ``traced``; ``span``: the enclosing
+        one, marked when the call fails); True when the message is finished (handled or
+        dead-lettered)."""
         try:
             if traced:
                 with processing(self._system, self.topic, self.group, event):
@@ -295,6 +315,8 @@ class EventConsumer:
             else:
                 call(event)
         except Exception as err:  # noqa: BLE001 - every handler error is retried or dead-lettered
+            if span is not None:
+                mark_failed(span, err)
             pos = (msg.partition, msg.offset)
             self._first_failure.setdefault(pos, datetime.now(UTC))
             if isinstance(err, self.terminal) or msg.delivery >= self.retry.max_attempts:
@@ -334,6 +356,22 @@ class EventConsumer:
         )
         stats.dead_lettered += 1
         stats.by_stage[stage.value] = stats.by_stage.get(stage.value, 0) + 1
+
+
+def _same_context_runs(ready: list[tuple[Message, Event]]) -> list[list[tuple[Message, Event]]]:
+    """``ready`` cut into runs of consecutive events with the same ``traceparent`` (events
+    without one each run alone: they start their own traces)."""
+    runs: list[list[tuple[Message, Event]]] = []
+    last: tuple[str | None, str | None] | None = None
+    for item in ready:
+        ev = item[1]
+        key = (ev.traceparent, ev.tracestate) if ev.traceparent else None
+        if key is not None and key == last:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+        last = key
+    return runs
 
 
 def handle_all(consumers: Sequence[EventConsumer], **run_options: Any) -> list[ConsumerStats]:

@@ -69,6 +69,7 @@ __all__ = [
     "SYSTEMS",
     "consumed",
     "context_of",
+    "mark_failed",
     "messaging_system",
     "processing",
     "publish",
@@ -371,6 +372,15 @@ class _Process:
                 self.span.set_status(Status(StatusCode.ERROR, exc_type.__qualname__))
             self.span.end()
         _process_duration.record(elapsed, attrs)
+
+
+def mark_failed(span: Any, err: BaseException) -> None:
+    """Mark ``span`` (a process span covering several handler calls) as failed by ``err``
+    (its type only: ``error.type`` and an ERROR status)."""
+    if span is not None and span.is_recording():
+        kind = type(err).__qualname__
+        span.set_attribute("error.type", kind)
+        span.set_status(Status(StatusCode.ERROR, kind))
 
 
 def consumed(system: str, destination: str, group: str | None, count: int) -> None:
