@@ -9,8 +9,8 @@ Workloads (governed benchmark platform, ``_common.get_governed_platform``: TPC-H
 * **events, per-event handler** -- a :class:`~headwater.events.producer.Producer` (JSON Schema
   validation) publishes 20,000 events in ``publish_many`` batches of 1,000 to the embedded bus,
   then an :class:`~headwater.events.consumer.EventConsumer` with a one-event handler consumes
-  them (fetch 500, parse, handle, ack): wall time of both (one publish span per batch, one
-  process span per event);
+  them (fetch 500, parse, handle, ack): wall time of both (one publish span per batch; one
+  process span per run of fetched events from one publish, each call under its event's trace);
 * **events, batch handler** -- the same with ``batch=True`` (how sinks consume: one process
   span per fetched batch).
 

@@ -21,7 +21,9 @@ Processing -- :func:`processing` wraps the handling of one received event or a b
   ``process`` and ``messaging.consumer.group.name``; for one event it is a **child** of the
   event's ``traceparent`` (the producer's context); for a batch its parent is the first event's
   context and the other events' contexts are links (one handler call -- one database write --
-  can have only one parent);
+  can have only one parent). :class:`~headwater.events.consumer.EventConsumer` opens one span
+  per run of consecutive events that share a ``traceparent`` (one publish), so each handler
+  call still runs under its own event's trace;
 * ``messaging.process.duration`` (seconds) measures the handler; :func:`consumed` feeds
   ``messaging.client.consumed.messages``.
 
