@@ -157,3 +157,20 @@ def test_run_streams_until_stopped_and_follows_a_new_column(platform, session) -
     assert replica.column("email").tags == ("pii.email",) and replica.primary_key == ("id",)
     assert "app.customers.tier" in platform.lineage.upstream("warehouse.customers.tier").columns
     pipe.close()
+
+
+def test_a_recreated_source_table_is_snapshotted_again(platform, session) -> None:
+    session.write("app.customers", CUSTOMERS, key="id")
+    pipe = CDCPipeline(platform, tables=["customers"])
+    assert pipe.sync()["applied"] == {"customers": 3}
+    # CREATE OR REPLACE drops the table (and the capture triggers with it) and creates it again
+    session.sql("CREATE OR REPLACE TABLE app.customers AS SELECT * FROM app.customers WHERE id <> 2")
+    _source_sql(platform, ["UPDATE customers SET name = 'Ada L.' WHERE id = 1"])  # not captured
+    pipe.sync()
+    src, rep = _same(session)
+    assert rep == src and [r["id"] for r in rep] == [1, 3] and rep[0]["name"] == "Ada L."
+    _source_sql(platform, ["UPDATE customers SET name = 'Cyd C.' WHERE id = 3"])  # captured again
+    pipe.sync()
+    src, rep = _same(session)
+    assert rep == src and rep[1]["name"] == "Cyd C."
+    pipe.close()

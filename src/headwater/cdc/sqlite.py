@@ -158,6 +158,7 @@ class SQLiteCDC:
         self._schema_version: int | None = None
         self._status_written = 0.0
         self._con: sqlite3.Connection | None = None
+        self._uncaptured: list[str] = []
 
     def __repr__(self) -> str:
         return f"SQLiteCDC(path={str(self.path)!r}, store={self.store!r}, name={self.name!r})"
@@ -250,6 +251,11 @@ class SQLiteCDC:
             tables = self._resolve_tables(con)
             if not tables:
                 raise CDCError(f"no tables to capture in {self.path.name}")
+            triggers = {r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '\\_hw\\_cdc\\_%' ESCAPE '\\'")}
+            # Tables without their triggers were never captured, or were dropped and created again.
+            self._uncaptured = [n for n in tables
+                                if not all(f"{_TRIGGER_PREFIX}{n}_{op}" in triggers for op in "cud")]
             for name in tables:
                 t = self._introspect(con, name)
                 self._tables[name] = t
@@ -262,15 +268,28 @@ class SQLiteCDC:
         return tables
 
     def drop(self) -> None:
-        """Remove the triggers, the change table and the state (stop the connector first)."""
+        """Remove the triggers, pending changes and this connector's state (stop it first).
+
+        The (empty) change table stays: its sequence never goes back, so positions taken after
+        a reset still sort after everything a replica has applied."""
         con = self._connect()
         with self._write():
             for (trig,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
                                        "'\\_hw\\_cdc\\_%' ESCAPE '\\'").fetchall():
                 con.execute(f"DROP TRIGGER IF EXISTS {_q(trig)}")
-            con.execute(f"DROP TABLE IF EXISTS {CHANGE_TABLE}")
-            con.execute(f"DROP TABLE IF EXISTS {STATE_TABLE}")
+            for table, where in ((CHANGE_TABLE, ""), (STATE_TABLE, " WHERE name = ?")):
+                if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone():
+                    con.execute(f"DELETE FROM {table}{where}", (self.name,) if where else ())
         self._close()
+
+    def _snapshot_point(self) -> int:
+        """A fresh position for a snapshot: above every change captured so far (even deleted
+        ones), so the sink never takes a new snapshot for an old one."""
+        con = self._connect()
+        with self._write():
+            con.execute(f"INSERT INTO {CHANGE_TABLE} (tbl, op, ts_ms) VALUES ('', 'm', 0)")
+            con.execute(f"DELETE FROM {CHANGE_TABLE} WHERE seq = last_insert_rowid()")
+            return int(con.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (CHANGE_TABLE,)).fetchone()[0])
 
     # -- inspection ----------------------------------------------------------------------------
     def backlog(self) -> dict[str, int]:
@@ -346,17 +365,20 @@ class SQLiteCDC:
             con = self._connect()
             row = con.execute(f"SELECT snapshot_seq, snapshot_done FROM {STATE_TABLE} WHERE name = ?",
                               (self.name,)).fetchone()
-            if row is None or not row[1]:
+            resume = row is not None and bool(row[1])
+            if not resume:
                 if self.snapshot:
                     self._state = "snapshot"
                     self._take_snapshot()
                 else:
+                    seq = self._snapshot_point()
                     with self._write():
-                        seq = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGE_TABLE}").fetchone()[0]
                         con.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, 1)", (self.name, seq))
                 row = con.execute(f"SELECT snapshot_seq, snapshot_done FROM {STATE_TABLE} WHERE name = ?",
                                   (self.name,)).fetchone()
             self._last_seq = int(row[0] or 0)
+            if resume and self._uncaptured and self.snapshot:
+                self._resnapshot([self._tables[n] for n in self._uncaptured])
             self._state = "streaming"
             self._stream(max_events, idle_timeout, start)
             self._state = "stopped"
@@ -388,9 +410,9 @@ class SQLiteCDC:
     def _take_snapshot(self) -> None:
         con = self._connect()
         ts_ms = int(time.time() * 1000)
-        con.execute("BEGIN")  # one read transaction: the tables as of max(seq)
+        cp = self._snapshot_point()
+        con.execute("BEGIN")  # one read transaction: every change up to cp is in the tables
         try:
-            cp = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGE_TABLE}").fetchone()[0]
             for t in self._tables.values():
                 if self.schemas.is_halted(f"main.{t.name}"):
                     self.schemas.halted[f"main.{t.name}"].error += (
@@ -502,22 +524,44 @@ class SQLiteCDC:
         version = con.execute("PRAGMA schema_version").fetchone()[0]
         if version == self._schema_version:
             return
+        triggers = {r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '\\_hw\\_cdc\\_%' ESCAPE '\\'")}
         changed: list[_Table] = []
+        recreated: list[_Table] = []
         for name, old in list(self._tables.items()):
             try:
                 t = self._introspect(con, name)
             except CDCError:
                 continue  # dropped: its triggers went with it
-            if t.columns != old.columns or t.key != old.key:
+            if not all(f"{_TRIGGER_PREFIX}{name}_{op}" in triggers for op in "cud"):
+                recreated.append(t)  # dropped and created again (CREATE OR REPLACE): capture was lost
+            elif t.columns != old.columns or t.key != old.key:
                 changed.append(t)
-        for t in changed:
+        for t in changed + recreated:
             if self._observe(t):
                 with self._write():
                     for stmt in self._trigger_sql(t):
                         con.execute(stmt)
                 self._tables[t.name] = t
-                log.info("SQLite CDC: %s changed shape; triggers rebuilt", t.name)
+                log.info("SQLite CDC: %s changed; triggers rebuilt", t.name)
+        if recreated:
+            self._resnapshot(recreated)
         self._schema_version = con.execute("PRAGMA schema_version").fetchone()[0]
+
+    def _resnapshot(self, tables: list[_Table]) -> None:
+        """Snapshot tables whose changes were not captured for a while (recreated, or newly
+        captured): what they received then is only in the tables. The end-of-snapshot marker
+        makes the sink drop replica rows the table no longer has."""
+        con = self._connect()
+        cp = self._snapshot_point()
+        con.execute("BEGIN")
+        try:
+            for t in tables:
+                if not self.schemas.is_halted(f"main.{t.name}"):
+                    log.warning("SQLite CDC: %s was not captured for a while; taking a new snapshot of it", t.name)
+                    self._snapshot_table(con, t, cp, int(time.time() * 1000))
+        finally:
+            con.rollback()
 
     def _stream(self, max_events: int | None, idle_timeout: float | None, start: int) -> None:
 
