@@ -195,6 +195,7 @@ _RE_DATE = (r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?:[T ]00:00(?::00(?:\.0+)?)?Z?)?
 _RE_PHONE = r"^(?:\+|\(\+?)?\d[\d ().\-/]{4,22}\d(?:\s*(?:x|ext\.?)\s*\d{1,6})?$"
 _RE_DATE_SHAPE = r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$"
 _RE_VERSIONISH = r"^\d+(?:\.\d+)+$"
+_RE_ISBN_SHAPE = r"^(?:97[89][- ]\d{1,5}[- ]\d{1,7}[- ]\d{1,7}[- ]\d|\d{1,5}-\d{1,7}-\d{1,7}-[\dXx])$"
 
 # A relaxed pattern decides alone for values of at most this many bytes; longer matches are
 # checked again with the exact pattern in Python (rare: such values are longer than any bound).
@@ -692,6 +693,39 @@ def _value_counts(text: _Text, evidence: dict[str, float], regions: tuple[str, .
     return readable, counts, estimated, nbytes
 
 
+def _prefilter(stage: str, f: _Features) -> np.ndarray:
+    """Values the stage's pattern could match, from byte classes and counts alone.
+
+    Every condition here follows from the pattern (a necessary condition), so a value it rejects
+    is one the pattern would reject too; absent values are rejected.
+    """
+    if stage == "secret":  # a known prefix's first byte; the shortest (xoxb-...) is 15 bytes
+        return f.present & _SECRET_FIRST_BYTE[f.first] & (f.nbytes >= 15)
+    if stage == "email":
+        return f.present & f.only(_ALLOWED["email"]) & f.has(_AT) & f.has(_DOT)
+    if stage == "iban":  # 4 + 11..30 characters, each maybe after one space
+        return (f.present & f.only(_ALLOWED["iban"]) & f.has(_DIG) & f.has(_LETTER)
+                & (f.nbytes >= 15) & (f.nbytes <= 64))
+    if stage == "ssn":
+        return f.present & f.only(_ALLOWED["ssn"]) & (f.digits == 9)
+    if stage == "card":  # 12..19 digits with single separators: starts and ends with a digit
+        return (f.present & f.only(_ALLOWED["card"]) & (f.digits >= 12) & (f.digits <= 19)
+                & _DIGIT_BYTES[f.first] & _DIGIT_BYTES[f.last])
+    if stage == "ipv4":
+        return f.present & f.only(_ALLOWED["ipv4"]) & f.has(_DOT) & (f.nbytes >= 7) & (f.nbytes <= 15)
+    if stage == "ipv6":
+        return f.present & f.only(_ALLOWED["ipv6"]) & f.has(_COLON)
+    if stage == "date":  # 5 to 8 digits, more only with a time part ("T00:00...")
+        return f.present & f.only(_ALLOWED["date"]) & (f.digits >= 5) & ((f.digits <= 8) | f.has(_COLON))
+    if stage == "phone":  # an opening digit and a closing one
+        return f.present & f.only(_ALLOWED["phone"]) & (f.digits >= 2)
+    if stage == "token":  # 24..512 characters and up to two "="
+        return f.present & f.only(_ALLOWED["token"]) & (f.nbytes >= 24) & (f.nbytes <= 514)
+    if stage == "text":  # a letter (ASCII, or any non-ASCII byte) and ASCII whitespace
+        return f.present & f.has(_SP | _WS) & f.has(_LETTER | _NA)
+    raise ValueError(stage)
+
+
 def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regions: tuple[str, ...],
                   budget: int, readable: int) -> tuple[dict[str, int], set[str]]:
     """Match every stage in priority order; a value claimed by one stage is not seen by later ones.
@@ -727,20 +761,19 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
                 estimated.add(kind)
 
     # secrets with a known prefix
-    rows = np.flatnonzero(free & _SECRET_FIRST_BYTE[f.first] & (f.nbytes >= 15))
+    rows = np.flatnonzero(free & _prefilter("secret", f))
     if len(rows):
         heads = f.head4(rows)
         for keys, pattern in _SECRET_FAMILIES:
             family = rows[np.isin(heads, keys)]
             claim("secret", family[_match(arr, family, pattern)])
     # email (the pattern allows "..", which no address has)
-    rows = matched(free & f.only(_ALLOWED["email"]) & f.has(_AT) & f.has(_DOT), _RE_EMAIL)
+    rows = matched(free & _prefilter("email", f), _RE_EMAIL)
     if len(rows):
         rows = rows[~_adjacent(_take(arr, rows), b".")]
     claim("email", rows)
     # IBAN: shape on upper-cased values, country length, mod-97
-    rows = np.flatnonzero(free & f.only(_ALLOWED["iban"]) & f.has(_DIG) & f.has(_LETTER)
-                          & (f.nbytes >= 15) & (f.nbytes <= 64))
+    rows = np.flatnonzero(free & _prefilter("iban", f))
     if len(rows):
         upper = pc.ascii_upper(_take(arr, rows))
         local = np.flatnonzero(_match(upper, np.arange(len(rows)), _RE_IBAN_SHAPE))
@@ -754,10 +787,9 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
             ok = ok[_mod97_many(compact, ok)]
             claim("iban", rows[local[ok]])
     # SSN
-    claim("ssn", matched(free & f.only(_ALLOWED["ssn"]) & (f.digits == 9), _RE_SSN))
+    claim("ssn", matched(free & _prefilter("ssn", f), _RE_SSN))
     # payment cards: shape (digits with single separators), issuer range and length, Luhn
-    rows = np.flatnonzero(free & f.only(_ALLOWED["card"]) & (f.digits >= 12) & (f.digits <= 19)
-                          & _DIGIT_BYTES[f.first] & _DIGIT_BYTES[f.last])
+    rows = np.flatnonzero(free & _prefilter("card", f))
     if len(rows):
         sub = _take(arr, rows)
         spaced = (f.classes[rows] & np.uint16(_DASH | _SP)) != 0
@@ -766,20 +798,17 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
             rows, sub = rows[keep], _digits_only(sub.filter(pa.array(keep)), f.digits[rows][keep])
         claim("card", rows[_cards_many(sub)])
     # IP addresses
-    claim("ip", matched(free & f.only(_ALLOWED["ipv4"]) & f.has(_DOT) & (f.nbytes >= 7) & (f.nbytes <= 15),
-                        _RE_IPV4))
-    claim("ip", matched(free & f.only(_ALLOWED["ipv6"]) & f.has(_COLON), _RE_IPV6))
+    claim("ip", matched(free & _prefilter("ipv4", f), _RE_IPV4))
+    claim("ip", matched(free & _prefilter("ipv6", f), _RE_IPV6))
     # dates: birth dates only when the column name says so; otherwise set aside so they are not
     # read as phone numbers
-    # (5 to 8 digits, more only with a time part "T00:00...")
-    date_rows = matched(free & f.only(_ALLOWED["date"]) & (f.digits >= 5) & ((f.digits <= 8) | f.has(_COLON)),
-                        _RE_DATE)
+    date_rows = matched(free & _prefilter("date", f), _RE_DATE)
     if len(date_rows):
         if "dob" in evidence:
             validated("dob", date_rows, lambda i: parse_birth_date(value(i)) is not None)
         free[date_rows] = False
     # phone numbers: shape, then phonenumbers on a bounded sample
-    cand = free & f.only(_ALLOWED["phone"]) & (f.digits >= 7) & (f.digits <= 21)
+    cand = free & _prefilter("phone", f) & (f.digits >= 7) & (f.digits <= 21)
     if "phone" not in evidence:
         # bare digit runs and dotted numbers are order numbers and versions unless the column
         # is named for phones
@@ -793,16 +822,19 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
         if "phone" not in evidence:
             dotted = np.flatnonzero(f.only(_ALLOWED["version"])[rows])
             drop[dotted[_match(sub, dotted, _RE_VERSIONISH)]] = True
+        # ISBN-13 and ISBN-10 shapes (hyphenated groups) are books, as in free text
+        isbnish = np.flatnonzero(np.isin(f.digits[rows], (9, 10, 13)) & f.has(_DASH | _SP)[rows])
+        drop[isbnish[_match(sub, isbnish, _RE_ISBN_SHAPE)]] = True
         rows = rows[~drop]
         validated("phone", rows, lambda i: phone_possible(value(i), regions))
         free[rows] = False
     # unprefixed tokens: charset and length, then entropy on a bounded sample
-    rows = matched(free & f.only(_ALLOWED["token"]) & (f.nbytes >= 24) & (f.nbytes <= 514), _RE_TOKEN)
+    rows = matched(free & _prefilter("token", f), _RE_TOKEN)
     if len(rows):
         validated("secret", rows, lambda i: _entropic(value(i)))
         free[rows] = False
     # free text: values with letters and whitespace no structured kind claimed, span by span
-    text_rows = matched(free & f.has(_SP | _WS) & f.has(_LETTER | _NA), _RE_WORDS)
+    text_rows = matched(free & _prefilter("text", f), _RE_WORDS)
     if len(text_rows):
         sub = text_rows if len(text_rows) <= budget else text_rows[
             np.linspace(0, len(text_rows) - 1, budget).astype(int)]
