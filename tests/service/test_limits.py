@@ -21,7 +21,7 @@ from tests.service.conftest import open_platform, serve
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Platform]]:
     platform = open_platform(tmp_path_factory.mktemp("limits") / "hw")
-    tokens = {who: platform.create_api_key(who).token for who in ("alice", "bob", "carol")}
+    tokens = {who: platform.create_api_key(who).token for who in ("alice", "bob", "carol", "dora")}
     cfg = ServiceConfig(rate_per_s=0.2, rate_burst=3, max_body_bytes=2048)
     with serve(platform, cfg) as server:
         yield server.base_url, tokens, platform
@@ -41,6 +41,14 @@ def test_rate_limit_is_per_principal_with_retry_after(limited: tuple[str, dict[s
         # bob has his own bucket; health routes are never limited
         assert c.get("/v1/slo", headers={"X-API-Key": tokens["bob"]}).status_code == 200
         assert c.get("/healthz").status_code == 200
+
+
+def test_unauthenticated_requests_are_rate_limited_by_client(limited: tuple[str, dict[str, str], Platform]) -> None:
+    base, tokens, _ = limited
+    with httpx.Client(base_url=base) as c:
+        codes = [c.get("/v1/slo", headers={"X-API-Key": f"hwk_guess{i:011d}.wrong"}).status_code for i in range(5)]
+        assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429]
+        assert c.get("/v1/slo", headers={"X-API-Key": tokens["dora"]}).status_code == 200  # keys unaffected
 
 
 def test_body_limit_is_413(limited: tuple[str, dict[str, str], Platform]) -> None:

@@ -2,7 +2,8 @@
 
 One ASGI middleware applies them before routing. A request with valid credentials is
 authenticated once here (the principal is left in ``request.state`` for the route's
-dependency); one without, or with bad ones, goes on untouched and the route answers 401.
+dependency); one without, or with bad ones, is rate limited by client address and goes on to the
+route, which answers 401.
 
 The buckets and in-flight counters live in this replica: they bound what one replica accepts
 from a principal and need no sharing (N replicas accept at most N times the rate).
@@ -114,16 +115,21 @@ class LimitsMiddleware:
                 f"request body exceeds the limit of {limit} bytes", limit=limit))
             return
         who = await self._principal(scope)
+        if self.config.rate_enabled:
+            # Requests without valid credentials share one bucket per client address, so guessing
+            # keys is rate limited too (the route then answers 401).
+            client = scope.get("client") or ("unknown", 0)
+            bucket = who if who is not None else f"\x00client:{client[0]}"
+            wait = self.buckets.take(bucket)
+            if wait > 0:
+                subject = who if who is not None else f"unauthenticated client {client[0]}"
+                await self._reject(scope, receive, send, RateLimited(
+                    f"{subject} exceeded its rate limit of {self.config.rate_per_s:g} requests/s "
+                    f"(burst {self.config.rate_burst})", rule="rate_limit", retry_after_s=math.ceil(wait)))
+                return
         if who is None:
             await self.app(scope, receive, send)
             return
-        if self.config.rate_enabled:
-            wait = self.buckets.take(who)
-            if wait > 0:
-                await self._reject(scope, receive, send, RateLimited(
-                    f"{who} exceeded its rate limit of {self.config.rate_per_s:g} requests/s "
-                    f"(burst {self.config.rate_burst})", rule="rate_limit", retry_after_s=math.ceil(wait)))
-                return
         if not self.concurrency.enter(who):
             await self._reject(scope, receive, send, RateLimited(
                 f"{who} already has {self.config.max_concurrent} requests in flight, its limit",
