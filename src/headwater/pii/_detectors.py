@@ -334,13 +334,14 @@ def detect(
         from headwater.errors import InvalidInput
 
         raise InvalidInput(f"unknown PII kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    excluded = _excluded(text) if any(ch.isdigit() for ch in text) else []
+    has_digit = any(map(str.isdigit, text))
+    excluded = _excluded(text) if has_digit else []
     findings: list[Finding] = []
     if "email" in wanted:
         findings.extend(_emails(text, excluded))
     if "secret" in wanted:
         findings.extend(_secrets(text, excluded))
-    if any(ch.isdigit() for ch in text):
+    if has_digit:
         if "ssn" in wanted:
             findings.extend(_ssns(text, excluded))
         if "card" in wanted:
