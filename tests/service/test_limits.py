@@ -90,6 +90,14 @@ def test_token_bucket_refills() -> None:
     assert buckets.take("b") == 0
 
 
+def test_token_buckets_forget_idle_principals() -> None:
+    buckets = TokenBuckets(rate=1e9, burst=1)
+    buckets.max_entries = 100
+    for i in range(1000):
+        assert buckets.take(f"client-{i}") == 0
+    assert len(buckets._buckets) <= 100
+
+
 def test_concurrency_limit_per_principal(tmp_path: Path) -> None:
     """Two slow requests in flight for one principal: the third is 429; another principal passes."""
     platform = open_platform(tmp_path / "hw")

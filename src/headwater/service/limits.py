@@ -39,16 +39,25 @@ class PayloadTooLarge(InvalidInput):
 class TokenBuckets:
     """One token bucket per principal: ``burst`` tokens, refilled at ``rate`` per second."""
 
+    max_entries = 10_000
+    """Buckets kept before full ones (idle long enough to refill) are forgotten."""
+
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = burst
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    def _prune(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
+
     def take(self, who: str) -> float:
         """Take a token; returns 0 on success, else the seconds until one is available."""
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) >= self.max_entries:
+                self._prune(now)
             tokens, last = self._buckets.get(who, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
             if tokens >= 1.0:
