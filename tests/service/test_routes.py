@@ -30,8 +30,10 @@ def test_query_is_governed_masked_columns(served: Served) -> None:
     sql = {"sql": "SELECT id, email, phone FROM app.customers WHERE id = 1"}
     with served.client() as c:
         alice = c.post("/v1/query", json=sql, headers=served.key("alice")).json()
-        bob = c.post("/v1/query", json=sql, headers=served.key("bob")).json()
+        bob_response = c.post("/v1/query", json=sql, headers=served.key("bob"))
+        bob, bob_headers = bob_response.json(), bob_response.headers
     assert alice["columns"] == ["id", "email", "phone"]
+    assert bob_headers["cache-control"] == "no-store"
     assert alice["rows"] == [[1, "user1@example.com", "+1 555 0101"]]
     assert bob["rows"][0][0] == 1
     assert bob["rows"][0][1] != "user1@example.com" and "example.com" in bob["rows"][0][1]

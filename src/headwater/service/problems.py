@@ -148,7 +148,8 @@ def headwater_error_response(request: Request, err: HeadwaterError) -> JSONRespo
 
 
 class CatchAll:
-    """Outermost middleware: an unexpected exception becomes a bare 500 problem.
+    """Outermost middleware: ``Cache-Control: no-store`` on every response, and an unexpected
+    exception becomes a bare 500 problem.
 
     Starlette's own server-error middleware would re-raise it for the ASGI server to log with its
     traceback (and whatever a driver put in the message); here only the class name is logged at
@@ -168,6 +169,11 @@ class CatchAll:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    # governed answers differ per principal: no shared cache may keep them
+                    headers.append((b"cache-control", b"no-store"))
+                    message = {**message, "headers": headers}
             await send(message)
 
         try:
