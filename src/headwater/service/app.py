@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
+from headwater.errors import ConfigError
 from headwater.service.config import ServiceConfig
+
+if TYPE_CHECKING:
+    from headwater.platform import Platform
 
 __all__ = ["create_app"]
 
 
-def create_app(platform: Any = None, *, config: ServiceConfig | dict[str, Any] | None = None) -> FastAPI:
+def create_app(platform: Platform | None = None, *, config: ServiceConfig | dict[str, Any] | None = None) -> FastAPI:
     """The HTTP service for ``platform`` (default: ``Platform.open()``, closed with the app).
 
     ``config`` is a :class:`ServiceConfig` (or a mapping of its fields): rate and concurrency
@@ -27,12 +32,18 @@ def create_app(platform: Any = None, *, config: ServiceConfig | dict[str, Any] |
     from headwater import __version__ as version
     from headwater.service import deps, problems
 
-    cfg = config if isinstance(config, ServiceConfig) else ServiceConfig(**(config or {}))
+    try:
+        cfg = config if isinstance(config, ServiceConfig) else ServiceConfig(**(config or {}))
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"service config {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     owned = platform is None
-    if owned:
+    if platform is None:
         from headwater.platform import Platform
 
         platform = Platform.open()
+
+    served = platform
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,7 +51,7 @@ def create_app(platform: Any = None, *, config: ServiceConfig | dict[str, Any] |
             yield
         finally:
             if owned:
-                platform.close()
+                served.close()
 
     app = FastAPI(
         title="Headwater",
