@@ -26,12 +26,10 @@ def serve(
     """Serve the platform over HTTP: governed queries, datasets, catalog, policies, events, audit,
     lineage, SLOs and the Confluent-compatible schema registry."""
     import uvicorn
-
-    from headwater.service import ServiceConfig, create_app
-
     from pydantic import ValidationError
 
     from headwater.errors import InvalidInput
+    from headwater.service import ServiceConfig, create_app
 
     try:
         cfg = ServiceConfig(rate_per_s=rate, rate_burst=burst, max_concurrent=max_concurrent,
