@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.service.conftest import Served, make_jwt
+from headwater import Config, Platform
+from tests.service.conftest import Served, make_jwt, serve
 
 # (method, path, json body, admin only)
 ROUTES: list[tuple[str, str, Any, bool]] = [
@@ -123,3 +126,13 @@ def test_health_routes_need_no_credentials_even_bad_ones(served: Served) -> None
     with served.client() as c:
         for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
             assert c.get(path, headers={"X-API-Key": "bad"}).status_code == 200
+
+
+
+def test_open_platform_lets_any_principal_use_admin_routes_but_still_needs_credentials(tmp_path: Path) -> None:
+    with Platform.open(Config.embedded(tmp_path / "hw")) as platform, serve(platform) as server, \
+            httpx.Client(base_url=server.base_url, timeout=30) as c:
+        token = platform.create_api_key("anyone").token
+        assert c.get("/v1/audit/verify", headers={"X-API-Key": token}).status_code == 200
+        assert c.get("/v1/audit/verify").status_code == 401
+        assert c.get("/v1/policies/current", headers={"X-API-Key": token}).json()["code"] == "NotFound"
