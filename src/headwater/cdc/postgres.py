@@ -279,7 +279,7 @@ class PostgresCDC:
         self._sql_conn: Any = None
         self._db: str | None = None
         self._lock = threading.Lock()
-        self._keys: dict[int, tuple[str, ...]] = {}
+        self._keys: dict[int, tuple[Relation, tuple[str, ...]]] = {}
         self._templates: dict[int, tuple[Any, ...]] = {}
         self._source_q = _quote(self.source)
         self.schemas = SchemaTracker(registry, on_alert=on_alert, classify=classify)
@@ -664,9 +664,10 @@ class PostgresCDC:
             after = out
         if before is not None and UNCHANGED_TOAST in before.values():
             before = {k: v for k, v in before.items() if v is not UNCHANGED_TOAST}
-        keys = self._keys.get(id(rel))
-        if keys is None:
-            keys = self._keys[id(rel)] = rel.key_columns
+        cached = self._keys.get(rel.oid)
+        if cached is None or cached[0] is not rel:  # a new Relation message replaces the shape
+            cached = self._keys[rel.oid] = (rel, rel.key_columns)
+        keys = cached[1]
         row = after if after is not None else before
         key: str | None
         if not keys or row is None:
