@@ -151,8 +151,16 @@ def test_write_json_and_arrow_then_read_back(served: Served) -> None:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as w:
             w.write_table(table)
-        upserted = c.post("/v1/datasets/app.kinds/rows", params={"mode": "append"},
+        c.post("/v1/datasets/app.kinds/rows", json=[{"id": 1, "kind": "a"}, {"id": 2, "kind": "b"}],
+               headers=served.key("alice"))
+        upserted = c.post("/v1/datasets/app.kinds/rows", params={"mode": "upsert", "key": "id"},
                           content=sink.getvalue().to_pybytes(), headers={**served.key("alice"), "Content-Type": ARROW})
+        kinds = c.post("/v1/query", json={"sql": "SELECT id, kind FROM app.kinds ORDER BY id"},
+                       headers=served.key("alice")).json()["rows"]
+        replaced = c.post("/v1/datasets/app.kinds/rows", params={"mode": "overwrite"}, json=[{"id": 9, "kind": "z"}],
+                          headers=served.key("alice")).json()
+        after = c.post("/v1/query", json={"sql": "SELECT id, kind FROM app.kinds"},
+                       headers=served.key("alice")).json()["rows"]
         wrapped = c.post("/v1/datasets/lake.events/rows", json={"rows": [{"id": 3, "kind": "c"}]},
                          headers=served.key("alice"))
         back = c.post("/v1/query", json={"sql": "SELECT id, kind FROM lake.events ORDER BY id"},
@@ -161,7 +169,9 @@ def test_write_json_and_arrow_then_read_back(served: Served) -> None:
         bad = c.post("/v1/datasets/lake.events/rows", content=b"not json", headers=served.key("alice"))
     assert created.status_code == 200, created.text
     assert created.json() == {"dataset": "lake.events", "mode": "append", "rows_written": 2, "created": True}
-    assert upserted.json()["rows_written"] == 2
+    assert upserted.json()["mode"] == "upsert" and upserted.json()["rows_written"] == 2
+    assert kinds == [[1, "a"], [2, "B"], [3, "c"]]
+    assert replaced["mode"] == "overwrite" and after == [[9, "z"]]
     assert wrapped.json()["rows_written"] == 1
     assert back["rows"] == [[1, "a"], [2, "b"], [3, "c"]]
     assert denied.status_code == 403
