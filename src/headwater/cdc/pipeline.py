@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -81,7 +82,7 @@ class CDCPipeline:
         self.platform = platform
         self.source = source
         self.target = target
-        self.name = name or f"{source}_to_{target}"
+        self.name = name or re.sub(r"[^a-z0-9_]", "_", f"{source}_to_{target}".lower())
         if not self.name.replace("_", "").isalnum() or not self.name.islower():
             raise InvalidInput(f"pipeline name {self.name!r} must be lower-case letters, digits and _")
         self.session = session or platform.session(principal)
@@ -320,7 +321,11 @@ class CDCPipeline:
 def replicate(platform: Any, *, source: str = "app", target: str = "warehouse",
               tables: Sequence[str] | None = None, **options: Any) -> dict[str, Any]:
     """Bring ``target``'s replicas of ``source``'s tables up to date once (capture until idle,
-    apply, record lineage); returns what :meth:`CDCPipeline.sync` returns."""
+    apply, record lineage); returns what :meth:`CDCPipeline.sync` returns.
+
+    The source-side capture stays in place (triggers, or the slot, which retains WAL until the
+    next call) so the next call continues where this one stopped; ``CDCPipeline(...).drop()``
+    removes it."""
     pipeline = CDCPipeline(platform, source=source, target=target, tables=tables, **options)
     try:
         return pipeline.sync()
