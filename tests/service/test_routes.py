@@ -372,3 +372,15 @@ def test_keyset_pages_are_governed_per_principal_whoever_paged_first(served: Ser
     assert [r[0] for r in bob["rows"]] == [1, 2, 3, 4]
     assert all(r[1].startswith("***@") for r in bob["rows"])
     assert [r[0] for r in carol["rows"]] == [r["id"] for r in CUSTOMERS if r["country"] in {"DE", "FR", "IT"}][:4]
+
+
+def test_a_failed_write_writes_nothing(served: Served) -> None:
+    count = {"sql": "SELECT count(*) AS n FROM warehouse.orders"}
+    rows = [{"order_id": 1000 + i, "customer_id": 1, "amount": 1.0} for i in range(5)]
+    rows.append({"order_id": "not a number", "customer_id": 1, "amount": 1.0})
+    with served.client() as c:
+        before = c.post("/v1/query", json=count, headers=served.key("alice")).json()["rows"]
+        r = c.post("/v1/datasets/warehouse.orders/rows", json=rows, headers=served.key("alice"))
+        after = c.post("/v1/query", json=count, headers=served.key("alice")).json()["rows"]
+    assert 400 <= r.status_code < 500 and r.headers["content-type"] == "application/problem+json"
+    assert before == after
