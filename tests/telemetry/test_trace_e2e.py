@@ -93,6 +93,31 @@ def test_trace_context_crosses_nats(platform, spans, nats_url) -> None:  # noqa:
     assert {s.attributes["messaging.system"] for s in chain[:4]} == {"nats"}
 
 
+def test_sqlite_change_to_warehouse_row_is_one_trace(platform, spans) -> None:
+    import contextlib
+    import sqlite3
+
+    from headwater.cdc.sqlite import SQLiteCDC
+
+    session = platform.session("alice")
+    session.write("app.items", [{"id": 1, "price": 1.5}], key="id")
+    cdc = SQLiteCDC(platform.store("app"), bus=platform.bus, tables=["items"], snapshot=False)
+    cdc.run(idle_timeout=0.1)  # installs the capture triggers
+    with contextlib.closing(sqlite3.connect(platform.store("app").path, isolation_level=None)) as con:
+        con.execute("INSERT INTO items (id, price) VALUES (2, 250.0)")
+    spans.clear()
+    assert cdc.run(idle_timeout=0.1) == 1
+    topic = cdc.topic_of("items")
+    routes = "routes:\n  - name: changes\n    match: {type: io.headwater.cdc.change}\n    to: changes.items\n"
+    _route_and_sink(platform, topic, "changes.items", "warehouse.items", routes,
+                    lambda e: {"id": e.data["after"]["id"], "price": e.data["after"]["price"]})
+    chain = [_by_name(spans, n) for n in (f"publish {topic}", f"process {topic}", "publish changes.items",
+                                          "process changes.items", "UPSERT warehouse.items")]
+    _assert_chain(chain)
+    assert chain[0].parent is None
+    assert session.sql("SELECT id, price FROM warehouse.items").to_pylist() == [{"id": 2, "price": 250.0}]
+
+
 @pytest.mark.postgres
 def test_postgres_change_to_warehouse_row_is_one_trace(platform, spans, cdc_dsn, names) -> None:  # noqa: F811
     from headwater.cdc import PostgresCDC
