@@ -117,7 +117,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-_SAFE_CONTEXT = ("rule", "dataset", "column", "line", "subject", "version", "retry_after_s")
+_SAFE_CONTEXT = ("rule", "dataset", "column", "line", "subject", "version", "store", "retry_after_s")
+
+_SERVER_SIDE = {
+    503: "a store, the metadata store or the event bus is unavailable; retry later",
+    504: "the query ran past its timeout and was cancelled",
+}
 
 
 def _context(err: HeadwaterError) -> dict[str, Any]:
@@ -139,10 +144,9 @@ def headwater_error_response(request: Request, err: HeadwaterError) -> JSONRespo
     if status in (429, 503):
         retry = err.context.get("retry_after_s")
         headers["Retry-After"] = str(max(1, int(retry + 0.999))) if isinstance(retry, int | float) else "1"
-    if status >= 500 and not isinstance(err, HeadwaterError):
-        detail = None
-    else:
-        detail = err.message
+    # Server-side failures carry driver and file-system detail the caller has no use for (and
+    # should not learn): they get a fixed sentence; the typed code and safe context remain.
+    detail = _SERVER_SIDE.get(status, "the server could not complete the request") if status >= 500 else err.message
     return problem_response(request, status, type(err).__name__, detail, headers=headers or None,
                             extra=_context(err))
 
