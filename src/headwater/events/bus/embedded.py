@@ -20,10 +20,15 @@ messages from ``fetched`` onwards, across partitions. Acks delete ``inflight`` r
 ``committed`` to the oldest message still in flight, so one stuck message never blocks the
 ones behind it.
 
-Durability: ``synchronous=NORMAL`` by default -- a committed publish or ack survives the
-process being killed; pass ``synchronous="FULL"`` to survive power loss too. Publishing and
-acking in batches (``publish_many``, ``ack_many``) is what makes the log fast: one
-transaction per batch.
+Durability: ``publish``/``publish_many`` return after their transaction has committed to the
+write-ahead log. With the default ``synchronous=NORMAL`` (WAL mode) that commit is in the OS
+when the call returns -- it survives this process being killed (SIGKILL included) but not a
+power loss or kernel crash, which can lose the last transactions (never corrupt the file);
+``synchronous="FULL"`` fsyncs the WAL on every commit and survives power loss too, at the cost
+of one fsync per transaction. Publishing and acking in batches (``publish_many``,
+``ack_many``) is what makes the log fast: one transaction per batch; a fetch copies the
+batch's in-flight rows from the log range it read in one statement per partition, and an ack
+deletes each run of consecutive offsets with one statement.
 
 Synchronous API, safe to share between threads (each thread gets its own SQLite connection;
 each consumer has its own).
