@@ -48,6 +48,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter, _ = _install()
     exporter.clear()
     yield exporter
+    exporter.clear()  # the provider outlives the test: do not hold its spans
 
 
 @pytest.fixture
