@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from headwater.cdc.demo import cdc_demo_step
 from headwater.demo import DEMO_POLICY, DEMO_TAGS, generate_customers
 
 
-def test_cdc_demo_step_replicates_insert_update_delete(platform) -> None:
+@pytest.mark.parametrize("kind", ["embedded", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_cdc_demo_step_replicates_insert_update_delete(kind, request) -> None:
+    if kind == "embedded":
+        platform = request.getfixturevalue("platform")
+    else:
+        request.getfixturevalue("cdc_dsn")
+        platform = request.getfixturevalue("pg_platform")
     session = platform.session("demo")
     session.write("app.customers", generate_customers(300), key="id")
     for column, tag in DEMO_TAGS.items():

@@ -84,7 +84,10 @@ def cdc_demo_step(platform: Any, console: Any, *, table: str = "customers", prin
             watcher.ack_many(msgs)
         watcher.close()
     finally:
-        pipe.close()
+        if pipe.connector.__class__.__name__ == "PostgresCDC":
+            pipe.drop()  # a demo must not leave a slot retaining WAL behind
+        else:
+            pipe.close()  # the SQLite capture stays: `headwater cdc status` shows it
 
     t = Table(header_style="bold cyan", title=f"change events on {topic}")
     for col in ("op", "key", "position", "before", "after"):
@@ -111,5 +114,6 @@ def cdc_demo_step(platform: Any, console: Any, *, table: str = "customers", prin
 
 
 def _norm(value: Any) -> str | None:
-    # The replica keeps change-event values (timestamps as the source's text): compare as text.
-    return None if value is None else str(value)
+    # The replica keeps change-event values (numbers exact, timestamps as ISO text): compare as
+    # text, with the date-time separator of either form.
+    return None if value is None else str(value).replace("T", " ")
