@@ -258,3 +258,34 @@ def test_isbn_columns_are_not_phones() -> None:
     assert classify_column("col", isbns) == []
     phones = values_of("phone", 400, seed=21)
     assert classify_column("col", phones)[0].tag == "pii.phone"
+
+
+def test_iban_column_matches_the_shape_pattern_and_validator() -> None:
+    rng = random.Random(23)
+    values = []
+    for v in values_of("iban", 1500, seed=31):
+        compact = v.replace(" ", "")
+        r = rng.random()
+        if r < 0.15:
+            v = compact.lower()
+        elif r < 0.3:
+            v = compact[:2] + " " + compact[2:]  # a space inside the first four characters
+        elif r < 0.45:
+            v = compact[:8] + "  " + compact[8:]  # two spaces in a row
+        elif r < 0.55:
+            v = compact[:4] + " " + compact[4:]  # a space right after the check digits: allowed
+        elif r < 0.65:
+            v = "ZZ" + compact[2:]  # no such country
+        elif r < 0.75:
+            v = compact[:-1]  # wrong length
+        values.append(v)
+    shape = re.compile(fast._RE_IBAN_SHAPE)
+
+    def valid(v: str) -> bool:
+        upper = v.upper()
+        return bool(shape.fullmatch(upper)) and iban_valid(upper.replace(" ", ""))
+
+    report = inspect_column("x", pa.array(values), sample=0)
+    want = sum(valid(v) for v in values)
+    assert 300 < want < 1500
+    assert next(p for p in report.proposals if p.tag == "pii.iban").matches == want

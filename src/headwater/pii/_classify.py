@@ -318,9 +318,11 @@ def _features(arr: pa.Array) -> _Features:
     np.take(_BYTE_CLASS, body, out=flags[:size])
     flags[size] = 0
     classes = np.bitwise_or.reduceat(flags, bounds)[0::2]
-    running = np.zeros(size + 1, dtype=np.int32)  # digits before each byte
-    np.cumsum((body - np.uint8(48)) < 10, out=running[1:])
-    digits = running[bounds[1::2]] - running[bounds[0::2]]
+    # (one byte per input byte: a running count in int32 would cost page faults on fresh memory)
+    isdigit = np.empty(size + 1, dtype=np.uint8)
+    np.less(body - np.uint8(48), 10, out=isdigit[:size].view(np.bool_))
+    isdigit[size] = 0
+    digits = np.add.reduceat(isdigit, bounds, dtype=np.int32)[0::2]
     if size:
         first = body[np.minimum(bounds[0::2], size - 1)]
         last = body[np.clip(bounds[1::2] - 1, 0, size - 1)]
@@ -378,6 +380,8 @@ def _adjacent(arr: pa.Array, chars: bytes) -> np.ndarray:
 
 _DIGIT_BYTES = np.zeros(256, dtype=bool)
 _DIGIT_BYTES[48:58] = True
+_LETTER_BYTES = np.zeros(256, dtype=bool)
+_LETTER_BYTES[65:91] = _LETTER_BYTES[97:123] = True
 
 
 def _digits_only(arr: pa.Array, counts: np.ndarray) -> pa.Array:
@@ -392,6 +396,20 @@ def _digits_only(arr: pa.Array, counts: np.ndarray) -> pa.Array:
 
 def _take(arr: pa.Array, rows: np.ndarray) -> pa.Array:
     return arr if len(rows) == len(arr) else arr.take(pa.array(rows))
+
+
+def _compact_upper(arr: pa.Array) -> pa.Array:
+    """ASCII values of ``arr`` without spaces and upper-cased (IBANs written in groups)."""
+    offsets, data = _offsets_and_data(arr)
+    body = data[int(offsets[0]):int(offsets[-1])]
+    keep = body != 32
+    kept = body[keep]
+    kept -= ((kept >= 97) & (kept <= 122)).view(np.uint8) * np.uint8(32)
+    spaces = np.flatnonzero(~keep)
+    per_value = np.bincount(np.searchsorted(offsets - offsets[0], spaces, side="right") - 1, minlength=len(arr))
+    new_offsets = np.zeros(len(arr) + 1, dtype=np.int64)
+    np.cumsum(np.diff(offsets) - per_value[:len(arr)], out=new_offsets[1:])
+    return pa.Array.from_buffers(pa.large_string(), len(arr), [None, pa.py_buffer(new_offsets), pa.py_buffer(kept)])
 
 
 def _width_blocks(arr: pa.Array, rows: np.ndarray) -> Any:
@@ -434,7 +452,7 @@ def _cards_many(digits: pa.Array) -> np.ndarray:
     ok = np.zeros(len(digits), dtype=bool)
     for pos, m in _width_blocks(digits, np.arange(len(digits))):
         width = m.shape[1]
-        d = (m - np.uint8(48)).T  # one row per digit position
+        d = np.ascontiguousarray((m - np.uint8(48)).T)  # one row per digit position
         six = d[0].astype(np.int32)
         for j in range(1, 6):
             six *= 10
@@ -703,8 +721,8 @@ def _prefilter(stage: str, f: _Features) -> np.ndarray:
         return f.present & _SECRET_FIRST_BYTE[f.first] & (f.nbytes >= 15)
     if stage == "email":
         return f.present & f.only(_ALLOWED["email"]) & f.has(_AT) & f.has(_DOT)
-    if stage == "iban":  # 4 + 11..30 characters, each maybe after one space
-        return (f.present & f.only(_ALLOWED["iban"]) & f.has(_DIG) & f.has(_LETTER)
+    if stage == "iban":  # a letter, then 3 + 11..30 characters, each maybe after one space
+        return (f.present & f.only(_ALLOWED["iban"]) & f.has(_DIG) & _LETTER_BYTES[f.first]
                 & (f.nbytes >= 15) & (f.nbytes <= 64))
     if stage == "ssn":
         return f.present & f.only(_ALLOWED["ssn"]) & (f.digits == 9)
@@ -772,20 +790,24 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
     if len(rows):
         rows = rows[~_adjacent(_take(arr, rows), b".")]
     claim("email", rows)
-    # IBAN: shape on upper-cased values, country length, mod-97
+    # IBAN: shape, country length, mod-97. On top of the pre-filter (letters, digits, spaces;
+    # a letter first) the shape ^[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}$ (case-insensitive) is: a
+    # letter second, digits third and fourth, no two spaces in a row (none trails: values are
+    # trimmed); its 11..30 count follows from the country length (15..33 characters).
     rows = np.flatnonzero(free & _prefilter("iban", f))
     if len(rows):
-        upper = pc.ascii_upper(_take(arr, rows))
-        local = np.flatnonzero(_match(upper, np.arange(len(rows)), _RE_IBAN_SHAPE))
-        if len(local):
-            compact = pc.replace_substring(upper.take(pa.array(local)), " ", "")
-            cc = pc.utf8_slice_codeunits(compact, 0, 2)
-            want = pc.index_in(cc, value_set=_IBAN_COUNTRIES)
-            want_len = _IBAN_LENGTH_OF[pc.fill_null(want, len(_IBAN_LENGTH_OF) - 1).to_numpy(zero_copy_only=False)]
-            have = np.diff(_offsets_and_data(compact)[0])
-            ok = np.flatnonzero(want_len == have)
-            ok = ok[_mod97_many(compact, ok)]
-            claim("iban", rows[local[ok]])
+        s = f.starts[rows]
+        rows = rows[_LETTER_BYTES[f.body[s + 1]] & _DIGIT_BYTES[f.body[s + 2]] & _DIGIT_BYTES[f.body[s + 3]]]
+        sub = _take(arr, rows)
+        if f.has(_SP)[rows].any():
+            single = ~_adjacent(sub, b" ")
+            rows, sub = rows[single], sub.filter(pa.array(single))
+        compact = _compact_upper(sub)
+        offsets, data = _offsets_and_data(compact)
+        if len(rows):
+            country = data[offsets[:-1]].astype(np.int32) << 8 | data[offsets[:-1] + 1]
+            ok = np.flatnonzero(_IBAN_LENGTH_BY_COUNTRY[country] == np.diff(offsets))
+            claim("iban", rows[ok[_mod97_many(compact, ok)]])
     # SSN
     claim("ssn", matched(free & _prefilter("ssn", f), _RE_SSN))
     # payment cards: shape (digits with single separators), issuer range and length, Luhn
@@ -805,7 +827,8 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
     date_rows = matched(free & _prefilter("date", f), _RE_DATE)
     if len(date_rows):
         if "dob" in evidence:
-            validated("dob", date_rows, lambda i: parse_birth_date(value(i)) is not None)
+            today = dt.date.today()
+            validated("dob", date_rows, lambda i: parse_birth_date(value(i), today=today) is not None)
         free[date_rows] = False
     # phone numbers: shape, then phonenumbers on a bounded sample
     cand = free & _prefilter("phone", f) & (f.digits >= 7) & (f.digits <= 21)
@@ -823,7 +846,8 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
             dotted = np.flatnonzero(f.only(_ALLOWED["version"])[rows])
             drop[dotted[_match(sub, dotted, _RE_VERSIONISH)]] = True
         # ISBN-13 and ISBN-10 shapes (hyphenated groups) are books, as in free text
-        isbnish = np.flatnonzero(np.isin(f.digits[rows], (9, 10, 13)) & f.has(_DASH | _SP)[rows])
+        second_last = f.body[f.starts[rows] + f.nbytes[rows] - 2]  # "-" or " " before the check digit
+        isbnish = np.flatnonzero(np.isin(f.digits[rows], (9, 10, 13)) & ((second_last == 45) | (second_last == 32)))
         drop[isbnish[_match(sub, isbnish, _RE_ISBN_SHAPE)]] = True
         rows = rows[~drop]
         validated("phone", rows, lambda i: phone_possible(value(i), regions))
@@ -850,8 +874,10 @@ def _match_stages(arr: pa.Array, f: _Features, evidence: dict[str, float], regio
     return counts, estimated
 
 
-_IBAN_COUNTRIES = pa.array(list(IBAN_LENGTHS))
-_IBAN_LENGTH_OF = np.array([*IBAN_LENGTHS.values(), -1])
+_IBAN_LENGTH_BY_COUNTRY = np.full(1 << 16, -1, dtype=np.int16)
+"""Upper-case two-letter country code (first byte << 8 | second) -> IBAN length."""
+for _cc, _length in IBAN_LENGTHS.items():
+    _IBAN_LENGTH_BY_COUNTRY[ord(_cc[0]) << 8 | ord(_cc[1])] = _length
 
 
 def inspect_column(
