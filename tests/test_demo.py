@@ -25,11 +25,11 @@ def test_demo_builds_every_dataset_and_is_rerunnable(tmp_path: Path) -> None:
     # (one customer row, their order facts); the ages in retention.yaml are relative to the
     # demo's fixed dates, so these counts do not depend on the day the test runs
     assert counts == {"app.customers": 302, "app.orders": 1_229, "warehouse.order_facts": 1_496,
-                      "lake.web_events": 375}
+                      "lake.web_events": 372}
     text = console.export_text()
     assert "federated in DuckDB" in text
     assert "pages of 2,000" in text
     assert "HEADWATER_CONFIG=" in text
-    assert "Retention applied" in text and "customers.id=7: completed" in text
+    assert "Retention applied" in text and "customers.id=7: completed" in text and "change events on cdc.app" in text
     assert "orders.big" in text and "PII proposals" in text
     assert "AccessDenied" in text and "was allowed" not in text

@@ -295,6 +295,13 @@ def run_demo(
             console.print(f"  [green]✓[/green] {who}: [dim]{attempt}[/dim] → {type(err).__name__}: {err}",
                           highlight=False)
 
+    with step("Change data capture: app.customers → events → warehouse.customers replica"):
+        from headwater.cdc.demo import cdc_demo_step
+
+        cdc = cdc_demo_step(platform, console, principal="alice")
+    step.done("`headwater cdc pipeline --source app --target warehouse` runs the same continuously; "
+              "on Postgres it reads the WAL through logical replication")
+
     with step("Retention: a policy file, a dry-run plan, then apply (archive to the lake first)"):
         from headwater.retention.demo import retention_demo_step
 
