@@ -242,8 +242,11 @@ def test_validation_stops_early_with_a_bounded_error() -> None:
     n, est = fast._validate_some(rows, always, 128, 10_000)
     assert est and n == 10_000 and len(calls) == 40  # Wilson half-width of 40/40 < 0.05
     calls.clear()
-    n, est = fast._validate_some(rows[:500], always, 128, 10_000)  # 5% of the column
-    assert est and n == 500 and len(calls) == 8
+    n, est = fast._validate_some(rows[:3000], always, 128, 10_000)  # 30% of the column
+    assert est and n == 3000 and len(calls) == 8
+    calls.clear()
+    n, est = fast._validate_some(rows[:400], always, 128, 10_000)  # 4%: one value says enough
+    assert est and n == 400 and len(calls) == 1
     calls.clear()
     n, est = fast._validate_some(rows[:6], always, 128, 10_000)
     assert not est and n == 6 and len(calls) == 6  # all of them: exact

@@ -627,15 +627,17 @@ _Z = 1.96
 def _validate_some(rows: np.ndarray, check: Any, budget: int, readable: int) -> tuple[int, bool]:
     """How many of ``rows`` pass ``check(row)``: exact, or estimated from a random subset.
 
-    Candidates are validated in a seeded random order, in batches of 8, and at most ``budget``
-    of them. After each batch the 95% Wilson score interval of the pass rate is computed; scaled
-    to the column (times candidates / readable values) its half-width bounds the error of the
-    column's match rate. Validation stops once that half-width is at most 0.05 -- e.g. after 40
-    candidates when all of them pass and every value is a candidate, after 8 when candidates
-    are under 30% of the column (the error the estimate can add to the column's rate is that
-    small). The pass rate of the validated subset is then scaled to all candidates
-    (``estimated``). (Stopping on the data makes the 95% nominal; the bound is a stopping rule,
-    not a guarantee.)
+    Candidates are validated in a seeded random order, in batches, and at most ``budget`` of
+    them. After each batch the 95% Wilson score interval of the pass rate is computed; scaled to
+    the column (times ``share`` = candidates / readable values) its half-width bounds the error
+    the estimate adds to the column's match rate. Validation stops once that is at most 0.05:
+    after 40 candidates when all of them pass and every value is a candidate, after 8 when
+    candidates are under 30% of the column. The first batch is 8, or fewer when even the widest
+    interval (a pass rate of 1/2) is narrow enough after fewer -- one value when candidates are
+    under 5% of the column, whose rate no estimate can then move by more than 0.05. Up to 8
+    candidates are all validated (exact). The pass rate of the validated subset is scaled to
+    all candidates (``estimated``). Stopping on the data makes the 95% nominal: this is a
+    stopping rule, not a guarantee.
     """
     total = len(rows)
     if total == 0:
@@ -644,13 +646,18 @@ def _validate_some(rows: np.ndarray, check: Any, budget: int, readable: int) -> 
     order = rows[np.random.default_rng(total).permutation(total)[:limit]]
     passed = checked = 0
     share = total / max(readable, 1)
-    for start in range(0, limit, _BATCH):
-        for r in order[start:start + _BATCH]:
+    # worst-case half-width at m values is about z / (2 sqrt(m)): small enough once m reaches this
+    # (a handful of candidates is validated outright)
+    first = _BATCH if total <= _BATCH else min(_BATCH, max(1, math.ceil((_Z * share / (2 * _TOLERANCE)) ** 2)))
+    stops = [first, *range(first + _BATCH, limit + _BATCH, _BATCH)]
+    for stop in stops:
+        stop = min(stop, limit)
+        for r in order[checked:stop]:
             passed += bool(check(int(r)))
-        checked = min(start + _BATCH, limit)
+        checked = stop
         if checked == total:
             return passed, False
-        if _wilson_half_width(passed, checked) * share <= _TOLERANCE:
+        if checked == limit or _wilson_half_width(passed, checked) * share <= _TOLERANCE:
             break
     return round(passed / checked * total), True
 
@@ -724,13 +731,13 @@ def _prefilter(stage: str, f: _Features) -> np.ndarray:
     if stage == "iban":  # a letter, then 3 + 11..30 characters, each maybe after one space
         return (f.present & f.only(_ALLOWED["iban"]) & f.has(_DIG) & _LETTER_BYTES[f.first]
                 & (f.nbytes >= 15) & (f.nbytes <= 64))
-    if stage == "ssn":
-        return f.present & f.only(_ALLOWED["ssn"]) & (f.digits == 9)
+    if stage == "ssn":  # no dash or two
+        return f.present & f.only(_ALLOWED["ssn"]) & (f.digits == 9) & ((f.nbytes == 9) | (f.nbytes == 11))
     if stage == "card":  # 12..19 digits with single separators: starts and ends with a digit
         return (f.present & f.only(_ALLOWED["card"]) & (f.digits >= 12) & (f.digits <= 19)
                 & _DIGIT_BYTES[f.first] & _DIGIT_BYTES[f.last])
-    if stage == "ipv4":
-        return f.present & f.only(_ALLOWED["ipv4"]) & f.has(_DOT) & (f.nbytes >= 7) & (f.nbytes <= 15)
+    if stage == "ipv4":  # digits and exactly three dots
+        return f.present & f.only(_ALLOWED["ipv4"]) & (f.nbytes - f.digits == 3) & (f.nbytes <= 15)
     if stage == "ipv6":
         return f.present & f.only(_ALLOWED["ipv6"]) & f.has(_COLON)
     if stage == "date":  # 5 to 8 digits, more only with a time part ("T00:00...")
