@@ -298,7 +298,7 @@ def run_demo(
     with step("Change data capture: app.customers → events → warehouse.customers replica"):
         from headwater.cdc.demo import cdc_demo_step
 
-        cdc = cdc_demo_step(platform, console, principal="alice")
+        cdc_demo_step(platform, console, principal="alice")
     step.done("`headwater cdc pipeline --source app --target warehouse` runs the same continuously; "
               "on Postgres it reads the WAL through logical replication")
 
@@ -411,7 +411,8 @@ def _events_step(platform: Platform, session: Any, step: _Steps, console: Consol
         sink = DatasetSink(session, "warehouse.order_events", key="order_id")
         consumer = EventConsumer(platform.bus, "orders", "warehouse-sink", sink_orders, batch=True,
                                  dead_letters=platform.dead_letters, validator=SchemaValidator(platform.schema_registry),
-                                 retry=RetryPolicy(max_attempts=2, base=0.01, max_delay=0.05), ack_wait=2.0)
+                                 retry=RetryPolicy(max_attempts=2, base=0.01, max_delay=0.05), ack_wait=2.0,
+                                 slo=platform.slo_recorder)
         stats = consumer.run(idle_timeout=1.0)
         letters = platform.dead_letters.list(consumer_group="warehouse-sink")
     step.done(f"schema orders-value id {schema_id}; {len(events):,} events published, {rejected} refused by "
@@ -461,7 +462,7 @@ def _routing_step(platform: Platform, step: _Steps, console: Console) -> None:
                 platform.bus.create_topic(topic, partitions=1)
         router = Router(DEMO_ROUTES, validator=SchemaValidator(platform.schema_registry))
         routing = router_consumer(platform.bus, "orders", "router", router, dead_letters=platform.dead_letters,
-                                  ack_wait=2.0)
+                                  ack_wait=2.0, slo=platform.slo_recorder)
         stats = routing.run(idle_timeout=1.0)
         counts = {}
         for topic in ("orders.big", "orders.returns"):

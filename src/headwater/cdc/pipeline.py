@@ -131,9 +131,10 @@ class CDCPipeline:
         if isinstance(cfg, PostgresConfig):
             from headwater.cdc.postgres import PostgresCDC
 
+            recorder = self.platform.slo_recorder
             return PostgresCDC(cfg.dsn.get_secret_value(), slot=f"hw_{self.name}", publication=f"hw_{self.name}",
                                tables=[f"{cfg.schema_}.{t}" for t in self.tables], heartbeat_interval=1.0,
-                               **common)
+                               on_lag=recorder.record_slot_lag if recorder is not None else None, **common)
         raise ConfigError(f"store {self.source!r} ({type(cfg).__name__}) has no change capture; "
                           "CDC reads SQLite (triggers) or Postgres (logical replication)")
 
@@ -172,6 +173,7 @@ class CDCPipeline:
                 with processing(system, self.topic_of(table), self.group, events):
                     n += sink.write(events)
                 consumer.ack_many(messages)
+                self._record_freshness(events)
             applied[table] = n
             self.applied += n
             if n:
@@ -207,9 +209,30 @@ class CDCPipeline:
         if idle_timeout is None:
             idle_timeout = 0.05 if isinstance(self.connector, SQLiteCDC) else 0.3
         self._lineage_start()
-        published = self.connector.run(idle_timeout=idle_timeout)
-        applied = self.drain(timeout=0.05)  # everything published is already on the bus
-        return {"published": published, "applied": applied, "halted": sorted(self.connector.schemas.halted)}
+        try:
+            published = self.connector.run(idle_timeout=idle_timeout)
+            applied = self.drain(timeout=0.05)  # everything published is already on the bus
+        except BaseException:
+            self._record_run(ok=False)
+            raise
+        halted = sorted(self.connector.schemas.halted)
+        self._record_run(ok=not halted)
+        return {"published": published, "applied": applied, "halted": halted}
+
+    def _record_freshness(self, events: list[Any]) -> None:
+        """Commit-to-replica milliseconds of each applied change toward ``event_freshness``."""
+        recorder = self.platform.slo_recorder
+        if recorder is None:
+            return
+        now = dt.datetime.now(dt.UTC)
+        for e in events:
+            recorder.record_event_delivery(max(0.0, (now - e.time).total_seconds() * 1000))
+
+    def _record_run(self, *, ok: bool) -> None:
+        """One pipeline run toward the ``pipeline_success`` SLI (a halted table is a failure)."""
+        recorder = self.platform.slo_recorder
+        if recorder is not None:
+            recorder.record_pipeline_run(ok=ok)
 
     def run(self, *, poll: float = 0.5) -> None:
         """Stream until :meth:`stop` (the connector in a thread, sinks draining every ``poll``)."""
@@ -233,6 +256,7 @@ class CDCPipeline:
             self.connector.stop()
             thread.join(30)
             self.drain()
+            self._record_run(ok=not errors and not self.connector.schemas.halted)
         if errors:
             raise errors[0]
 

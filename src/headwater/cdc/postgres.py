@@ -220,7 +220,8 @@ class PostgresCDC:
 
     Tuning: ``batch_size`` events or ``flush_interval`` seconds per publish;
     ``heartbeat_interval`` seconds of idleness between heartbeats; ``lag_alarm_bytes`` calls
-    ``on_alarm(status)`` when the slot retains more WAL than that. ``reset=True`` drops an
+    ``on_alarm(status)`` when the slot retains more WAL than that; ``on_lag(bytes)`` receives a
+    slot-lag sample every ``heartbeat_interval`` (the ``cdc_slot_lag`` SLI). ``reset=True`` drops an
     existing (or lost) slot and starts again from a fresh snapshot; ``snapshot=False`` skips
     the initial snapshot (streaming only).
     """
@@ -242,6 +243,7 @@ class PostgresCDC:
         status_interval: float = 1.0,
         lag_alarm_bytes: int | None = None,
         on_alarm: Callable[[dict[str, Any]], None] | None = None,
+        on_lag: Callable[[int], None] | None = None,
         snapshot: bool = True,
         reset: bool = False,
         registry: Any = None,
@@ -266,6 +268,7 @@ class PostgresCDC:
         self.status_interval = status_interval
         self.lag_alarm_bytes = lag_alarm_bytes
         self.on_alarm = on_alarm
+        self.on_lag = on_lag
         self.snapshot = snapshot
         self.reset = reset
         self._stop = threading.Event()
@@ -813,7 +816,8 @@ class PostgresCDC:
                         with contextlib.suppress(CDCError):
                             self.heartbeat()
                     self._write_status()
-                    if self.lag_alarm_bytes is not None and now - last_alarm_check >= self.heartbeat_interval:
+                    if ((self.lag_alarm_bytes is not None or self.on_lag is not None)
+                            and now - last_alarm_check >= self.heartbeat_interval):
                         last_alarm_check = now
                         self._check_alarm()
                     wait = min(self.heartbeat_interval, 1.0 if idle_timeout is None else max(0.01, min(1.0, idle_timeout)))
@@ -909,6 +913,8 @@ class PostgresCDC:
             lag = self.lag_bytes()
         except CDCError:
             return
+        if lag is not None and self.on_lag is not None:
+            self.on_lag(lag)
         if lag is not None and self.lag_alarm_bytes is not None and lag > self.lag_alarm_bytes:
             log.warning("CDC slot %s retains %d bytes of WAL (alarm at %d)", self.slot, lag, self.lag_alarm_bytes)
             if self.on_alarm is not None:

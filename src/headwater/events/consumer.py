@@ -121,7 +121,10 @@ class EventConsumer:
 
     ``stage`` names what the handler does in dead-letter reasons (``handle``; sinks use
     ``sink``, routers ``route``). ``ack_wait`` is how long a fetched message may be held
-    before the bus redelivers it (set it above the slowest handler call).
+    before the bus redelivers it (set it above the slowest handler call). ``slo``: an
+    :class:`~headwater.telemetry.slo.SLORecorder` (``platform.slo_recorder``) that receives the
+    end-to-end freshness of every handled event (now minus the event's ``time``) toward the
+    ``event_freshness`` SLI.
     """
 
     def __init__(
@@ -141,8 +144,10 @@ class EventConsumer:
         terminal: tuple[type[BaseException], ...] = _TERMINAL,
         crash_allowance: int = 2,
         seed: int | None = None,
+        slo: Any = None,
     ) -> None:
         self.bus = bus
+        self.slo = slo
         self.topic = topic
         self.group = group
         self.handler = handler
@@ -286,6 +291,9 @@ class EventConsumer:
                 else:
                     stats.handled += len(ready)
                     done.extend(m for m, _ in ready)
+                    if self.slo is not None:
+                        for e in events:
+                            self._fresh(e)
             elif not traced:
                 for msg, event in ready:
                     if self._handle_one(msg, event, stats, self.handler):  # type: ignore[arg-type]
@@ -300,6 +308,10 @@ class EventConsumer:
                             if self._handle_one(msg, event, stats, self.handler, span=span):  # type: ignore[arg-type]
                                 done.append(msg)
         self.consumer.ack_many(done)
+
+    def _fresh(self, event: Event) -> None:
+        """One handled event toward ``event_freshness``: milliseconds since it happened."""
+        self.slo.record_event_delivery(max(0.0, (datetime.now(UTC) - event.time).total_seconds() * 1000))
 
     def _handle_one(
         self, msg: Message, event: Event, stats: ConsumerStats, call: Callable[[Event], Any],
@@ -328,6 +340,8 @@ class EventConsumer:
             return False
         self._first_failure.pop((msg.partition, msg.offset), None)
         stats.handled += 1
+        if self.slo is not None:
+            self._fresh(event)
         return True
 
     def _dead(
