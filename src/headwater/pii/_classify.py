@@ -334,11 +334,13 @@ def _features(arr: pa.Array) -> _Features:
     return _Features(classes, nbytes, digits, first, last, present, bounds[0::2], body)
 
 
+_PAD_BYTES = np.zeros(256, dtype=bool)
+_PAD_BYTES[[9, 10, 13, 32]] = True
+
+
 def _padded(f: _Features) -> bool:
     """Whether any value starts or ends with ASCII whitespace (then values are trimmed)."""
-    ws = np.zeros(256, dtype=bool)
-    ws[[9, 10, 13, 32]] = True
-    return bool((ws[f.first] | ws[f.last]).any())
+    return bool((_PAD_BYTES[f.first] | _PAD_BYTES[f.last]).any())
 
 
 def _match(arr: pa.Array, rows: np.ndarray, pattern: str) -> np.ndarray:
