@@ -13,8 +13,9 @@ everything after its last confirmed position after a crash; those events are ski
 each change is applied exactly once and the replica converges.
 
 **Deletes.** :class:`~headwater.access.session.Session` has no delete API, so a delete is an
-upsert of a *tombstone*: the key, ``_deleted = true``, and the other columns from ``before``
-(null unless the source table has ``REPLICA IDENTITY FULL``). Read the replica with
+upsert of a *tombstone*: the key and ``_deleted = true``, every other column null -- a deleted
+row's values are not kept in the copy (erasure relies on it), even when the source sends a full
+``before`` image (``REPLICA IDENTITY FULL``). Read the replica with
 ``WHERE NOT _deleted``; tombstones also keep the watermark of deleted rows. A key change
 (UPDATE of the primary key) tombstones the old key. TRUNCATE tombstones every live row.
 
@@ -140,7 +141,7 @@ class ReplicaSink:
                 self._tombstone_live(pos)
             elif op == "d":
                 before = data.get("before") or {}
-                row = dict(before)
+                row = {k: before[k] for k in key if k in before}
                 self._stamp(row, pos, deleted=True)
                 batch[self._kv(row, key, event)] = row
             else:
@@ -150,7 +151,7 @@ class ReplicaSink:
                 if op == "u" and before and all(k in before for k in key):
                     old_kv = tuple(before[k] for k in key)
                     if old_kv != kv:
-                        tomb = dict(before)
+                        tomb = {k: before[k] for k in key}
                         self._stamp(tomb, pos, deleted=True)
                         batch[old_kv] = tomb
                 unchanged = event.extensions.get("unchanged")
