@@ -25,12 +25,19 @@ it; :func:`read_status_file` reads it back.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CHANGE_TYPE", "SNAPSHOT_TYPE", "Connector", "read_status_file", "write_status_file"]
+__all__ = [
+    "CHANGE_TYPE", "SNAPSHOT_TYPE", "Connector", "StatusFileWriter", "message_key", "read_status_file",
+    "write_status_file",
+]
+
+log = logging.getLogger("headwater.cdc")
 
 CHANGE_TYPE = "io.headwater.cdc.change"
 """CloudEvents ``type`` of a change event."""
@@ -88,3 +95,38 @@ def read_status_file(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+def message_key(row: dict[str, Any] | None, keys: Any) -> str | None:
+    """The bus key of a change: the primary key's value as text (JSON for composite keys)."""
+    if not keys or row is None:
+        return None
+    if len(keys) == 1:
+        kv = row.get(keys[0])
+        return kv if isinstance(kv, str) else (str(kv) if isinstance(kv, int) else json.dumps(kv))
+    return json.dumps([row.get(k) for k in keys], separators=(",", ":"))
+
+
+class StatusFileWriter:
+    """Mixin: write ``self.status()`` to ``self.status_file`` at most once a second (or when forced)."""
+
+    status_file: str | None
+    _status_written: float
+
+    def status(self) -> dict[str, Any]:  # pragma: no cover - provided by the connector
+        raise NotImplementedError
+
+    def _write_status(self, force: bool = False) -> None:
+        if self.status_file is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._status_written < 1.0:
+            return
+        self._status_written = now
+        try:
+            doc = self.status()
+            doc["pid"] = os.getpid()
+            doc["updated_at"] = time.time()
+            write_status_file(self.status_file, doc)
+        except OSError as err:
+            log.warning("cannot write CDC status file %s: %s", self.status_file, err)

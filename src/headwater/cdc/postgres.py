@@ -62,7 +62,6 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
-import json
 import logging
 import math
 import select
@@ -79,7 +78,7 @@ from headwater.cdc._events import encode as _encode
 from headwater.cdc._events import ext_json as _ext_json
 from headwater.cdc._events import make_event as _make_event
 from headwater.cdc._events import quote as _quote
-from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, write_status_file
+from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, StatusFileWriter, message_key
 from headwater.cdc.errors import CDCError, CDCUnavailable, ReplicationNotConfigured, SlotLost
 from headwater.cdc.pgoutput import (
     CONVERTERS as _CONVERTERS,
@@ -210,7 +209,7 @@ class _TableStats:
         self.snapshot_rows = 0
 
 
-class PostgresCDC:
+class PostgresCDC(StatusFileWriter):
     """Streams one Postgres database's changes to ``bus`` through a logical slot.
 
     ``dsn`` is a libpq connection string (the role needs ``REPLICATION`` and may create
@@ -378,21 +377,6 @@ class PostgresCDC:
         """``<topic_prefix>.<schema>.<table>`` of ``table`` (``schema.table`` or ``table``)."""
         schema, name = _qualify(table)
         return f"{self.topic_prefix}.{schema}.{name}"
-
-    def _write_status(self, force: bool = False) -> None:
-        if self.status_file is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._status_written < 1.0:
-            return
-        self._status_written = now
-        try:
-            doc = self.status()
-            doc["pid"] = __import__("os").getpid()
-            doc["updated_at"] = time.time()
-            write_status_file(self.status_file, doc)
-        except OSError as err:
-            log.warning("cannot write CDC status file %s: %s", self.status_file, err)
 
     def latencies(self) -> list[float]:
         """Commit-to-publish seconds of recent transactions (server commit time to bus ack)."""
@@ -671,15 +655,7 @@ class PostgresCDC:
         if cached is None or cached[0] is not rel:  # a new Relation message replaces the shape
             cached = self._keys[rel.oid] = (rel, rel.key_columns)
         keys = cached[1]
-        row = after if after is not None else before
-        key: str | None
-        if not keys or row is None:
-            key = None
-        elif len(keys) == 1:
-            kv = row.get(keys[0])
-            key = kv if isinstance(kv, str) else (str(kv) if isinstance(kv, int) else json.dumps(kv))
-        else:
-            key = json.dumps([row.get(k) for k in keys], separators=(",", ":"))
+        key = message_key(after if after is not None else before, keys)
         data = {
             "before": before,
             "after": after,

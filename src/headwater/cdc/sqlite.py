@@ -32,7 +32,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from headwater.cdc._events import encode, event_json, make_event
-from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, write_status_file
+from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, StatusFileWriter, message_key
 from headwater.cdc.errors import CDCError, CDCUnavailable
 from headwater.cdc.schemas import SchemaTracker, json_type_of_sqlite
 
@@ -101,7 +100,7 @@ class _Stats:
         self.skipped = 0
 
 
-class SQLiteCDC:
+class SQLiteCDC(StatusFileWriter):
     """Streams a SQLite database's changes to ``bus`` through triggers and ``_hw_changes``.
 
     ``path`` is the database file (or a :class:`~headwater.stores.sqlite.SQLiteStore`).
@@ -328,21 +327,6 @@ class SQLiteCDC:
             "halted": {name: h.to_dict() for name, h in halted.items()},
         }
 
-    def _write_status(self, force: bool = False) -> None:
-        if self.status_file is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._status_written < 1.0:
-            return
-        self._status_written = now
-        try:
-            doc = self.status()
-            doc["pid"] = os.getpid()
-            doc["updated_at"] = time.time()
-            write_status_file(self.status_file, doc)
-        except OSError as err:
-            log.warning("cannot write CDC status file %s: %s", self.status_file, err)
-
     # -- running -------------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask :meth:`run` to publish what it holds, confirm it and return (thread-safe)."""
@@ -479,16 +463,7 @@ class SQLiteCDC:
     def _envelope(self, t: _Table, op: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
                   seq: int, txid: int | None, commit_ms: int, now_ms: int, *, snapshot: str = "false",
                   pos: int = 0) -> tuple[dict[str, Any], str | None]:
-        row = after if after is not None else before
-        key: str | None
-        keys = t.key
-        if not keys or row is None:
-            key = None
-        elif len(keys) == 1:
-            kv = row.get(keys[0])
-            key = kv if isinstance(kv, str) else (str(kv) if isinstance(kv, int) else json.dumps(kv))
-        else:
-            key = json.dumps([row.get(k) for k in keys], separators=(",", ":"))
+        key = message_key(after if after is not None else before, t.key)
         data = {
             "before": before,
             "after": after,
