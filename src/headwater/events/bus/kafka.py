@@ -48,7 +48,9 @@ Latency settings (override with ``consumer_config`` / ``producer_config``):
 default (500 ms) put ~140 ms at p50 on brokers that hold a fetch for the whole wait (tansu);
 raise it for many idle consumers on a real cluster (it only bounds idle fetches there).
 ``linger.ms=2`` on the producer, which waits for the delivery reports of each
-``publish_many`` batch anyway. confluent-kafka
+``publish_many`` batch anyway. On assignment a member hands librdkafka the start offsets it
+has just read (committed, else the watermark of ``start``), so fetching begins at once
+instead of after librdkafka's own offset look-ups (~100 ms of stalled partitions). confluent-kafka
 is imported lazily; its exceptions are translated to :class:`BusUnavailable` /
 :class:`EventBusError` and never leak.
 """
@@ -582,6 +584,10 @@ class KafkaConsumer:
                         except (ValueError, TypeError, AttributeError):
                             pass
                     self._parts[tp.partition] = part
+                    tp.offset = off
+            # start fetching at the positions just read: left to itself librdkafka asks the
+            # broker for them again (and resolves unset ones), ~100 ms before the first fetch
+            raw.assign(partitions)
         except BaseException as err:  # noqa: BLE001 - reported by fetch
             self._error = err
         self._assigned_once.set()
