@@ -65,6 +65,24 @@ class ChangeEvent(Event):
             return Event.to_json(self, max_bytes=max_bytes)
         return raw
 
+    def _with_trace(self, traceparent: str | None, tracestate: str | None) -> Event:
+        """A copy carrying the trace context, its encoding spliced rather than rebuilt (the
+        pre-encoded envelope never holds trace attributes, so they are appended)."""
+        new = Event._with_trace(self, traceparent, tracestate)
+        raw: bytes | None = getattr(self, "_raw", None)
+        if raw is None or not raw.endswith(b"}") or self.traceparent is not None:
+            return new
+        extra = b""
+        if traceparent is not None:
+            extra += b',"traceparent":' + encode(traceparent).encode()
+        if tracestate is not None:
+            extra += b',"tracestate":' + encode(tracestate).encode()
+        fast = object.__new__(ChangeEvent)
+        for f in dataclasses.fields(Event):
+            object.__setattr__(fast, f.name, getattr(new, f.name))
+        object.__setattr__(fast, "_raw", raw[:-1] + extra + b"}")
+        return fast
+
 
 def make_event(
     type_: str, source: str, data: Any, event_id: str, subject: str | None, time: datetime,
