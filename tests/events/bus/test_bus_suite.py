@@ -146,7 +146,9 @@ def test_unacked_message_is_redelivered_after_ack_wait(bus: Bus):
     if differs(bus, "delivery_count_lost_on_handover"):
         assert again.delivery == 1
     else:
-        assert again.delivery == 2
+        # the redelivery counts up (on a loaded machine JetStream may have redelivered once
+        # more before the first consumer saw it, so compare with what that one was told)
+        assert again.delivery >= m.delivery + 1
     c2.ack(again)
     c2.close()
 
