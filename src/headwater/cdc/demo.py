@@ -64,7 +64,8 @@ def cdc_demo_step(platform: Any, console: Any, *, table: str = "customers", prin
     try:
         first = pipe.sync()
         snapshot_rows = first["applied"][table]
-        ids = [r["id"] for r in session.sql(f"SELECT id FROM app.{table} ORDER BY id LIMIT 2").to_pylist()]
+        # the two newest rows: the demo's earlier steps (and their documented views) use the oldest
+        ids = [r["id"] for r in session.sql(f"SELECT id FROM app.{table} ORDER BY id DESC LIMIT 2").to_pylist()]
         top = session.sql(f"SELECT max(id) AS m FROM app.{table}").to_pylist()[0]["m"] or 0
         update_id, delete_id = (ids + [None, None])[:2]
         if update_id is None or delete_id is None:
