@@ -20,11 +20,13 @@ HEADWATER = [sys.executable, "-c", "from headwater.cli.app import main; main()"]
 def test_headwater_serve_runs_uvicorn_on_the_platform_with_metrics(tmp_path: Path) -> None:
     config = tmp_path / "headwater.yaml"
     doc = yaml.safe_load(Config.embedded(tmp_path / "hw").to_yaml_with_secrets())
-    doc["telemetry"] = {"exporters": ["prometheus"]}
     config.write_text(yaml.safe_dump(doc))
     with Platform.open(config) as platform:
         platform.session("setup").write("app.things", [{"id": 1, "name": "one"}])
         token = platform.create_api_key("setup").token
+    # only the server process exports metrics (the SDK, once installed, stays for the process)
+    doc["telemetry"] = {"exporters": ["prometheus"]}
+    config.write_text(yaml.safe_dump(doc))
     port = free_port()
     env = {**os.environ, "HEADWATER_CONFIG": str(config)}
     proc = subprocess.Popen(  # noqa: S603

@@ -90,6 +90,11 @@ def configure(cfg: TelemetryConfig) -> None:
     :class:`~headwater.errors.MissingDependency` naming it.
     """
     global _configured
+    from headwater.errors import ConfigError
+
+    unknown = [n for n in cfg.exporters if n not in ("console", "otlp_http", "otlp_grpc", "prometheus")]
+    if unknown:  # checked first: a bad name fails even when an earlier call installed the SDK
+        raise ConfigError(f"unknown telemetry exporter {unknown[0]!r}; use otlp_http, otlp_grpc, console or prometheus")
     if _configured or not cfg.exporters:
         return
     from opentelemetry.sdk.metrics import MeterProvider
@@ -98,11 +103,6 @@ def configure(cfg: TelemetryConfig) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-    from headwater.errors import ConfigError
-
-    unknown = [n for n in cfg.exporters if n not in ("console", "otlp_http", "otlp_grpc", "prometheus")]
-    if unknown:
-        raise ConfigError(f"unknown telemetry exporter {unknown[0]!r}; use otlp_http, otlp_grpc, console or prometheus")
     resource = Resource.create({"service.name": cfg.service_name})
     sampler = None
     if cfg.sample_ratio < 1.0:
