@@ -33,7 +33,8 @@ def _install() -> tuple[InMemorySpanExporter, InMemoryMetricReader | None]:
     reader: InMemoryMetricReader | None = None
     mp = metrics.get_meter_provider()
     if isinstance(mp, MeterProvider):
-        readers = getattr(getattr(mp, "_sdk_config", None), "metric_readers", ())
+        readers = (getattr(mp, "_metric_readers", None)  # the SDK keeps them here (1.3x)
+                   or getattr(getattr(mp, "_sdk_config", None), "metric_readers", ()))
         reader = next((r for r in readers if isinstance(r, InMemoryMetricReader)), None)
     else:
         reader = InMemoryMetricReader()
