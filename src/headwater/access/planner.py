@@ -104,6 +104,9 @@ class Plan:
     """The policy engine's decision (masks, filters, limits), or None without a policy."""
     n_user_params: int = 0
     """Markers 0 .. n_user_params-1 take the caller's parameters; the policy's follow."""
+    temporal: tuple[tuple[int, str], ...] = ()
+    """Output columns that are an explicit ``CAST(... AS DATE|TIMESTAMP)``: (position, ``date``
+    or ``timestamp``). SQLite answers them as text; the session gives them their type back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +259,7 @@ class Planner:
         fingerprint = hashlib.sha256(
             f"{sql}\x00{','.join(order_by or ())}".encode()
         ).hexdigest()[:32]
-        extra = {"decision": decision, "n_user_params": n_user}
+        extra = {"decision": decision, "n_user_params": n_user, "temporal": _temporal_outputs(logical)}
         single = len(stores) == 1 and _portable(decision, self.stores[next(iter(stores))])
         if single:
             (store_name,) = stores
@@ -530,6 +533,24 @@ def _streamable(select: exp.Select, roots: set[int]) -> bool:
             return False
         node = parent.parent.parent
     return False
+
+
+_TEMPORAL = {exp.DataType.Type.DATE: "date", exp.DataType.Type.TIMESTAMP: "timestamp",
+             exp.DataType.Type.TIMESTAMPNTZ: "timestamp", exp.DataType.Type.DATETIME: "timestamp"}
+
+
+def _temporal_outputs(tree: exp.Expression) -> tuple[tuple[int, str], ...]:
+    """Positions of output columns that cast to DATE or TIMESTAMP (see ``Plan.temporal``)."""
+    if not isinstance(tree, exp.Select):
+        return ()
+    out = []
+    for i, node in enumerate(tree.selects):
+        inner = node.this if isinstance(node, exp.Alias) else node
+        if isinstance(inner, exp.Cast) and isinstance(inner.to, exp.DataType):
+            kind = _TEMPORAL.get(inner.to.this)
+            if kind is not None:
+                out.append((i, kind))
+    return tuple(out)
 
 
 def _portable(decision: Any, store: Any) -> bool:

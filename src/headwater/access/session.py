@@ -25,6 +25,7 @@ from headwater.errors import (
     HeadwaterError,
     InvalidCursor,
     InvalidInput,
+    QueryError,
     QueryRejected,
     StoreError,
     WriteError,
@@ -520,7 +521,10 @@ class Session:
         if store_name is not None:
             store = self.platform.store(store_name)
             sql, vals = _render(cache, store_name, store, tree, values)
-            return store.execute(sql, vals, batch_size=batch, timeout_s=timeout)
+            reader = store.execute(sql, vals, batch_size=batch, timeout_s=timeout)
+            if plan.temporal and store.capabilities.dialect == "sqlite":
+                reader = _typed_temporals(reader, plan.temporal)
+            return reader
         return self._federate(plan, tree, values, timeout, batch, cache)
 
     def _federate(
@@ -769,3 +773,32 @@ def _order_item(item: str, ds: Any) -> str:
         raise InvalidInput(f"order_by items are 'column' or 'column desc', not {item!r}")
     col = ds.column(parts[0]).name
     return _ident(col) + (f" {parts[1].upper()}" if len(parts) == 2 else "")
+
+
+_ARROW_TEMPORAL = {"date": pa.date32(), "timestamp": pa.timestamp("us")}
+
+
+def _typed_temporals(reader: pa.RecordBatchReader, temporal: tuple[tuple[int, str], ...]) -> pa.RecordBatchReader:
+    """SQLite answers ``CAST(x AS DATE)`` (``DATE(x)``) as text: give those columns their type back.
+
+    SQLite's ``DATE()``/``DATETIME()`` answer NULL for text they cannot read, so every value
+    converts; one that does not is a :class:`QueryError`, not a silent string.
+    """
+    schema = reader.schema
+    wanted = {i: _ARROW_TEMPORAL[kind] for i, kind in temporal
+              if i < len(schema) and pa.types.is_string(schema.field(i).type)}
+    if not wanted:
+        return reader
+    fields = [schema.field(i).with_type(wanted[i]) if i in wanted else schema.field(i) for i in range(len(schema))]
+    target = pa.schema(fields, metadata=schema.metadata)
+
+    def batches() -> Any:
+        for batch in reader:
+            try:
+                cols = [pc.cast(col, wanted[i]) if i in wanted else col for i, col in enumerate(batch.columns)]
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise QueryError("a DATE/TIMESTAMP cast returned a value SQLite could not convert") from None
+            yield pa.RecordBatch.from_arrays(cols, schema=target)
+
+    return pa.RecordBatchReader.from_batches(target, batches())
+
