@@ -26,8 +26,12 @@ DEMO_EPOCH = dt.datetime(2025, 1, 1)
 
 
 def _age(now: dt.datetime, days_after_epoch: int) -> str:
-    """The age (``<n>d``) of the instant ``days_after_epoch`` days after the demo's epoch."""
-    return f"{(now.replace(tzinfo=None) - (DEMO_EPOCH + dt.timedelta(days=days_after_epoch))).days}d"
+    """The age of the instant ``days_after_epoch`` days after the demo's epoch, in seconds: the
+    plan uses the same ``now``, so the cutoff falls exactly on that instant whatever the time of
+    day (whole days would move it with the clock, and the counts with it)."""
+    instant = DEMO_EPOCH + dt.timedelta(days=days_after_epoch)
+    age = now.replace(tzinfo=None) - instant
+    return f"{int(age.total_seconds())}s  # = older than {instant:%Y-%m-%d}"
 
 
 def demo_retention_yaml(now: dt.datetime) -> str:
