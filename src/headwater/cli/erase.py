@@ -81,12 +81,19 @@ def erase(
                         console.print(f"{escape(target.dataset)}: {target.state.value}")
 
             report = engine.run(subject, actor=actor or _actor(), mode=mode, resume=resume, progress=progress)
-        if as_json:
-            sys.stdout.write(json.dumps({**report.to_dict(), "path": str(report.path)}, default=json_default) + "\n")
-        else:
-            print_erasure_report(console, report)
-        if not report.ok:
-            raise typer.Exit(3)
+        _emit(report, as_json, path=True, fail=True)
+
+
+def _emit(report: Any, as_json: bool, *, path: bool = False, fail: bool = False) -> None:
+    """Print a report as JSON (with its file when ``path``) or a table; exit 3 when ``fail``
+    and the job is not complete and verified."""
+    if as_json:
+        doc = report.to_dict() | ({"path": str(report.path)} if path else {})
+        sys.stdout.write(json.dumps(doc, default=json_default) + "\n")
+    else:
+        print_erasure_report(console, report)
+    if fail and not report.ok:
+        raise typer.Exit(3)
 
 
 @erase_app.command("status")
@@ -100,11 +107,7 @@ def erase_status(
     from headwater.erasure import ErasureEngine
 
     with open_platform(config) as platform:
-        report = ErasureEngine(platform).status(job_id)
-        if as_json:
-            sys.stdout.write(json.dumps(report.to_dict(), default=json_default) + "\n")
-        else:
-            print_erasure_report(console, report)
+        _emit(ErasureEngine(platform).status(job_id), as_json)
 
 
 @erase_app.command("verify")
@@ -119,13 +122,7 @@ def erase_verify(
     from headwater.erasure import ErasureEngine
 
     with open_platform(config) as platform:
-        report = ErasureEngine(platform).verify(job_id, actor=actor or _actor())
-        if as_json:
-            sys.stdout.write(json.dumps(report.to_dict(), default=json_default) + "\n")
-        else:
-            print_erasure_report(console, report)
-        if not report.ok:
-            raise typer.Exit(3)
+        _emit(ErasureEngine(platform).verify(job_id, actor=actor or _actor()), as_json, fail=True)
 
 
 @erase_app.command("ls")

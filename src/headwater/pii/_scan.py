@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from headwater.access.session import Session
     from headwater.catalog import Catalog, Dataset
 
-__all__ = ["ScanReport", "apply_proposals", "scan_dataset"]
+__all__ = ["ScanReport", "apply_proposals", "classify_table", "scan_dataset"]
 
 log = logging.getLogger("headwater.pii")
 
@@ -82,6 +82,17 @@ def _select(ds: Dataset, columns: list[str] | None, limit: int) -> str:
     return exp.select(*cols).from_(table).limit(limit).sql(dialect="duckdb")
 
 
+def classify_table(
+    dataset: str, table: pa.Table, *, regions: tuple[str, ...] = DEFAULT_REGIONS, validate: int = 128,
+) -> ScanReport:
+    """Classify every column of an Arrow table already read (the whole table is the sample)."""
+    report = ScanReport(dataset=dataset, rows_sampled=table.num_rows)
+    for name in table.column_names:
+        report.columns.append(inspect_column(name, table.column(name), sample=0, regions=regions,
+                                             validate=validate))
+    return report
+
+
 def scan_dataset(
     session: Session,
     dataset: str | Dataset,
@@ -110,10 +121,7 @@ def scan_dataset(
         log.warning("pii scan of %s: reading all columns failed (%s); reading them one by one",
                     ds.name, type(err).__name__)
     if table is not None:
-        report.rows_sampled = table.num_rows
-        for name in table.column_names:
-            report.columns.append(inspect_column(name, table.column(name), sample=0, regions=regions,
-                                                 validate=validate))
+        report = classify_table(ds.name, table, regions=regions, validate=validate)
     else:
         for col in ds.columns:
             try:

@@ -25,8 +25,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from headwater.errors import HeadwaterError, InvalidInput
-from headwater.pii._classify import inspect_column
-from headwater.pii._scan import ScanReport, apply_proposals
+from headwater.pii._scan import ScanReport, apply_proposals, classify_table
 
 if TYPE_CHECKING:
     from headwater.platform import Platform
@@ -40,9 +39,7 @@ PROPERTY = "pii_scan"
 
 
 def _classify(name: str, table: pa.Table, started: float) -> ScanReport:
-    report = ScanReport(dataset=name, rows_sampled=table.num_rows)
-    for column in table.column_names:
-        report.columns.append(inspect_column(column, table.column(column), sample=0))
+    report = classify_table(name, table)
     report.elapsed_s = time.perf_counter() - started
     return report
 
