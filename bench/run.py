@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c  # noqa: E402
 
-FOUNDATION = ["scan_duckdb", "point_lookup", "keyset_pagination", "scan_postgres"]
+FOUNDATION = ["scan_duckdb", "point_lookup", "keyset_pagination", "scan_postgres", "audit_overhead"]
 # governed benchmarks run on their own platform (a policy applied), after the open ones
 GOVERNED = ["governed_tpch", "decision_cache"]
 # standalone scripts (own set-up, own process)

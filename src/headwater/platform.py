@@ -199,6 +199,13 @@ class Platform:
         if self.config.audit.enabled:
             self.audit.append(event)
 
+    def submit_record(self, event: Any) -> Any:
+        """Queue an audit record for group commit (None when auditing is off); the caller
+        waits on the returned :class:`~headwater.audit.AuditTicket` before it returns."""
+        if self.config.audit.enabled:
+            return self.audit.submit(event)
+        return None
+
     def apply_policy(self, text: str, *, source: str | None, applied_by: str) -> Any:
         """Validate and apply a policy document; audited as a policy change."""
         from headwater.audit import AuditEvent
@@ -443,6 +450,8 @@ class Platform:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+        if self._audit is not None:
+            self._audit.close()
         self.meta.close()
 
 

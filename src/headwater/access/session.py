@@ -223,6 +223,14 @@ class Session:
         with db_span("SELECT", plan.datasets, store_kind=store_kind,
                      summary=query_summary("SELECT", plan.datasets), text=text) as span:  # type: ignore[arg-type]
             recorder = self.platform.slo_recorder
+            # A streamed result's row count is unknown when the call returns, so its record
+            # (decision, statement, columns, masks; duration = time to the decision) is queued
+            # now and committed while the store executes; paged results are recorded with
+            # their row count afterwards. Either way the record is durable before returning.
+            ticket = None
+            if page_size is None and cursor is None:
+                ticket = self.platform.submit_record(
+                    _query_event(self.principal.name, plan, None, started, span))
             try:
                 result = self._run(plan, values, page_size, cursor, timeout_s)
             except StoreError:
@@ -230,11 +238,21 @@ class Session:
                 # mistake (bad SQL, denied, bad cursor) does not.
                 if recorder is not None:
                     recorder.record_query((time.perf_counter() - started) * 1000, ok=False)
+                _settle(ticket)
+                raise
+            except BaseException:
+                _settle(ticket)
                 raise
             if recorder is not None:
                 recorder.record_query((time.perf_counter() - started) * 1000, ok=True)
-            if self.platform.config.audit.enabled:
-                self.platform.record(_query_event(self.principal.name, plan, result, started, span))
+            try:
+                if ticket is not None:
+                    ticket.wait()
+                elif self.platform.config.audit.enabled:
+                    self.platform.record(_query_event(self.principal.name, plan, result, started, span))
+            except BaseException:
+                result.close()
+                raise
         return result
 
     def _run(
@@ -663,7 +681,14 @@ def _trace_id(span: Any) -> str | None:
     return f"{ctx.trace_id:032x}" if ctx is not None and ctx.trace_id else None
 
 
-def _query_event(actor: str, plan: Plan, result: Result, started: float, span: Any) -> Any:
+def _settle(ticket: Any) -> None:
+    """Wait for a queued audit record while another error propagates (that error wins)."""
+    if ticket is not None:
+        with contextlib.suppress(Exception):
+            ticket.wait()
+
+
+def _query_event(actor: str, plan: Plan, result: Result | None, started: float, span: Any) -> Any:
     """The audit record of an allowed query; its static parts are computed once per plan."""
     from headwater.audit import AuditEvent, normalise_sql
 
@@ -678,7 +703,7 @@ def _query_event(actor: str, plan: Plan, result: Result, started: float, span: A
             [f"{d}: {p}" for d, p in (decision.filters if decision else [])],
         ))
     statement, columns, masks, filters = static  # type: ignore[misc]
-    rows = result._table.num_rows if result._table is not None else None
+    rows = result._table.num_rows if result is not None and result._table is not None else None
     return AuditEvent(actor=actor, action="query", datasets=list(plan.datasets), columns=columns,
                       masks=masks, row_filters=filters, statement=statement, rows=rows,
                       duration_ms=(time.perf_counter() - started) * 1000, trace_id=_trace_id(span))

@@ -22,7 +22,7 @@ key can rewrite anything; and wiping the whole log (records, checkpoints and hea
 empty, valid log. Copy :meth:`AuditLog.checkpoints` elsewhere to anchor against both.
 """
 
-from headwater.audit._log import AuditLog
+from headwater.audit._log import AuditLog, AuditTicket
 from headwater.audit._model import (
     ACTIONS,
     AuditEvent,
@@ -39,6 +39,7 @@ __all__ = [
     "AuditIntegrityError",
     "AuditLog",
     "AuditRecord",
+    "AuditTicket",
     "Checkpoint",
     "VerifyReport",
     "normalise_sql",
