@@ -25,6 +25,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
 
 from headwater.catalog import Catalog, Dataset
 from headwater.errors import (
@@ -41,6 +42,7 @@ from headwater.telemetry.otel import policy_span
 __all__ = ["DerivePlan", "FedSource", "PagePlan", "Plan", "Planner", "SortKey", "bind_params", "parse_derive"]
 
 DIALECT = "duckdb"
+_SCHEMA_CACHE = 256
 
 # Table functions and scalar functions that reach outside the catalog (files, URLs, other
 # databases). Governed access (policy engine) tightens this further.
@@ -174,6 +176,51 @@ class Planner:
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._schemas: OrderedDict[frozenset[Any], tuple[tuple[Dataset, ...], MappingSchema]] = OrderedDict()
+        """``qualify``'s schema per set of (catalog entry, hidden columns), see :meth:`_schema`."""
+        self._physical: dict[tuple[str, str], tuple[Any, exp.Table]] = {}
+        """Physical table node per (store, table): ``table_expr`` parses the name each time."""
+
+    def _schema(self, seen: Sequence[tuple[Dataset, frozenset[str]]]) -> MappingSchema:
+        """The schema ``qualify`` resolves against: each dataset's columns but its hidden ones.
+
+        Built once per set of (catalog entry, hidden columns) and reused: a sqlglot schema
+        normalises every name and parses every type when built, and memoises its look-ups.
+        Catalog entries are immutable and kept alive by the cache entry, so the ids in the key
+        cannot be reused by a later snapshot's entries while it is cached.
+        """
+        key = frozenset((id(ds), hidden) for ds, hidden in seen)
+        with self._lock:
+            hit = self._schemas.get(key)
+            if hit is not None:  # the entry keeps its datasets alive, so their ids are theirs
+                self._schemas.move_to_end(key)
+                return hit[1]
+        mapping: dict[str, dict[str, dict[str, str]]] = {}
+        for ds, hidden in seen:
+            mapping.setdefault(ds.store, {})[ds.table] = {
+                c.name: _sql_type(c.type) for c in ds.columns if c.name.lower() not in hidden
+            }
+        schema = MappingSchema(mapping, dialect=DIALECT)
+        with self._lock:
+            self._schemas[key] = (tuple(ds for ds, _ in seen), schema)
+            if len(self._schemas) > _SCHEMA_CACHE:
+                self._schemas.popitem(last=False)
+        return schema
+
+    def _table_expr(self, store_name: str, table: str) -> exp.Table:
+        """``store.table_expr(table)``, remembered (a store's physical naming does not change).
+
+        The node is shared: callers copy its parts (see :func:`_replace_table`).
+        """
+        store = self.stores[store_name]
+        key = (store_name, table)
+        hit = self._physical.get(key)
+        if hit is None or hit[0] is not store:
+            hit = (store, store.table_expr(table))
+            if len(self._physical) >= 4 * self._cache_size:
+                self._physical.clear()
+            self._physical[key] = hit
+        return hit[1]
 
     # -- cache -------------------------------------------------------------------------
     def _cached(self, key: tuple[Any, ...], build: Any) -> Any:
@@ -216,23 +263,23 @@ class Planner:
         self, sql: str, order_by: Sequence[str] | None, engine: Any = None, principal: Principal | None = None
     ) -> Plan:
         tree = parse_one(sql)
+        original = _unnamed_outputs(tree)
         names = _markers(tree)
         datasets, occurrences = self._resolve(tree)
         if engine is not None and principal is None:
             raise AccessDenied("a principal is required when a policy is applied", rule="default-deny")
-        schema: dict[str, dict[str, dict[str, str]]] = {ds.store: {} for ds in datasets.values()}
+        seen: list[tuple[Dataset, frozenset[str]]] = []
         for ds in datasets.values():
             # Columns the principal may not read are not there for it: `*` skips them and a
             # named reference fails to resolve (the policy engine names the rule).
-            hidden = {c.lower() for c in engine.hidden_columns(ds, principal)} if engine is not None else set()
-            schema[ds.store][ds.table] = {
-                c.name: _sql_type(c.type) for c in ds.columns if c.name.lower() not in hidden
-            }
-            if engine is not None and hidden:
-                _check_hidden(tree, ds, hidden, engine, principal)
+            rules = engine.hidden_columns(ds, principal) if engine is not None else {}
+            hidden = frozenset(c.lower() for c in rules)
+            seen.append((ds, hidden))
+            if hidden:
+                _check_hidden(tree, ds, hidden, rules, principal)
         try:
             tree = qualify(
-                tree, schema=schema, dialect=DIALECT, quote_identifiers=False,
+                tree, schema=self._schema(seen), dialect=DIALECT, quote_identifiers=False,
                 validate_qualify_columns=True, expand_stars=True,
             )
         except OptimizeError as err:
@@ -240,16 +287,21 @@ class Planner:
             raise ColumnNotFound(_column_message(msg, datasets), datasets=sorted(datasets)) from None
         except SqlglotError as err:
             raise InvalidInput(f"cannot resolve the query against {', '.join(sorted(datasets))}: {err}") from None
+        _engine_names(tree, original)
         columns = tuple(tree.named_selects) if isinstance(tree, exp.Query) else ()
-        logical = tree.copy()
         sort, unique = _sort_keys(tree, datasets, order_by)
         decision = None
         n_user = len(names)
         if engine is not None:
             with policy_span("select", principal.name, sorted(datasets)):
                 decision = engine.authorize_query(tree, datasets, principal, first_param=n_user)
+            # The decision's tree is a rewritten copy: the qualified tree stays as it is and is
+            # the logical plan (no second copy).
+            logical = tree
             tree = decision.tree
             names = names + [f"\x00policy{i}" for i in range(len(decision.params))]
+        else:
+            logical = tree.copy()
         # qualify() normalises identifiers (Snowflake tables are upper case in the catalog).
         by_lower = {name.lower(): ds for name, ds in datasets.items()}
         occurrences = [
@@ -265,7 +317,7 @@ class Planner:
             (store_name,) = stores
             store = self.stores[store_name]
             for node, ds in occurrences:
-                _replace_table(node, store.table_expr(ds.table))
+                _replace_table(node, self._table_expr(store_name, ds.table))
             return Plan(sql, tree, tuple(sorted(datasets)), columns, store_name, None, (),
                         len(names), tuple(names), fingerprint, sort, unique, logical, **extra)
         if not stores:
@@ -276,17 +328,24 @@ class Planner:
         return dataclasses.replace(plan, **extra)
 
     def _resolve(self, tree: exp.Expression) -> tuple[dict[str, Dataset], list[exp.Table]]:
-        ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
-        for fn in tree.find_all(exp.Func):
-            name = (fn.name if isinstance(fn, exp.Anonymous) else fn.sql_name()).lower()
-            if name in _OUTSIDE_FUNCTIONS or isinstance(fn, _OUTSIDE_EXPRS):
-                raise QueryRejected(
-                    f"function {name}() reads outside the catalog; query datasets by name instead",
-                    rule="catalog-only",
-                )
+        # One breadth-first walk (the order of find_all): CTE names, functions, table references.
+        ctes: set[str] = set()
+        tables: list[exp.Table] = []
+        for node in tree.walk():
+            if isinstance(node, exp.Table):
+                tables.append(node)
+            elif isinstance(node, exp.CTE):
+                ctes.add(node.alias_or_name.lower())
+            elif isinstance(node, exp.Func):
+                name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+                if name in _OUTSIDE_FUNCTIONS or isinstance(node, _OUTSIDE_EXPRS):
+                    raise QueryRejected(
+                        f"function {name}() reads outside the catalog; query datasets by name instead",
+                        rule="catalog-only",
+                    )
         datasets: dict[str, Dataset] = {}
         occurrences = []
-        for table in tree.find_all(exp.Table):
+        for table in tables:
             if not isinstance(table.this, exp.Identifier):
                 raise QueryRejected(
                     f"{table.this.sql(dialect=DIALECT)[:60]} is not a catalogued dataset; "
@@ -328,7 +387,7 @@ class Planner:
             alias = node.alias_or_name
             view = f"hw_src_{i}"
             if ds.store == engine:
-                _replace_table(node, store.table_expr(ds.table))
+                _replace_table(node, self._table_expr(ds.store, ds.table))
                 sources.append(FedSource(view, ds, "native"))
                 continue
             if store.kind == "parquet":
@@ -471,6 +530,99 @@ def _markers(tree: exp.Expression) -> list[str | None]:
     return names
 
 
+_NAME_KEY = "hw_engine_name"
+_MAX_NAME = 63
+"""Longest engine-given output name kept (Postgres truncates longer identifiers)."""
+_NAMER: list[Any] = []
+_NAMER_LOCK = threading.Lock()
+
+
+def _leftmost_select(tree: exp.Expression) -> exp.Select | None:
+    """The select that names a query's output columns (the left branch of set operations)."""
+    node: exp.Expression | None = tree
+    while isinstance(node, exp.SetOperation):
+        node = node.this
+    while isinstance(node, exp.Subquery):
+        node = node.this
+    return node if isinstance(node, exp.Select) else None
+
+
+def _unnamed_outputs(tree: exp.Expression) -> int:
+    """Tag the outermost select's unaliased expressions with the name DuckDB would give them.
+
+    DuckDB (the SDK dialect's engine) names an unaliased expression by its own rendering of it
+    (``sum(l_quantity)``, ``count_star()``, ``(a + b)``), where ``qualify`` would alias it
+    ``_col_<i>``; :func:`_engine_names` restores the tagged names after qualification. The
+    rendering comes from DuckDB's parser, so it is the engine's own text. Returns the number of
+    expressions tagged.
+    """
+    select = _leftmost_select(tree)
+    if select is None:
+        return 0
+    pending = [node for node in select.expressions
+               if not isinstance(node, exp.Alias | exp.Column | exp.Star | exp.Placeholder | exp.Parameter)
+               and not node.is_star and not (isinstance(node, exp.Subquery) and node.alias)]
+    tagged = 0
+    for node in pending:
+        name = _duckdb_name(node)
+        if name:
+            node.meta[_NAME_KEY] = name
+            tagged += 1
+    return tagged
+
+
+def _duckdb_name(node: exp.Expression) -> str | None:
+    """DuckDB's name for an unaliased select expression, or None when it cannot tell."""
+    import duckdb
+
+    text = f"SELECT {node.sql(dialect=DIALECT)}"
+    try:
+        with _NAMER_LOCK:
+            if not _NAMER:
+                _NAMER.append(duckdb.connect())
+            row = _NAMER[0].execute("SELECT json_deserialize_sql(json_serialize_sql(?))", [text]).fetchone()
+    except duckdb.Error:
+        return None
+    out = row[0] if row else None
+    if not isinstance(out, str) or not out.startswith("SELECT "):
+        return None
+    name = out[len("SELECT "):]
+    return name if 0 < len(name) <= _MAX_NAME else None
+
+
+def _engine_names(tree: exp.Expression, tagged: int) -> None:
+    """Give the outermost select's unaliased expressions their engine name, not ``_col_<i>``.
+
+    Only where the name is unique among the outputs (case-insensitive): pages select and sort
+    by output name, which must be unambiguous.
+    """
+    if not tagged:
+        return
+    select = _leftmost_select(tree)
+    if select is None:
+        return
+    taken: dict[str, int] = {}
+    for sel in select.expressions:
+        key = sel.alias_or_name.lower()
+        taken[key] = taken.get(key, 0) + 1
+    for sel in select.expressions:
+        if isinstance(sel, exp.Alias):
+            inner, generated = sel.this, sel.alias
+        elif isinstance(sel, exp.Subquery):
+            inner, generated = sel, sel.alias
+        else:
+            continue
+        name = inner.meta.get(_NAME_KEY) if inner.meta else None
+        if not name or not generated.startswith("_col_") or name.lower() in taken:
+            continue
+        taken[name.lower()] = 1
+        ident = exp.to_identifier(name, quoted=True)
+        if isinstance(sel, exp.Alias):
+            sel.set("alias", ident)
+        else:
+            sel.set("alias", exp.TableAlias(this=ident))
+
+
 def _logical(t: exp.Table) -> str:
     return f"{t.db}.{t.name}"
 
@@ -566,9 +718,10 @@ def _portable(decision: Any, store: Any) -> bool:
     return all(strategy in native for _, _, strategy in decision.masks)
 
 
-def _check_hidden(tree: exp.Expression, ds: Dataset, hidden: set[str], engine: Any, principal: Any) -> None:
+def _check_hidden(
+    tree: exp.Expression, ds: Dataset, hidden: frozenset[str], rules: Mapping[str, str], principal: Any
+) -> None:
     """A denied column named explicitly gets AccessDenied with the rule, not 'not found'."""
-    rules = engine.hidden_columns(ds, principal)
     aliases = {ds.table.lower(), ds.name.lower()}
     for t in tree.find_all(exp.Table):
         if f"{t.db}.{t.name}".lower() == ds.name.lower():

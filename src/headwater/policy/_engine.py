@@ -185,6 +185,9 @@ class PolicyEngine:
         self.policy = policy
         self.__key = bytes(hmac_key)
         self._effective: dict[str, _Effective] = {}
+        self._views: dict[tuple[int, tuple[str, ...], str], _View] = {}
+        """Granted views by (catalog entry, roles, action); entries hold their dataset, so an id
+        reused by a later catalog snapshot's entry is told apart (see :meth:`_view`)."""
 
     def __repr__(self) -> str:
         return f"PolicyEngine(policy={self.policy.version!r})"
@@ -259,6 +262,20 @@ class PolicyEngine:
 
     # -- views ----------------------------------------------------------------------------
     def _view(self, ds: Dataset, roles: Sequence[str], action: str, who: str) -> _View:
+        """What ``roles`` may see of ``ds`` for ``action`` (cached per catalog entry and roles:
+        the engine is one policy version, a catalog entry is immutable); raises when no role
+        grants it."""
+        key = (id(ds), tuple(roles), action)
+        hit = self._views.get(key)
+        if hit is not None and hit.dataset is ds:
+            return hit
+        view = self._build_view(ds, roles, action, who)
+        if len(self._views) >= _VIEW_CACHE:
+            self._views.clear()
+        self._views[key] = view
+        return view
+
+    def _build_view(self, ds: Dataset, roles: Sequence[str], action: str, who: str) -> _View:
         readers = []
         rules = []
         for r in roles:
@@ -376,7 +393,8 @@ class PolicyEngine:
         def pred(eff: _Effective, fl: list[RowFilter]) -> exp.Expression | None:
             if eff.name not in role_pred:
                 parts = [self._render_filter(f, view.dataset, alias, binder) for f in fl]
-                role_pred[eff.name] = exp.and_(*[exp.paren(p) for p in parts]) if parts else None
+                role_pred[eff.name] = exp.and_(*[exp.paren(p, copy=False) for p in parts], copy=False) \
+                    if parts else None
             p = role_pred[eff.name]
             return p.copy() if p is not None else None
 
@@ -386,7 +404,7 @@ class PolicyEngine:
             raw = exp.column(exp.to_identifier(c.name), table=exp.to_identifier(alias))
             if cv.hidden:
                 if keep_positions:
-                    projections.append(exp.alias_(null_of(c), c.name))
+                    projections.append(exp.alias_(null_of(c), c.name, copy=False))
                 continue
             for b in cv.branches:
                 if b.treatment not in ("none", "deny"):
@@ -410,13 +428,15 @@ class PolicyEngine:
                         break
                     ifs.append(exp.If(this=p, true=expr_of(b)))
                 value = exp.Case(ifs=ifs, default=default)
-            projections.append(exp.alias_(value, c.name))
-        inner = exp.select(*projections).from_(base)
+            projections.append(exp.alias_(value, c.name, copy=False))
+        # Built in place (the builders' default copies every node again).
+        inner = exp.Select(expressions=projections, from_=exp.From(this=base))
         where = None
         if all(fl for _, fl in view.readers):
             ors = [pred(eff, fl) for eff, fl in view.readers]
-            where = exp.or_(*[exp.paren(p) for p in ors if p is not None]) if len(ors) > 1 else ors[0]
-            inner = inner.where(where)
+            where = exp.or_(*[exp.paren(p, copy=False) for p in ors if p is not None], copy=False) \
+                if len(ors) > 1 else ors[0]
+            inner.set("where", exp.Where(this=where))
         new_alias = old_alias.copy() if old_alias is not None else exp.TableAlias(this=exp.to_identifier(alias))
         return exp.Subquery(this=inner, alias=new_alias), where
 
@@ -447,7 +467,7 @@ class PolicyEngine:
                 return exp.column(exp.to_identifier(node.name), table=exp.to_identifier(alias) if alias else None)
             return node
 
-        return tree.transform(swap)
+        return tree.transform(swap, copy=False)  # ``tree`` is already this call's own copy
 
     def _check_references(self, tree: exp.Expression, views: Mapping[str, _View], who: str) -> None:
         scopes = traverse_scope(tree)
@@ -683,6 +703,7 @@ class PolicyEngine:
 
 
 _MISSING = object()
+_VIEW_CACHE = 4096
 
 
 def _transparent(view: _View) -> bool:

@@ -69,29 +69,41 @@ def check_statement(tree: exp.Expression, datasets: Mapping[str, object], first_
             f"{tree.key.upper()} statements are not allowed; queries are SELECT only",
             rule="statement-kind", statement=tree.key.upper(),
         )
-    bad = tree.find(*_WRITES)
-    if bad is not None:
-        raise QueryRejected(f"{bad.key.upper()} is not allowed inside a query", rule="statement-kind",
-                            statement=bad.key.upper())
+    # One walk (breadth first, as ``find``/``find_all``) collects everything; errors keep their
+    # precedence: nested writes, then the first marker/function problem, then table problems.
+    problem: QueryRejected | None = None
+    ctes: set[str] = set()
+    tables: list[exp.Table] = []
     for node in tree.walk():
+        if isinstance(node, _WRITES):
+            raise QueryRejected(f"{node.key.upper()} is not allowed inside a query", rule="statement-kind",
+                                statement=node.key.upper())
+        if isinstance(node, exp.Table):
+            tables.append(node)
+        elif isinstance(node, exp.CTE):
+            ctes.add(node.alias_or_name.lower())
+        if problem is not None:
+            continue
         if isinstance(node, exp.Var):
             m = _MARKER.fullmatch(node.name)
             if m and int(m.group(1)) < first_param:
                 continue
             if m or _MARKER.search(node.name):
-                raise QueryRejected("reserved name __hwparam in query", rule="reserved-name")
-        elif isinstance(node, exp.Identifier | exp.Literal) and _MARKER.search(str(node.this)):
-            raise QueryRejected("reserved name __hwparam in query", rule="reserved-name")
+                problem = QueryRejected("reserved name __hwparam in query", rule="reserved-name")
+        elif isinstance(node, exp.Identifier | exp.Literal):
+            if "__" in str(node.this) and _MARKER.search(str(node.this)):
+                problem = QueryRejected("reserved name __hwparam in query", rule="reserved-name")
         elif isinstance(node, exp.Func):
             name = forbidden_function(node)
             if name:
                 rule = "system-catalog" if name.startswith(("duckdb_", "pg_", "sqlite_", "pragma_")) else "catalog-only"
-                raise QueryRejected(f"function {name}() reaches outside the catalog and is not allowed",
-                                    rule=rule, function=name)
-    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+                problem = QueryRejected(f"function {name}() reaches outside the catalog and is not allowed",
+                                        rule=rule, function=name)
+    if problem is not None:
+        raise problem
     known = {name.lower() for name in datasets}
     scans = []
-    for table in tree.find_all(exp.Table):
+    for table in tables:
         if not isinstance(table.this, exp.Identifier):
             raise QueryRejected("table functions are not allowed; query datasets by name",
                                 rule="catalog-only")
