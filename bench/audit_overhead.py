@@ -33,7 +33,7 @@ def _pairs(platform: Any, s: Any, sql: str, keys: list[int], warmup: int) -> tup
         assert s.sql(sql, [k]).to_arrow().num_rows == 1
     on: list[float] = []
     off: list[float] = []
-    for i, k in enumerate(keys):
+    for i, k in enumerate(keys[warmup:]):
         # alternate which side goes first, so neither always follows the other
         order = (True, False) if i % 2 == 0 else (False, True)
         for flag in order:

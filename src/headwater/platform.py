@@ -190,21 +190,18 @@ class Platform:
             from headwater.audit import AuditLog
 
             cfg = self.config.audit
+            spool = self.dir / "audit-spool" if cfg.durability == "spool" else None
             self._audit = AuditLog(self.meta, signing_key=_derive(self._secret, "audit"),
-                                   checkpoint_every=cfg.checkpoint_every, retention_days=cfg.retention_days)
+                                   checkpoint_every=cfg.checkpoint_every, retention_days=cfg.retention_days,
+                                   spool_dir=spool)
         return self._audit
 
     def record(self, event: Any) -> None:
-        """Append an audit record (durable before this returns) when auditing is on."""
+        """Append an audit record, durable before this returns, when auditing is on: in the
+        local spool (``audit.durability: spool``, the default) or committed to the metadata
+        store (``commit``)."""
         if self.config.audit.enabled:
-            self.audit.append(event)
-
-    def submit_record(self, event: Any) -> Any:
-        """Queue an audit record for group commit (None when auditing is off); the caller
-        waits on the returned :class:`~headwater.audit.AuditTicket` before it returns."""
-        if self.config.audit.enabled:
-            return self.audit.submit(event)
-        return None
+            self.audit.spool(event)
 
     def apply_policy(self, text: str, *, source: str | None, applied_by: str) -> Any:
         """Validate and apply a policy document; audited as a policy change."""

@@ -223,14 +223,6 @@ class Session:
         with db_span("SELECT", plan.datasets, store_kind=store_kind,
                      summary=query_summary("SELECT", plan.datasets), text=text) as span:  # type: ignore[arg-type]
             recorder = self.platform.slo_recorder
-            # A streamed result's row count is unknown when the call returns, so its record
-            # (decision, statement, columns, masks; duration = time to the decision) is queued
-            # now and committed while the store executes; paged results are recorded with
-            # their row count afterwards. Either way the record is durable before returning.
-            ticket = None
-            if page_size is None and cursor is None:
-                ticket = self.platform.submit_record(
-                    _query_event(self.principal.name, plan, None, started, span))
             try:
                 result = self._run(plan, values, page_size, cursor, timeout_s)
             except StoreError:
@@ -238,21 +230,15 @@ class Session:
                 # mistake (bad SQL, denied, bad cursor) does not.
                 if recorder is not None:
                     recorder.record_query((time.perf_counter() - started) * 1000, ok=False)
-                _settle(ticket)
-                raise
-            except BaseException:
-                _settle(ticket)
                 raise
             if recorder is not None:
                 recorder.record_query((time.perf_counter() - started) * 1000, ok=True)
-            try:
-                if ticket is not None:
-                    ticket.wait()
-                elif self.platform.config.audit.enabled:
+            if self.platform.config.audit.enabled:
+                try:
                     self.platform.record(_query_event(self.principal.name, plan, result, started, span))
-            except BaseException:
-                result.close()
-                raise
+                except BaseException:
+                    result.close()
+                    raise
         return result
 
     def _run(
@@ -679,13 +665,6 @@ _DUCKDB_TOPN_ROWS = 4096
 def _trace_id(span: Any) -> str | None:
     ctx = span.get_span_context() if span is not None else None
     return f"{ctx.trace_id:032x}" if ctx is not None and ctx.trace_id else None
-
-
-def _settle(ticket: Any) -> None:
-    """Wait for a queued audit record while another error propagates (that error wins)."""
-    if ticket is not None:
-        with contextlib.suppress(Exception):
-            ticket.wait()
 
 
 def _query_event(actor: str, plan: Plan, result: Result | None, started: float, span: Any) -> Any:

@@ -23,19 +23,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from headwater.audit import _verify
+from headwater.audit import _spool, _verify
 from headwater.audit._model import (
     AuditEvent,
     AuditIntegrityError,
     AuditRecord,
     Checkpoint,
     VerifyReport,
+    body,
+    chain_text,
     decode,
     digest,
-    encode,
     sign,
     to_us,
 )
+from headwater.audit._spool import Spool
 from headwater.errors import InvalidInput, StoreError, StoreUnavailable
 
 __all__ = ["AuditLog", "AuditTicket"]
@@ -52,10 +54,10 @@ class AuditTicket:
     describes returns: that is what makes the record durable before the caller sees a result.
     """
 
-    __slots__ = ("_done", "_log", "error", "event", "seq")
+    __slots__ = ("_done", "_log", "action", "error", "seq")
 
-    def __init__(self, event: AuditEvent, log: AuditLog) -> None:
-        self.event = event
+    def __init__(self, action: str, log: AuditLog) -> None:
+        self.action = action
         self._log = log
         self.seq = 0
         self.error: BaseException | None = None
@@ -64,7 +66,7 @@ class AuditTicket:
     def __repr__(self) -> str:
         state = "committed" if self._done.is_set() and self.error is None else (
             "failed" if self.error is not None else "pending")
-        return f"AuditTicket(action={self.event.action!r}, {state})"
+        return f"AuditTicket(action={self.action!r}, {state})"
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the record is committed; returns its seq or raises the append's error.
@@ -72,17 +74,32 @@ class AuditTicket:
         A ticket the writer thread has not picked up yet is appended by the caller itself,
         so a busy machine's thread wake-up latency never adds to the call.
         """
-        if not self._done.is_set() and self._log._steal(self):
-            try:
-                self.seq = self._log._append([self.event])[0][0]
-            except BaseException as err:  # noqa: BLE001 - raised below, as from the writer
-                self.error = err
-            self._done.set()
+        if not self._done.is_set():
+            pending = self._log._steal(self)
+            if pending is not None:
+                try:
+                    self.seq = self._log._append_bodies([(pending.ts, pending.body)])[0][0]
+                except BaseException as err:  # noqa: BLE001 - raised below, as from the writer
+                    self.error = err
+                self._log._count_done(1)
+                self._done.set()
         if not self._done.wait(timeout):
             raise StoreUnavailable("audit log: the record was not committed in time")
         if self.error is not None:
             raise self.error
         return self.seq
+
+
+class _Pending:
+    """A queued record: its timestamp and body, and either a ticket or a spool mark."""
+
+    __slots__ = ("body", "mark", "ticket", "ts")
+
+    def __init__(self, ts: int, body_json: str, ticket: AuditTicket | None, mark: tuple[str, int] | None) -> None:
+        self.ts = ts
+        self.body = body_json
+        self.ticket = ticket
+        self.mark = mark
 
 
 class AuditLog:
@@ -100,6 +117,8 @@ class AuditLog:
         signing_key: bytes,
         checkpoint_every: int = 1000,
         retention_days: int | None = None,
+        spool_dir: str | Path | None = None,
+        linger_s: float = 0.005,
     ) -> None:
         if not isinstance(signing_key, bytes | bytearray) or len(signing_key) < 16:
             raise InvalidInput("audit signing_key must be at least 16 bytes")
@@ -126,12 +145,20 @@ class AuditLog:
         self._own: sqlite3.Connection | None = None
         self._own_pid = 0
         self._mac = hmac.new(self._key, digestmod=hashlib.sha256)
-        # Group commit: submit() queues, one writer thread per process appends what is queued.
-        self._queue: list[AuditTicket] = []
+        # Group commit: submit() and spool() queue, one writer thread per process appends what
+        # is queued, a batch per transaction.
+        self._queue: list[_Pending] = []
         self._queue_cv = threading.Condition(threading.Lock())
         self._writer_thread: threading.Thread | None = None
         self._writer_pid = 0
         self._closing = False
+        self._queued = 0  # records ever queued / settled (committed or failed) in this process
+        self._done = 0
+        self._linger = linger_s
+        self._spool = Spool(Path(spool_dir)) if spool_dir is not None else None
+        self._recovered_pid = 0
+        self._writer_error: str | None = None
+        self._writer_idle = False
         dbapi = self._engine.dialect.loaded_dbapi
         self._operational = dbapi.OperationalError
         self._dbapi_error = dbapi.Error
@@ -214,8 +241,8 @@ class AuditLog:
                 con.close()
 
     def close(self) -> None:
-        """Commit what is queued, stop the writer thread and close the dedicated connection
-        (pooled connections belong to the metadata store)."""
+        """Commit what is queued, stop the writer thread, remove this process's (now fully
+        committed) spool file and close the dedicated connection."""
         with self._queue_cv:
             self._closing = True
             self._queue_cv.notify_all()
@@ -225,6 +252,11 @@ class AuditLog:
         with self._queue_cv:
             self._writer_thread = None
             self._closing = False
+            spooled_all = not self._queue
+            name = self._spool.discard() if self._spool is not None and spooled_all else None
+        if name is not None:
+            with contextlib.suppress(StoreError):
+                self._forget_spool(name)
         with self._lock:
             self._drop_own()
 
@@ -248,93 +280,230 @@ class AuditLog:
                 cur.execute("COMMIT")
 
     # -- writing -----------------------------------------------------------------------
+    @property
+    def spooled(self) -> bool:
+        """True when :meth:`spool` writes to a local spool file (else it waits for a commit)."""
+        return self._spool is not None
+
     def record(self, event: AuditEvent) -> AuditRecord:
         """Append ``event``; the record is committed when this returns."""
         return self.record_many([event])[0]
 
     def record_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
-        """Append ``events`` in one transaction (group commit), in order."""
-        return [decode(h, text) for _, h, text in self._append(events)]
+        """Append ``events`` in one transaction, in order; committed when this returns."""
+        self.flush()
+        now = time.time_ns() // 1000
+        return [decode(h, text) for _, h, text in self._append_bodies([(now, body(e)) for e in events])]
 
     def append(self, event: AuditEvent) -> int:
-        """Append one event without reading it back (the query path); returns its seq."""
-        return self._append([event])[-1][0]
+        """Append one event, committed when this returns (group commit with other threads);
+        returns its seq."""
+        return self.submit(event).wait()
+
+    def spool(self, event: AuditEvent) -> None:
+        """Make ``event`` durable in this process's spool file and queue it for the writer.
+
+        The query path's append: the record survives the process being killed once this
+        returns (as a commit to SQLite with ``synchronous=NORMAL`` does), and is chained and
+        committed to the metadata store within milliseconds. Without a spool directory this
+        is :meth:`append`. An invalid event raises here, before anything is written.
+        """
+        if self._spool is None:
+            self.append(event)
+            return
+        text = body(event)
+        ts = time.time_ns() // 1000
+        with self._queue_cv:
+            self._ensure_writer()
+            try:
+                mark = self._spool.write(ts, text)
+            except OSError as err:
+                raise StoreUnavailable(f"audit log: cannot write the local audit spool: "
+                                       f"{err.strerror or err}") from None
+            self._queue.append(_Pending(ts, text, None, mark))
+            self._queued += 1
+            if self._writer_idle:
+                self._queue_cv.notify()
 
     def submit(self, event: AuditEvent) -> AuditTicket:
         """Queue ``event`` for the writer thread and return at once (group commit).
 
-        Whatever is queued when the writer wakes is appended in one transaction, so work can
-        overlap the commit (the query path submits before it executes) and concurrent callers
-        share commits. Call :meth:`AuditTicket.wait` before the described call returns.
+        Whatever is queued when the writer wakes is appended in one transaction, so concurrent
+        callers share commits. Call :meth:`AuditTicket.wait` before the described call returns.
         """
-        ticket = AuditTicket(event, self)
+        text = body(event)
+        ticket = AuditTicket(event.action, self)
         with self._queue_cv:
-            thread = self._writer_thread
-            if thread is None or self._writer_pid != os.getpid() or not thread.is_alive():
-                thread = threading.Thread(target=self._drain, name="headwater-audit-writer", daemon=True)
-                self._writer_thread, self._writer_pid = thread, os.getpid()
-                thread.start()
-            self._queue.append(ticket)
+            self._ensure_writer()
+            self._queue.append(_Pending(time.time_ns() // 1000, text, ticket, None))
+            self._queued += 1
             self._queue_cv.notify()
         return ticket
 
-    def _steal(self, ticket: AuditTicket) -> bool:
-        """Take ``ticket`` back from the queue if the writer has not started on it."""
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every record queued so far in this process is committed (and commit the
+        spools of processes that died). Reads call this first, so they see every record."""
+        self._recover()
+        deadline = time.monotonic() + timeout
         with self._queue_cv:
-            try:
-                self._queue.remove(ticket)
-            except ValueError:
-                return False
-            return True
+            target = self._queued
+            while self._done < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    detail = f" (last error: {self._writer_error})" if self._writer_error else ""
+                    raise StoreUnavailable(
+                        f"audit log: {target - self._done} record(s) are spooled but not committed yet{detail}")
+                self._queue_cv.notify_all()
+                self._queue_cv.wait(min(left, 0.05))
+
+    def _ensure_writer(self) -> None:
+        """Start this process's writer thread (called with the queue lock held)."""
+        thread = self._writer_thread
+        if thread is None or self._writer_pid != os.getpid() or not thread.is_alive():
+            if self._writer_pid != os.getpid():  # a forked child starts with an empty queue
+                self._queue, self._queued, self._done = [], 0, 0
+            thread = threading.Thread(target=self._drain, name="headwater-audit-writer", daemon=True)
+            self._writer_thread, self._writer_pid = thread, os.getpid()
+            thread.start()
+
+    def _steal(self, ticket: AuditTicket) -> _Pending | None:
+        """Take ``ticket``'s record back from the queue if the writer has not started on it."""
+        with self._queue_cv:
+            for i, item in enumerate(self._queue):
+                if item.ticket is ticket:
+                    return self._queue.pop(i)
+            return None
+
+    def _count_done(self, n: int) -> None:
+        with self._queue_cv:
+            self._done += n
+            self._queue_cv.notify_all()
 
     def _drain(self) -> None:
-        """The writer thread: append every queued event, a batch per transaction."""
+        """The writer thread: append what is queued, a batch per transaction. Spooled records
+        whose commit fails (metadata store down) stay queued and are retried with backoff; a
+        ticket gets the error."""
+        backoff = 0.05
+        try:
+            self._recover()
+        except Exception as err:  # noqa: BLE001 - retried on the next flush
+            log.warning("audit log: spool recovery failed: %s", _first_line(err))
         while True:
             with self._queue_cv:
                 while not self._queue and not self._closing:
+                    self._writer_idle = True
                     self._queue_cv.wait()
+                self._writer_idle = False
                 if not self._queue:
                     return
+                linger = self._linger if not self._closing and self._queue[0].ticket is None else 0
+            if linger:
+                # Gather a group: spooled callers are not waiting for this commit, and nobody
+                # wakes the writer while it lingers (a wake-up per record costs the callers).
+                time.sleep(linger)
+            with self._queue_cv:
                 batch, self._queue = self._queue, []
+            marks: dict[str, int] = {}
+            for item in batch:
+                if item.mark is not None:
+                    marks[item.mark[0]] = max(marks.get(item.mark[0], 0), item.mark[1])
             try:
-                for ticket, (seq, _, _) in zip(batch, self._append([t.event for t in batch]), strict=True):
-                    ticket.seq = seq
-            except BaseException as err:  # noqa: BLE001 - handed to the waiting callers
-                if len(batch) == 1:
-                    batch[0].error = err
-                else:  # one bad event must not fail the others: append them one by one
-                    for ticket in batch:
-                        try:
-                            ticket.seq = self._append([ticket.event])[0][0]
-                        except BaseException as one:  # noqa: BLE001
-                            ticket.error = one
-            for ticket in batch:
-                ticket._done.set()
+                rows = self._append_bodies([(i.ts, i.body) for i in batch], marks)
+            except BaseException as err:  # noqa: BLE001 - handed to tickets / retried
+                self._writer_error = _first_line(err)
+                retry = [i for i in batch if i.ticket is None]
+                for item in batch:
+                    if item.ticket is not None:
+                        item.ticket.error = err
+                        item.ticket._done.set()
+                with self._queue_cv:
+                    self._queue[:0] = retry
+                    self._done += len(batch) - len(retry)
+                    self._queue_cv.notify_all()
+                    closing = self._closing
+                if retry:
+                    log.warning("audit log: %d spooled record(s) not committed yet, retrying: %s",
+                                len(retry), self._writer_error)
+                    if closing:
+                        return  # they stay in the spool; the next process commits them
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.05
+            self._writer_error = None
+            for item, (seq, _, _) in zip(batch, rows, strict=True):
+                if item.ticket is not None:
+                    item.ticket.seq = seq
+                    item.ticket._done.set()
+            self._count_done(len(batch))
 
     def _append(self, events: Sequence[AuditEvent]) -> list[tuple[int, str, str]]:
-        if not events:
-            return []
         now = time.time_ns() // 1000
+        return self._append_bodies([(now, body(e)) for e in events])
+
+    def _append_bodies(self, items: Sequence[tuple[int, str]],
+                       marks: dict[str, int] | None = None) -> list[tuple[int, str, str]]:
+        """Chain and commit (ts, body) pairs in one transaction; ``marks`` records how far
+        spool files are committed, in the same transaction."""
+        if not items:
+            return []
         with self._append_txn() as (cur, seq, prev):
             rows = []
             checkpoints = []
-            for event in events:
+            for ts, text_body in items:
                 seq += 1
-                text = encode(prev, seq, now, event)
+                text = chain_text(prev, seq, ts, text_body)
                 prev = digest(text)
                 rows.append((seq, prev, text))
                 if seq % self.checkpoint_every == 0:
-                    checkpoints.append((seq, prev, self._sign("checkpoint", seq, prev), now))
+                    checkpoints.append((seq, prev, self._sign("checkpoint", seq, prev), ts))
             cur.executemany(self._q("INSERT INTO hw_audit_records (seq, hash, record) VALUES (?, ?, ?)"), rows)
             if checkpoints:
                 cur.executemany(self._q("INSERT INTO hw_audit_checkpoints (seq, hash, sig, created_us) "
                                         "VALUES (?, ?, ?, ?)"), checkpoints)
             cur.execute(self._q("UPDATE hw_audit_head SET seq = ?, hash = ?, sig = ? WHERE id = 1"),
                         (seq, prev, self._sign("head", seq, prev)))
+            if marks:
+                cur.executemany(self._q(
+                    "INSERT INTO hw_audit_spool (spool, committed) VALUES (?, ?) "
+                    "ON CONFLICT (spool) DO UPDATE SET committed = excluded.committed"), list(marks.items()))
         return rows
+
+    # -- spool recovery ----------------------------------------------------------------
+    def _recover(self) -> int:
+        """Commit the uncommitted entries of spool files whose process died; returns how many.
+
+        Runs once per process when it first reads or writes, and on every :meth:`flush`.
+        """
+        if self._spool is None:
+            return 0
+        total = 0
+        for name, path in _spool.orphans(self._spool.directory, self._spool):
+            with self._raw() as raw:
+                cur = raw.cursor()
+                cur.execute(self._q("SELECT committed FROM hw_audit_spool WHERE spool = ?"), (name,))
+                row = cur.fetchone()
+                raw.rollback()
+            entries = _spool.read_entries(path, row[0] if row else 0)
+            if entries:
+                self._append_bodies([(ts, text) for _, ts, text in entries], {name: entries[-1][0]})
+                log.info("audit log: committed %d record(s) from the spool of a process that died (%s)",
+                         len(entries), name)
+                total += len(entries)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            self._forget_spool(name)
+        return total
+
+    def _forget_spool(self, name: str) -> None:
+        with self._raw() as raw:
+            cur = raw.cursor()
+            cur.execute(self._q("DELETE FROM hw_audit_spool WHERE spool = ?"), (name,))
+            raw.commit()
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign the current chain head as a checkpoint now (None while the log is empty)."""
+        self.flush()
         now = time.time_ns() // 1000
         with self._append_txn() as (cur, seq, hash_):
             if seq == 0:
@@ -350,6 +519,7 @@ class AuditLog:
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every stored checkpoint, oldest first (export them to anchor the log elsewhere)."""
+        self.flush()
         with self._raw() as raw:
             cur = raw.cursor()
             cur.execute("SELECT seq, hash, sig FROM hw_audit_checkpoints ORDER BY seq")
@@ -359,6 +529,7 @@ class AuditLog:
     def verify(self, *, start: int | None = None) -> VerifyReport:
         """Check the whole chain (or from seq ``start``): hashes, links, seq continuity,
         checkpoint and head signatures, and the tail against the signed head."""
+        self.flush()
         with self._raw() as raw:
             return _verify.verify(raw, self._dialect, self._key, start)
 
@@ -376,6 +547,7 @@ class AuditLog:
     ) -> list[AuditRecord]:
         """Records matching every given filter (``since`` inclusive, ``until`` exclusive),
         in seq order (``newest_first`` reverses it), at most ``limit`` (None: all)."""
+        self.flush()
         out: list[AuditRecord] = []
         for rec in self._iter(actor=actor, dataset=dataset, action=action, since=since,
                               until=until, newest_first=newest_first):
@@ -448,6 +620,8 @@ class AuditLog:
             raise InvalidInput(f"unknown audit export filter(s): {', '.join(sorted(unknown))}")
         from headwater.audit._export import write_jsonl, write_parquet
 
+        self.flush()
+
         records = self._iter(**filters)
         if format == "jsonl":
             return write_jsonl(Path(path), records)
@@ -466,6 +640,7 @@ class AuditLog:
         """
         if self.retention_days is None:
             return 0
+        self.flush()
         now = now or dt.datetime.now(dt.UTC)
         cutoff = to_us(now - dt.timedelta(days=self.retention_days))
         report = self.verify()
@@ -499,6 +674,7 @@ class AuditLog:
 
     def stats(self) -> dict[str, Any]:
         """Head seq, record count and retention anchor (cheap; no verification)."""
+        self.flush()
         with self._raw() as raw:
             cur = raw.cursor()
             cur.execute("SELECT seq, anchor_seq FROM hw_audit_head WHERE id = 1")

@@ -157,8 +157,9 @@ def _str_list(name: str, value: Sequence[str]) -> list[str]:
     return list(value)
 
 
-def encode(prev_hash: str, seq: int, ts_us: int, event: AuditEvent) -> str:
-    """The canonical record text of ``event`` at ``seq`` after ``prev_hash``."""
+def body(event: AuditEvent) -> str:
+    """The canonical JSON of ``event`` without its chain fields (validated):
+    ``[actor, action, datasets, decision, details]``."""
     if not isinstance(event.actor, str) or not event.actor:
         raise InvalidInput("audit event actor must be a non-empty string", field="actor")
     if not isinstance(event.action, str) or not event.action or len(event.action) > 64:
@@ -183,14 +184,23 @@ def encode(prev_hash: str, seq: int, ts_us: int, event: AuditEvent) -> str:
         "statement": event.statement,
         "trace_id": event.trace_id,
     }
-    body = [
-        prev_hash, seq, ts_us, event.actor, event.action,
-        _str_list("datasets", event.datasets), event.decision, details,
-    ]
+    fields = [event.actor, event.action, _str_list("datasets", event.datasets), event.decision, details]
     try:
-        return _dumps(body)
+        return _dumps(fields)
     except (TypeError, ValueError) as err:
         raise InvalidInput(f"audit event is not JSON-serialisable: {err}", field="extra") from None
+
+
+def chain_text(prev_hash: str, seq: int, ts_us: int, body_json: str) -> str:
+    """The record text: ``body_json`` with the chain fields in front. Equal to the canonical
+    JSON of ``[prev_hash, seq, ts_us, *body]`` (a list's canonical JSON is its items' joined
+    by commas), without serialising the body again."""
+    return f'["{prev_hash}",{int(seq)},{int(ts_us)},{body_json[1:]}'
+
+
+def encode(prev_hash: str, seq: int, ts_us: int, event: AuditEvent) -> str:
+    """The canonical record text of ``event`` at ``seq`` after ``prev_hash``."""
+    return chain_text(prev_hash, seq, ts_us, body(event))
 
 
 def digest(text: str) -> str:
