@@ -304,12 +304,12 @@ class PostgresStore(SqlStore):
                     for row in rows_iter:
                         rows.append(row)
                         if len(rows) >= batch_size:
-                            yield rows_to_batch(rows, names, schema_types).cast(schema)
+                            yield _conform(rows_to_batch(rows, names, schema_types), schema)
                             rows = []
                 except Exception as err:  # noqa: BLE001
                     raise self._translate(err, sql=sql) from None
                 if rows:
-                    yield rows_to_batch(rows, names, schema_types).cast(schema)
+                    yield _conform(rows_to_batch(rows, names, schema_types), schema)
             finally:
                 with contextlib.suppress(Exception):
                     rows_iter.close()
@@ -391,3 +391,8 @@ class PostgresStore(SqlStore):
             with contextlib.suppress(Exception):
                 self._pool.close()
             self._pool = None
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` cast to ``schema`` (a no-op, and no per-column cast call, when they agree)."""
+    return batch if batch.schema.equals(schema) else batch.cast(schema)
