@@ -1,43 +1,40 @@
-"""Chain verification, built for speed: about one SHA-256 and two string checks per record.
+"""Chain verification, built for speed: the per-record checks run in C, never in Python bytecode.
 
-Records are read in seq ranges of ``BATCH`` with one aggregate query per range, which returns
-the range's hashes and texts as two long strings (``group_concat`` / ``string_agg``), so no
-Python object is made per row by the driver. A background thread fetches the next range while
-the current one is hashed (both drivers release the GIL while the database works).
+Records are read in seq ranges of ``BATCH``. On SQLite one aggregate query per range returns the
+range's hashes and texts as two long byte strings (``group_concat`` cast to BLOB), so the driver
+makes no Python object per row, and a background thread fetches the next range while the
+current one is checked (the driver releases the GIL while SQLite works). The range is then
+checked with C-level ``map`` calls: every text is hashed with OpenSSL's SHA-256 and the joined
+hex digests must equal the joined stored hashes, and every text must start with
+``["<previous hash>",<expected seq>,`` (so it links to its predecessor and sits at the seq it
+was written for). On Postgres the server does the same per-record checks itself
+(``pg_catalog.sha256`` next to ``lag(hash)``, see :mod:`headwater.audit._verify_pg`) and returns
+one summary row per range. Per range both check count, min and max of the seq column, so the
+seq column equals the seq inside every record, and the hash at every checkpoint.
 
-Per record the fast path checks that its text starts with ``["<previous hash>",<expected seq>,``
-(so it links to its predecessor and sits at the seq it was written for) and that its SHA-256
-equals its stored hash. Per range it checks count, min and max of the seq column, so the seq
-column equals the seq inside every record. Anything unusual in a range sends that range through
-the slow path, which reads it row by row and names the first bad record and what is wrong.
+Anything unusual in a range sends that range through the slow path, which reads it row by row
+and names the first bad record and what is wrong.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import hashlib
 import json
-import queue
+import subprocess
 import threading
 import time
 from typing import Any
 
+from headwater.audit import _verify_sqlite as _fast
 from headwater.audit._model import GENESIS, VerifyReport, signed
 
-BATCH = 50_000
+BATCH = 20_000
+"""Records per range (a range is one query and one C-level check)."""
 
-_BATCH_SQL = {
-    # SQLite aggregates a rowid range in rowid order; no ORDER BY subquery (25% slower). Were
-    # the order ever different, the per-record prefix check would send the range to the slow
-    # path, which orders explicitly: a slower verify, never a wrong one.
-    "sqlite": (
-        "SELECT count(*), min(seq), max(seq), group_concat(hash, ''), group_concat(record, char(10)) "
-        "FROM hw_audit_records WHERE seq >= ? AND seq < ?"
-    ),
-    "postgresql": (
-        "SELECT count(*), min(seq), max(seq), string_agg(hash, '' ORDER BY seq), "
-        "string_agg(record, E'\\n' ORDER BY seq) FROM hw_audit_records WHERE seq >= %s AND seq < %s"
-    ),
-}
+PARALLEL_MIN_RANGES = 5
+"""A SQLite log of at least twice this many ranges is checked by two processes."""
 
 
 class _Bad(Exception):
@@ -127,76 +124,99 @@ def verify(raw: Any, dialect: str, key: bytes, start: int | None) -> VerifyRepor
 def _stream(raw: Any, dialect: str, first: int, prev: str, hi_seq: int,
             cps: list[tuple[int, str]]) -> tuple[int, str]:
     """Check records ``first..hi_seq``; returns (next expected seq, last hash) or raises _Bad."""
-    sql = _BATCH_SQL[dialect]
     ranges = [(lo, min(lo + BATCH, hi_seq + 1)) for lo in range(first, hi_seq + 1, BATCH)]
-    batches: queue.Queue[Any] = queue.Queue(maxsize=2)
-    stop = threading.Event()
+    if dialect == "postgresql":
+        from headwater.audit._verify_pg import stream_pg
 
-    def fetch() -> None:
-        cur = raw.cursor()
-        try:
-            for lo, hi in ranges:
-                if stop.is_set():
-                    return
-                cur.execute(sql, (lo, hi))
-                batches.put((lo, hi, cur.fetchone()))
-        except BaseException as err:  # noqa: BLE001 - handed to the consuming thread
-            batches.put(err)
-
-    worker = threading.Thread(target=fetch, name="headwater-audit-verify", daemon=True)
-    worker.start()
-    sync_cur = None  # after an anomaly the connection is used from this thread only
-
-    def halt() -> None:
-        stop.set()
-        while worker.is_alive():
-            try:
-                batches.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        worker.join()
-
-    cp_iter = iter(cps)
-    cp_seq, cp_hash = next(cp_iter, (None, None))
+        return stream_pg(raw, ranges, first, prev, cps, _slow_range)
     exp_seq = first
-    sha = hashlib.sha256
+    path = _sqlite_file(raw) if len(ranges) >= 2 * PARALLEL_MIN_RANGES else None
+    if path is not None:
+        # The second half goes to a worker process (its own connection, so its own snapshot:
+        # the records below the head are append-only), the first is checked here meanwhile.
+        # The worker starts from the stored hash of the record before its half, which this
+        # half verifies; whatever the worker does not vouch for is checked again below, so a
+        # failed, killed or confused worker only costs time.
+        half = ranges[len(ranges) // 2:]
+        cur = raw.cursor()
+        cur.execute("SELECT hash FROM hw_audit_records WHERE seq = ?", (half[0][0] - 1,))
+        row = cur.fetchone()
+        if row is not None and isinstance(row[0], str):
+            job = {"path": path, "ranges": half, "prev": row[0],
+                   "cps": _fast.cps_between(cps, half[0][0], hi_seq + 1)}
+            (exp_seq, prev), (w_next, w_last) = _in_worker(job, lambda: _sqlite_ranges(
+                raw, ranges[:len(ranges) // 2], first, prev, cps))
+            if exp_seq == half[0][0] and prev == row[0] and w_last is not None:
+                # a confused worker (another file, say) ends on a hash this snapshot lacks
+                cur.execute("SELECT hash FROM hw_audit_records WHERE seq = ?", (w_next - 1,))
+                if cur.fetchone() == (w_last,):
+                    exp_seq, prev = w_next, w_last
+            ranges = [r for r in half if r[0] >= exp_seq]
+    return _sqlite_ranges(raw, ranges, exp_seq, prev, cps)
+
+
+def _in_worker(job: dict[str, Any], here: Any) -> tuple[tuple[int, str], tuple[int, str | None]]:
+    """Run ``job`` in a worker process while ``here()`` runs in this one; returns (``here()``,
+    the worker's (first seq not vouched for, last hash))."""
     try:
-        for lo, hi in ranges:
-            if sync_cur is None:
-                item = batches.get()
-                if isinstance(item, BaseException):
-                    raise item
-                row = item[2]
-            else:
-                sync_cur.execute(sql, (lo, hi))
-                row = sync_cur.fetchone()
-            count, mn, mx, hashes, texts = row
-            ok = (count and mn == exp_seq and mx == mn + count - 1
-                  and len(hashes) == 64 * count)
-            lines = texts.split("\n") if ok else ()
-            if ok and len(lines) == count:
-                i = 0
-                for line in lines:
-                    h = hashes[i:i + 64]
-                    if not line.startswith(f'["{prev}",{exp_seq},') or sha(line.encode()).hexdigest() != h:
-                        break
-                    if exp_seq == cp_seq:
-                        if h != cp_hash:
-                            break
-                        cp_seq, cp_hash = next(cp_iter, (None, None))
-                    prev = h
-                    exp_seq += 1
-                    i += 64
-                else:
-                    continue
-            # Something is off in this range: find out exactly what, row by row.
-            if sync_cur is None:
-                halt()
-                sync_cur = raw.cursor()
-            exp_seq, prev, cp_seq, cp_hash = _slow(sync_cur, dialect, hi, exp_seq, prev,
-                                                   cp_seq, cp_hash, cp_iter)
+        proc = subprocess.Popen(_fast.worker_command(), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        return here(), (job["ranges"][0][0], None)
+    try:
+        feed = threading.Thread(target=_feed, args=(proc, json.dumps(job).encode()), daemon=True)
+        feed.start()
+        mine = here()
+        out = proc.stdout.read() if proc.stdout else b""
+        feed.join()
+        proc.wait()
     finally:
-        halt()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+    return mine, _fast.parse_result(out, job["ranges"]) if proc.returncode == 0 \
+        else (job["ranges"][0][0], None)
+
+
+def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        assert proc.stdin is not None
+        proc.stdin.write(data)
+        proc.stdin.close()
+
+
+def _sqlite_file(raw: Any) -> str | None:
+    """The file of the main SQLite database behind ``raw`` (None: in memory or temporary)."""
+    cur = raw.cursor()
+    cur.execute("PRAGMA database_list")
+    for _, name, file in cur.fetchall():
+        if name == "main":
+            return file or None
+    return None
+
+
+def _sqlite_ranges(raw: Any, ranges: list[tuple[int, int]], exp_seq: int, prev: str,
+                   cps: list[tuple[int, str]]) -> tuple[int, str]:
+    """Check consecutive ``ranges`` from ``exp_seq`` in this process: fast, and a range that
+    is not perfect row by row."""
+    while ranges:
+        exp_seq, prev = _fast.stream(raw, ranges, exp_seq, prev, cps)
+        ranges = [r for r in ranges if r[0] >= exp_seq]
+        if ranges:
+            # Something is off in this range: find out exactly what, row by row.
+            _, hi = ranges.pop(0)
+            exp_seq, prev = _slow_range(raw.cursor(), "sqlite", hi, exp_seq, prev, cps)
+    return exp_seq, prev
+
+
+def _slow_range(cur: Any, dialect: str, hi: int, exp_seq: int, prev: str,
+                cps: list[tuple[int, str]]) -> tuple[int, str]:
+    """Check records ``exp_seq..hi - 1`` row by row: (next expected seq, last hash) or _Bad."""
+    cp_iter = iter(cps[bisect.bisect_left(cps, (exp_seq,)):])
+    cp_seq, cp_hash = next(cp_iter, (None, None))
+    exp_seq, prev, _, _ = _slow(cur, dialect, hi, exp_seq, prev, cp_seq, cp_hash, cp_iter)
     return exp_seq, prev
 
 
