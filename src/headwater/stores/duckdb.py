@@ -101,15 +101,20 @@ class _Watchdog:
         self._deadlines: dict[int, tuple[float, Any]] = {}
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
+        self._wake_at = float("inf")  # when the sleeping thread wakes next
 
     def arm(self, timeout_s: float, action: Any) -> int:
         with self._cond:
             handle = next(self._ids)
-            self._deadlines[handle] = (time.monotonic() + timeout_s, action)
+            deadline = time.monotonic() + timeout_s
+            self._deadlines[handle] = (deadline, action)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="headwater-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if deadline < self._wake_at:
+                # Only an earlier deadline wakes the thread: a wake-up per query would cost
+                # every query a thread switch.
+                self._cond.notify()
             return handle
 
     def disarm(self, handle: int) -> None:
@@ -124,7 +129,9 @@ class _Watchdog:
                 actions = [self._deadlines.pop(h)[1] for h in due]
                 wait = min((d for d, _ in self._deadlines.values()), default=now + 60) - now
                 if not actions:
+                    self._wake_at = now + max(wait, 0.001)
                     self._cond.wait(timeout=max(wait, 0.001))
+                    self._wake_at = float("-inf")  # awake: no notify needed until it sleeps again
             for action in actions:
                 with contextlib.suppress(Exception):
                     action()
