@@ -19,11 +19,14 @@ Raw and Headwater alternate query by query (raw q1, hw q1, raw q2, ...); 1 warmu
 Diagnostic third side: the exact SQL and parameters Headwater sends to DuckDB, run on the raw
 handle (separates the cost of the SQL's shape from the cost of the SDK's Python/Arrow path).
 Every query's results are compared (row count, values by position; floats to 1e-9 relative;
-differing column names are recorded, not failed: see ``compare``).
+column names too: recorded in ``checks``, e.g. Q18's unaliased ``sum(l_quantity)``).
 Goal 1: sum of per-query medians, Headwater / raw <= 1.05.
 Goal 2: cold decision time <= 10 ms: ``platform.planner.prepare(q, principal=analyst)`` right
 after clearing the planner's plan cache (parse, resolve, qualify, authorise and rewrite, place),
 median of several cold runs per query; reported per query with max and median over the 22.
+What depends only on the catalog and the policy (the sqlglot schema per set of datasets, the
+policy's view of a dataset per roles, physical table names) outlives the plan cache, as in a
+running service; the first cold run of each query (``first_run_ms``) also builds those.
 """
 
 from __future__ import annotations
@@ -97,8 +100,8 @@ def compare(raw: Any, hw: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"rows_raw": raw.num_rows, "rows_hw": hw.num_rows,
                            "columns_equal": raw.schema.names == hw.schema.names}
     if not out["columns_equal"]:
-        # unaliased expressions: DuckDB names them by their text (``sum(l_quantity)``), the
-        # planner's qualify step names them ``_col_<i>``; values are compared by position
+        # values are compared by position; the planner gives unaliased outputs DuckDB's name
+        # (``sum(l_quantity)``), so a difference here is a regression
         out["column_names"] = {"raw": raw.schema.names, "headwater": hw.schema.names}
     if raw.num_rows != hw.num_rows or raw.num_columns != hw.num_columns:
         out["equal"] = False
@@ -154,6 +157,7 @@ def run() -> dict[str, Any]:
     planner = platform.planner
     decision_ms: dict[str, float] = {}
     decision_all: dict[str, list[float]] = {}
+    decision_first: dict[str, float] = {}
     for n, hw_sql, _ in queries:
         ts = []
         for _ in range(decision_repeats):
@@ -164,6 +168,7 @@ def run() -> dict[str, Any]:
             assert plan.decision is not None
         decision_ms[f"q{n}"] = round(c.median(ts), 3)
         decision_all[f"q{n}"] = [round(t, 3) for t in ts]
+        decision_first[f"q{n}"] = round(ts[0], 3)
     dec_max = max(decision_ms.values())
     dec_med = c.median(list(decision_ms.values()))
     dec_passed = dec_max <= GOAL_DECISION_MS
@@ -239,7 +244,8 @@ def run() -> dict[str, Any]:
             "checks": checks,
             "decision": {"median_ms": round(dec_med, 3), "max_ms": round(dec_max, 3), "slowest": slowest,
                          "passed": dec_passed, "per_query_median_ms": decision_ms,
-                         "per_query_ms": decision_all},
+                         "per_query_ms": decision_all, "first_run_ms": decision_first,
+                         "first_run_max_ms": max(decision_first.values())},
         },
     )
 

@@ -263,7 +263,7 @@ class Planner:
         self, sql: str, order_by: Sequence[str] | None, engine: Any = None, principal: Principal | None = None
     ) -> Plan:
         tree = parse_one(sql)
-        original = _unnamed_outputs(tree)
+        original = _unnamed_outputs(tree, sql)
         names = _markers(tree)
         datasets, occurrences = self._resolve(tree)
         if engine is not None and principal is None:
@@ -534,7 +534,9 @@ _NAME_KEY = "hw_engine_name"
 _MAX_NAME = 63
 """Longest engine-given output name kept (Postgres truncates longer identifiers)."""
 _NAMER: list[Any] = []
+"""The in-memory DuckDB connection asked for output names (made on first use)."""
 _NAMER_LOCK = threading.Lock()
+_TEMPLATE: list[str] = []
 
 
 def _leftmost_select(tree: exp.Expression) -> exp.Select | None:
@@ -547,51 +549,131 @@ def _leftmost_select(tree: exp.Expression) -> exp.Select | None:
     return node if isinstance(node, exp.Select) else None
 
 
-def _unnamed_outputs(tree: exp.Expression) -> int:
+def _unnamed_outputs(tree: exp.Expression, sql: str) -> int:
     """Tag the outermost select's unaliased expressions with the name DuckDB would give them.
 
     DuckDB (the SDK dialect's engine) names an unaliased expression by its own rendering of it
     (``sum(l_quantity)``, ``count_star()``, ``(a + b)``), where ``qualify`` would alias it
-    ``_col_<i>``; :func:`_engine_names` restores the tagged names after qualification. The
-    rendering comes from DuckDB's parser, so it is the engine's own text. Returns the number of
-    expressions tagged.
+    ``_col_<i>``; :func:`_engine_names` restores the tagged names after qualification. A
+    one-argument aggregate of a plain column (the common case) is named from the text as
+    written (:func:`_simple_name`); anything else by DuckDB's own parser
+    (:func:`_duckdb_names`). Returns the number of expressions tagged.
     """
     select = _leftmost_select(tree)
     if select is None:
         return 0
-    pending = [node for node in select.expressions
+    items = select.expressions
+    pending = [i for i, node in enumerate(items)
                if not isinstance(node, exp.Alias | exp.Column | exp.Star | exp.Placeholder | exp.Parameter)
                and not node.is_star and not (isinstance(node, exp.Subquery) and node.alias)]
+    names: dict[int, str | None] = {i: _simple_name(items[i], sql) for i in pending}
+    rest = [i for i in pending if names[i] is None]
+    if rest:
+        names.update(_duckdb_names(sql, [items[i] for i in rest], rest, len(items)))
     tagged = 0
-    for node in pending:
-        name = _duckdb_name(node)
-        if name:
-            node.meta[_NAME_KEY] = name
+    for i, name in names.items():
+        if name and len(name) <= _MAX_NAME:
+            items[i].meta[_NAME_KEY] = name
             tagged += 1
     return tagged
 
 
-def _duckdb_name(node: exp.Expression) -> str | None:
-    """DuckDB's name for an unaliased select expression, or None when it cannot tell."""
+# Aggregates DuckDB renders as ``name(arg)`` (none is a DuckDB keyword, which it would quote).
+_SIMPLE_AGGREGATES = frozenset({
+    "sum", "avg", "min", "max", "count", "median", "mean", "stddev", "stddev_samp", "stddev_pop",
+    "variance", "var_samp", "var_pop", "product", "any_value", "bool_and", "bool_or", "bit_and",
+    "bit_or", "approx_count_distinct", "list", "array_agg", "entropy", "kurtosis", "skewness",
+})
+
+
+def _simple_name(node: exp.Expression, sql: str) -> str | None:
+    """DuckDB's name for ``agg(column)`` / ``count(*)``, from the text as written, else None.
+
+    DuckDB renders a function call as its name as written, in lower case, and its arguments;
+    an unquoted, unqualified column as written; ``count(*)`` as ``count_star()``.
+    """
+    if not isinstance(node, exp.AggFunc) or node.comments:
+        return None
+    start, end = node.meta_get("start"), node.meta_get("end")
+    if start is None or end is None:
+        return None
+    written = sql[start:end + 1].lower()
+    if written not in _SIMPLE_AGGREGATES:
+        return None
+    args = [v for k, v in node.args.items() if k != "big_int" and v is not None and v is not False and v != []]
+    if len(args) != 1 or args[0] is not node.this:
+        return None
+    arg = node.this
+    if isinstance(arg, exp.Star) and written == "count" and not arg.args:
+        return "count_star()"
+    if isinstance(arg, exp.Column) and not arg.table and isinstance(arg.this, exp.Identifier) \
+            and not arg.this.quoted and arg.name.isidentifier():
+        return f"{written}({arg.name})"
+    return None
+
+
+def _duckdb(query: str, params: list[Any]) -> Any:
+    """One value from DuckDB's parser functions, on an in-memory connection kept for this."""
     import duckdb
 
-    text = f"SELECT {node.sql(dialect=DIALECT)}"
+    with _NAMER_LOCK:
+        if not _NAMER:
+            _NAMER.append(duckdb.connect())
+        row = _NAMER[0].execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def _duckdb_names(
+    sql: str, nodes: Sequence[exp.Expression], positions: Sequence[int], n_items: int
+) -> dict[int, str | None]:
+    """DuckDB's names for the select items at ``positions`` (its rendering of each).
+
+    DuckDB parses the statement as written; each item is rendered on its own (a ``SELECT``
+    of only that item). Statements DuckDB's parser does not take (``:name`` placeholders) are
+    rendered by sqlglot first, item by item.
+    """
+    import json
+
+    import duckdb
+
+    out: dict[int, str | None] = dict.fromkeys(positions)
     try:
-        with _NAMER_LOCK:
-            if not _NAMER:
-                _NAMER.append(duckdb.connect())
-            row = _NAMER[0].execute("SELECT json_deserialize_sql(json_serialize_sql(?))", [text]).fetchone()
-    except duckdb.Error:
-        return None
-    out = row[0] if row else None
-    if not isinstance(out, str) or not out.startswith("SELECT "):
-        return None
-    name = out[len("SELECT "):]
-    return name if 0 < len(name) <= _MAX_NAME else None
+        doc = json.loads(_duckdb("SELECT json_serialize_sql(?)", [sql]))
+        items: list[Any] | None = None
+        if not doc.get("error") and len(doc.get("statements") or ()) == 1:
+            node = doc["statements"][0].get("node") or {}
+            while node.get("type") == "SET_OPERATION_NODE":
+                node = node.get("left") or (node.get("children") or [{}])[0]
+            if node.get("type") == "SELECT_NODE" and len(node.get("select_list") or ()) == n_items:
+                items = node["select_list"]
+        template = _select_template()
+        for pos, expr in zip(positions, nodes, strict=True):
+            if items is not None:
+                item = dict(items[pos], alias="")
+                template["statements"][0]["node"]["select_list"] = [item]
+                text = _duckdb("SELECT json_deserialize_sql(?::JSON)", [json.dumps(template)])
+            else:
+                text = _duckdb("SELECT json_deserialize_sql(json_serialize_sql(?))",
+                               [f"SELECT {expr.sql(dialect=DIALECT)}"])
+            if isinstance(text, str) and text.startswith("SELECT ") and len(text) > len("SELECT "):
+                out[pos] = text[len("SELECT "):]
+    except (duckdb.Error, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        pass  # no engine name: the output keeps qualify's ``_col_<i>``
+    return out
+
+
+def _select_template() -> dict[str, Any]:
+    """DuckDB's serialised ``SELECT 1`` (a select of one item and no FROM), a fresh copy."""
+    import json
+
+    if not _TEMPLATE:
+        _TEMPLATE.append(_duckdb("SELECT json_serialize_sql(?)", ["SELECT 1"]))
+    return json.loads(_TEMPLATE[0])
 
 
 def _engine_names(tree: exp.Expression, tagged: int) -> None:
-    """Give the outermost select's unaliased expressions their engine name, not ``_col_<i>``.
+    """Give the outermost select's unaliased expressions their engine name, not the one
+    ``qualify`` made up (``_col_<i>``, or the inner column's name for ``CAST(x AS T)``).
 
     Only where the name is unique among the outputs (case-insensitive): pages select and sort
     by output name, which must be unambiguous.
@@ -602,25 +684,36 @@ def _engine_names(tree: exp.Expression, tagged: int) -> None:
     if select is None:
         return
     taken: dict[str, int] = {}
+    renamed: dict[str, exp.Identifier] = {}
     for sel in select.expressions:
         key = sel.alias_or_name.lower()
         taken[key] = taken.get(key, 0) + 1
     for sel in select.expressions:
         if isinstance(sel, exp.Alias):
-            inner, generated = sel.this, sel.alias
+            inner = sel.this
         elif isinstance(sel, exp.Subquery):
-            inner, generated = sel, sel.alias
+            inner = sel
         else:
             continue
         name = inner.meta.get(_NAME_KEY) if inner.meta else None
-        if not name or not generated.startswith("_col_") or name.lower() in taken:
+        if not name or name.lower() in taken:
             continue
         taken[name.lower()] = 1
         ident = exp.to_identifier(name, quoted=True)
+        renamed[sel.alias_or_name] = ident
         if isinstance(sel, exp.Alias):
             sel.set("alias", ident)
         else:
             sel.set("alias", exp.TableAlias(this=ident))
+    # qualify points ORDER BY (and DISTINCT ON) items equal to an output at its alias.
+    for node in {id(select): select, id(tree): tree}.values():
+        for clause in ("order", "distinct"):
+            part = node.args.get(clause)
+            if not isinstance(part, exp.Expression):
+                continue
+            for col in part.find_all(exp.Column):
+                if not col.table and col.name in renamed:
+                    col.set("this", renamed[col.name].copy())
 
 
 def _logical(t: exp.Table) -> str:

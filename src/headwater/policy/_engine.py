@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,10 @@ class _View:
     readers: list[tuple[_Effective, list[RowFilter]]]
     columns: dict[str, _ColView]
     rules: list[str]
+    any_hidden: bool = False
+    """Some column is denied to every reading role."""
+    any_tainted: bool = False
+    """Some column is masked (not join-safe) for a reading role."""
 
 
 class _Binder:
@@ -301,7 +305,8 @@ class PolicyEngine:
                     rules.append(rule.rule)
             branches.sort(key=lambda b: rank(b.treatment))
             columns[c.name.lower()] = _ColView(c, branches)
-        return _View(ds, readers, columns, list(dict.fromkeys(rules)))
+        return _View(ds, readers, columns, list(dict.fromkeys(rules)),
+                     any(cv.hidden for cv in columns.values()), any(cv.tainted for cv in columns.values()))
 
     # -- queries --------------------------------------------------------------------------
     def authorize_query(
@@ -329,7 +334,8 @@ class PolicyEngine:
             ds = by_lower[f"{t.db}.{t.name}".lower()]
             if ds.name.lower() not in views:
                 views[ds.name.lower()] = self._view(ds, roles, "select", who)
-        self._check_references(tree, views, who)
+        if _references_matter(views.values(), self.policy.masked_predicates == "deny"):
+            self._check_references(tree, views, who)
 
         binder = _Binder(self, first_param, attrs, who)
         out = tree.copy()
@@ -704,6 +710,16 @@ class PolicyEngine:
 
 _MISSING = object()
 _VIEW_CACHE = 4096
+
+
+def _references_matter(views: Iterable[_View], deny_predicates: bool) -> bool:
+    """Whether :meth:`PolicyEngine._check_references` can refuse anything for these views.
+
+    It refuses references to denied columns and, when masked predicates are denied, masked
+    values driving predicates, joins, grouping or order. With no denied column, and no masked
+    one or masked predicates allowed, every reference passes and the scope walk is skipped.
+    """
+    return any(v.any_hidden or (deny_predicates and v.any_tainted) for v in views)
 
 
 def _transparent(view: _View) -> bool:
