@@ -1,19 +1,21 @@
-"""Chain verification, built for speed: the per-record checks run in C, never in Python bytecode.
+"""Chain verification, built for speed: no Python bytecode runs per record on the fast paths.
 
-Records are read in seq ranges of ``BATCH``. On SQLite one aggregate query per range returns the
-range's hashes and texts as two long byte strings (``group_concat`` cast to BLOB), so the driver
-makes no Python object per row, and a background thread fetches the next range while the
-current one is checked (the driver releases the GIL while SQLite works). The range is then
-checked with C-level ``map`` calls: every text is hashed with OpenSSL's SHA-256 and the joined
-hex digests must equal the joined stored hashes, and every text must start with
-``["<previous hash>",<expected seq>,`` (so it links to its predecessor and sits at the seq it
-was written for). On Postgres the server does the same per-record checks itself
-(``pg_catalog.sha256`` next to ``lag(hash)``, see :mod:`headwater.audit._verify_pg`) and returns
-one summary row per range. Per range both check count, min and max of the seq column, so the
-seq column equals the seq inside every record, and the hash at every checkpoint.
+Records are checked in seq ranges of ``BATCH``. Per record the fast paths check that its text
+starts with ``["<previous hash>",<expected seq>,`` (so it links to its predecessor and sits at
+the seq it was written for) and that its SHA-256 equals its stored hash; per range, count, min
+and max of the seq column (so the seq column equals the seq inside every record) and the hash
+at every checkpoint.
+
+* SQLite (:mod:`headwater.audit._verify_sqlite`): one aggregate query per range returns the
+  hashes and the texts as two long strings; the checks are C-level ``map`` calls (OpenSSL's
+  SHA-256). A log of ``2 * PARALLEL_MIN_RANGES`` ranges or more is split in two: the second half
+  is checked by a worker process (standard library only, on its own read-only connection), the
+  first half here meanwhile, so two cores hash.
+* Postgres (:mod:`headwater.audit._verify_pg`): the server checks every record of a range
+  itself (``pg_catalog.sha256``, ``lag(hash)``) and returns one summary row.
 
 Anything unusual in a range sends that range through the slow path, which reads it row by row
-and names the first bad record and what is wrong.
+and names the first bad record and what is wrong; the fast paths only ever vouch for ranges.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import bisect
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import threading
 import time
@@ -34,7 +37,8 @@ BATCH = 20_000
 """Records per range (a range is one query and one C-level check)."""
 
 PARALLEL_MIN_RANGES = 5
-"""A SQLite log of at least twice this many ranges is checked by two processes."""
+"""A SQLite log of at least twice this many ranges is checked by two processes (given two
+CPUs): below that, starting the worker costs more than it saves."""
 
 
 class _Bad(Exception):
@@ -130,7 +134,7 @@ def _stream(raw: Any, dialect: str, first: int, prev: str, hi_seq: int,
 
         return stream_pg(raw, ranges, first, prev, cps, _slow_range)
     exp_seq = first
-    path = _sqlite_file(raw) if len(ranges) >= 2 * PARALLEL_MIN_RANGES else None
+    path = _sqlite_file(raw) if len(ranges) >= 2 * PARALLEL_MIN_RANGES and _cpus() > 1 else None
     if path is not None:
         # The second half goes to a worker process (its own connection, so its own snapshot:
         # the records below the head are append-only), the first is checked here meanwhile.
@@ -185,6 +189,14 @@ def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
         assert proc.stdin is not None
         proc.stdin.write(data)
         proc.stdin.close()
+
+
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
 
 
 def _sqlite_file(raw: Any) -> str | None:
