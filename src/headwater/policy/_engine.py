@@ -420,6 +420,9 @@ class PolicyEngine:
                 return mask_expression(b.treatment, col, cat, binder.key, b.rule.sql if b.rule else None)
 
             first = cv.branches[0]
+            if first.treatment == "none" and len(cv.branches) == 1:
+                projections.append(exp.alias_(raw, c.name, copy=False))  # unmasked: the column itself
+                continue
             same = all((b.treatment, b.rule.sql if b.rule else None) ==
                        (first.treatment, first.rule.sql if first.rule else None) for b in cv.branches)
             if same or not first.filters:

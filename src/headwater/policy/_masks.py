@@ -49,7 +49,18 @@ def sql_type(arrow_type: str) -> exp.DataType:
         name = "BLOB"
     else:
         name = "VARCHAR"
-    return exp.DataType.build(name)
+    return _built(name)
+
+
+_BUILT: dict[str, exp.DataType] = {}
+
+
+def _built(name: str) -> exp.DataType:
+    """``exp.DataType.build(name)``, parsed once per name (a fresh copy each call)."""
+    built = _BUILT.get(name)
+    if built is None:
+        built = _BUILT.setdefault(name, exp.DataType.build(name))
+    return built.copy()
 
 
 def null_of(column: CatalogColumn) -> exp.Expression:
@@ -63,7 +74,7 @@ def _is_text(column: CatalogColumn) -> bool:
 
 
 def _text(col: exp.Expression) -> exp.Expression:
-    return exp.Cast(this=col.copy(), to=exp.DataType.build("VARCHAR"))
+    return exp.Cast(this=col.copy(), to=_built("VARCHAR"))
 
 
 def _case_not_null(col: exp.Expression, then: exp.Expression) -> exp.Expression:
@@ -121,7 +132,7 @@ def mask_expression(
     if treatment == "year":
         t = column.type.lower()
         src = col.copy() if t.startswith(("date", "timestamp")) else exp.Cast(
-            this=col.copy(), to=exp.DataType.build("DATE"))
+            this=col.copy(), to=_built("DATE"))
         return exp.Extract(this=exp.var("YEAR"), expression=src)
     if treatment == "hash":
         # Nested keyed SHA-256: sha256(k_out || sha256(k_in || v)) over hex text. The outer input
