@@ -9,6 +9,7 @@ records, and it leaves a signed anchor so the rest of the chain still verifies.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import hashlib
@@ -19,6 +20,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -159,6 +161,7 @@ class AuditLog:
         self._recovered_pid = 0
         self._writer_error: str | None = None
         self._writer_idle = False
+        self._atexit = False
         dbapi = self._engine.dialect.loaded_dbapi
         self._operational = dbapi.OperationalError
         self._dbapi_error = dbapi.Error
@@ -365,6 +368,11 @@ class AuditLog:
             thread = threading.Thread(target=self._drain, name="headwater-audit-writer", daemon=True)
             self._writer_thread, self._writer_pid = thread, os.getpid()
             thread.start()
+            if not self._atexit:
+                # A CLI run ends without closing the platform: commit what it spooled on the
+                # way out (else the next process commits it from the spool).
+                atexit.register(_close_at_exit, weakref.ref(self))
+                self._atexit = True
 
     def _steal(self, ticket: AuditTicket) -> _Pending | None:
         """Take ``ticket``'s record back from the queue if the writer has not started on it."""
@@ -684,6 +692,13 @@ class AuditLog:
         return {"head_seq": head[0] if head else None, "records": count,
                 "anchor_seq": head[1] if head else None}
 
+
+
+def _close_at_exit(ref: weakref.ref[AuditLog]) -> None:
+    audit = ref()
+    if audit is not None:
+        with contextlib.suppress(Exception):
+            audit.close()
 
 
 def _rollback(raw: Any) -> None:
