@@ -151,7 +151,9 @@ def _job(meta, audit: AuditLog, lo: int) -> dict[str, object]:
 
 
 def _run_worker(job: dict[str, object]) -> dict[str, object]:
-    out = subprocess.run(_verify_sqlite.worker_command(), input=json.dumps(job).encode(),
+    command = _verify_sqlite.worker_command()
+    assert command is not None  # pytest runs under a Python interpreter
+    out = subprocess.run(command, input=json.dumps(job).encode(),
                          capture_output=True, check=True, timeout=60)
     return json.loads(out.stdout)
 
@@ -177,7 +179,8 @@ def test_worker_stops_before_the_first_bad_range(audit, meta) -> None:
     [sys.executable, "-c", "raise SystemExit(3)"],
     ["/nonexistent/python"],
     [sys.executable, "-c", "print('not json')"],
-], ids=["confused", "failing", "missing", "garbage"])
+    None,
+], ids=["confused", "failing", "missing", "garbage", "no-interpreter"])
 def test_a_bad_worker_cannot_hide_tampering(audit, meta, monkeypatch, command) -> None:
     """A worker that fails, is missing, writes garbage or ends on a hash the database does
     not hold (as one reading another file would) vouches for nothing: its half is checked
@@ -219,3 +222,23 @@ def test_postgres_shadowing_functions_do_not_fool_the_server_check(audit, meta) 
     finally:
         shadowed.close()
     assert not report.ok and report.first_bad_seq == 9
+
+
+def test_worker_opens_a_path_with_uri_characters(audit, meta, tmp_path) -> None:
+    """The worker opens the file by URI: ``#``, ``%``, ``?`` and spaces in its path are quoted."""
+    if meta.dialect != "sqlite":
+        pytest.skip("the worker process is the SQLite path")
+    import sqlite3
+
+    fill(audit)
+    odd = tmp_path / "a dir#1%20?x" / "meta copy.db"
+    odd.parent.mkdir()
+    src = sqlite3.connect(meta.engine.url.database)
+    dst = sqlite3.connect(odd)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    job = {**_job(meta, audit, 21), "path": str(odd)}
+    assert _run_worker(job) == {"next": N + 1, "last": _hash(audit, N)}

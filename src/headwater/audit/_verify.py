@@ -162,9 +162,12 @@ def _stream(raw: Any, dialect: str, first: int, prev: str, hi_seq: int,
 def _in_worker(job: dict[str, Any], here: Any) -> tuple[tuple[int, str], tuple[int, str | None]]:
     """Run ``job`` in a worker process while ``here()`` runs in this one; returns (``here()``,
     the worker's (first seq not vouched for, last hash))."""
+    command = _fast.worker_command()
     try:
-        proc = subprocess.Popen(_fast.worker_command(), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if command is None:
+            raise OSError("no Python interpreter to start")
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
     except OSError:
         return here(), (job["ranges"][0][0], None)
     try:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import os
 import queue
 import sqlite3
 import sys
 import threading
 from typing import Any
+from urllib.parse import quote
 
 # SQLite aggregates a rowid range in rowid order; no ORDER BY subquery (25% slower). Were the
 # order ever different, the prefix check would send the range to the slow path, which orders
@@ -128,7 +130,7 @@ def _work() -> None:
     job = json.load(sys.stdin)
     ranges = [(lo, hi) for lo, hi in job["ranges"]]
     cps = [(s, h) for s, h in job["cps"]]
-    con = sqlite3.connect(f"file:{job['path']}?mode=ro", uri=True, timeout=5,
+    con = sqlite3.connect(f"file:{quote(job['path'])}?mode=ro", uri=True, timeout=5,
                           check_same_thread=False, isolation_level=None)
     try:
         con.execute("BEGIN")
@@ -138,9 +140,13 @@ def _work() -> None:
     json.dump({"next": exp_seq, "last": last}, sys.stdout)
 
 
-def worker_command() -> list[str]:
-    """The command that runs this file as a worker: isolated, no site packages."""
-    return [sys.executable, "-I", "-S", __file__]
+def worker_command() -> list[str] | None:
+    """The command that runs this file as a worker (isolated, no site packages); None when
+    this process was not started by a Python interpreter (embedded in a server, say)."""
+    exe = sys.executable
+    if not exe or not os.path.basename(exe).lower().startswith(("python", "pypy")):
+        return None
+    return [exe, "-I", "-S", __file__]
 
 
 def parse_result(out: bytes, ranges: Ranges) -> tuple[int, str | None]:
