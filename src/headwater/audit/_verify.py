@@ -36,6 +36,10 @@ from headwater.audit._model import GENESIS, VerifyReport, signed
 BATCH = 20_000
 """Records per range (a range is one query and one C-level check)."""
 
+PG_BATCH = 5_000
+"""Records per range on Postgres: the range is sorted by seq for ``lag``, and a sort of 5,000
+records stays within the default ``work_mem`` (4 MB), where 20,000 spill to disk."""
+
 PARALLEL_MIN_RANGES = 5
 """A SQLite log of at least twice this many ranges is checked by two processes (given two
 CPUs): below that, starting the worker costs more than it saves."""
@@ -128,7 +132,8 @@ def verify(raw: Any, dialect: str, key: bytes, start: int | None) -> VerifyRepor
 def _stream(raw: Any, dialect: str, first: int, prev: str, hi_seq: int,
             cps: list[tuple[int, str]]) -> tuple[int, str]:
     """Check records ``first..hi_seq``; returns (next expected seq, last hash) or raises _Bad."""
-    ranges = [(lo, min(lo + BATCH, hi_seq + 1)) for lo in range(first, hi_seq + 1, BATCH)]
+    size = min(BATCH, PG_BATCH) if dialect == "postgresql" else BATCH
+    ranges = [(lo, min(lo + size, hi_seq + 1)) for lo in range(first, hi_seq + 1, size)]
     if dialect == "postgresql":
         from headwater.audit._verify_pg import stream_pg
 

@@ -4,8 +4,8 @@ One query per seq range computes, for every record, ``pg_catalog.sha256`` of its
 its stored hash, that its text starts with ``["<previous record's stored hash>",<its seq>,``
 (``lag(hash)``; the first record of a range links to the last hash of the range before, passed
 in) and its hash at every checkpoint in the range; only one summary row per range comes back
-to Python. Every function is schema-qualified (``pg_catalog.``) and the comparisons use
-``OPERATOR(pg_catalog.=)``, so objects of the same name earlier on the ``search_path`` cannot
+to Python. Every function and aggregate is schema-qualified (``pg_catalog.``) and every comparison is
+``OPERATOR(pg_catalog.…)``, so objects of the same name earlier on the ``search_path`` cannot
 fool the verifier. A range that is not perfect goes through the row-by-row slow path of
 :mod:`headwater.audit._verify`, which names the first bad record and what is wrong.
 """
@@ -25,7 +25,7 @@ FROM (
     SELECT r.seq, r.hash,
            pg_catalog.starts_with(
                r.record,
-               pg_catalog.concat('["', coalesce(lag(r.hash) OVER (ORDER BY r.seq), %(prev)s::text),
+               pg_catalog.concat('["', coalesce(pg_catalog.lag(r.hash) OVER (ORDER BY r.seq), %(prev)s::text),
                                  '",', r.seq, ','))
            AND pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(r.record, 'UTF8')), 'hex')
                OPERATOR(pg_catalog.=) r.hash
@@ -34,7 +34,7 @@ FROM (
     LEFT JOIN ROWS FROM (pg_catalog.unnest(%(cp_seqs)s::bigint[]),
                         pg_catalog.unnest(%(cp_hashes)s::text[])) AS c (seq, hash)
         ON c.seq OPERATOR(pg_catalog.=) r.seq
-    WHERE r.seq >= %(lo)s AND r.seq < %(hi)s
+    WHERE r.seq OPERATOR(pg_catalog.>=) %(lo)s AND r.seq OPERATOR(pg_catalog.<) %(hi)s
 ) AS t
 """
 
