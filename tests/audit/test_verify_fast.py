@@ -81,8 +81,6 @@ def edit_hash(audit, meta, at):
 def shift_hash_chars(audit, meta, at):
     """Move one character of hash ``at`` into hash ``at + 1``: the joined hashes are unchanged.
     (Postgres refuses a 65-character hash.)"""
-    if meta.dialect != "sqlite":
-        pytest.skip("hash is varchar(64) on Postgres")
     h1, h2 = _hash(audit, at), _hash(audit, at + 1)
     tamper(meta, "UPDATE hw_audit_records SET hash = :h WHERE seq = :s", h=h1[:63], s=at)
     tamper(meta, "UPDATE hw_audit_records SET hash = :h WHERE seq = :s", h=h1[63] + h2, s=at + 1)
@@ -121,12 +119,23 @@ def reorder(audit, meta, at):
 TAMPERINGS = [edit, edit_hash, shift_hash_chars, rehash, delete, insert, reorder]
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "two-processes"])
+# The worker process is the SQLite path; Postgres refuses a 65-character hash (varchar(64)).
+PG = pytest.param("postgres", marks=pytest.mark.postgres)
+SQLITE_ONLY = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
+BACKEND_WAYS = [("sqlite", False), ("sqlite", True), pytest.param("postgres", False, marks=pytest.mark.postgres)]
+WAY_IDS = ["sqlite-one-process", "sqlite-two-processes", "postgres"]
+CASES = [
+    pytest.param(url, parallel, how, id=f"{way}-{how.__name__}", marks=getattr(case, "marks", ()))
+    for case, way in zip(BACKEND_WAYS, WAY_IDS, strict=True)
+    for url, parallel in [getattr(case, "values", case)]
+    for how in TAMPERINGS
+    if not (url == "postgres" and how.__name__ == "shift_hash_chars")
+]
+
+
+@pytest.mark.parametrize(("meta_url", "parallel", "how"), CASES, indirect=["meta_url"])
 @pytest.mark.parametrize("at", [6, 22, 33], ids=["first-half", "worker-start", "worker-middle"])
-@pytest.mark.parametrize("how", TAMPERINGS, ids=lambda f: f.__name__)
 def test_tampering_found_at_the_exact_record(audit, meta, monkeypatch, how, at, parallel) -> None:
-    if parallel and meta.dialect != "sqlite":
-        pytest.skip("the worker process is the SQLite path")
     fill(audit)
     first_bad, word = how(audit, meta, at)
     report = three_ways(audit, monkeypatch, parallel)
@@ -135,7 +144,7 @@ def test_tampering_found_at_the_exact_record(audit, meta, monkeypatch, how, at, 
     assert word in report.problem
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "two-processes"])
+@pytest.mark.parametrize(("meta_url", "parallel"), BACKEND_WAYS, ids=WAY_IDS, indirect=["meta_url"])
 def test_intact_log_verifies(audit, monkeypatch, parallel) -> None:
     fill(audit)
     report = three_ways(audit, monkeypatch, parallel)
@@ -158,16 +167,14 @@ def _run_worker(job: dict[str, object]) -> dict[str, object]:
     return json.loads(out.stdout)
 
 
+@SQLITE_ONLY
 def test_worker_vouches_for_an_intact_half(audit, meta) -> None:
-    if meta.dialect != "sqlite":
-        pytest.skip("the worker process is the SQLite path")
     fill(audit)
     assert _run_worker(_job(meta, audit, 21)) == {"next": N + 1, "last": _hash(audit, N)}
 
 
+@SQLITE_ONLY
 def test_worker_stops_before_the_first_bad_range(audit, meta) -> None:
-    if meta.dialect != "sqlite":
-        pytest.skip("the worker process is the SQLite path")
     fill(audit)
     job = _job(meta, audit, 21)
     edit(audit, meta, 30)  # in the range 29..32
@@ -181,12 +188,11 @@ def test_worker_stops_before_the_first_bad_range(audit, meta) -> None:
     [sys.executable, "-c", "print('not json')"],
     None,
 ], ids=["confused", "failing", "missing", "garbage", "no-interpreter"])
+@SQLITE_ONLY
 def test_a_bad_worker_cannot_hide_tampering(audit, meta, monkeypatch, command) -> None:
     """A worker that fails, is missing, writes garbage or ends on a hash the database does
     not hold (as one reading another file would) vouches for nothing: its half is checked
     again in the calling process."""
-    if meta.dialect != "sqlite":
-        pytest.skip("the worker process is the SQLite path")
     fill(audit)
     monkeypatch.setattr(_verify_sqlite, "worker_command", lambda: command)
     monkeypatch.setattr(_verify, "PARALLEL_MIN_RANGES", 1)
@@ -196,11 +202,10 @@ def test_a_bad_worker_cannot_hide_tampering(audit, meta, monkeypatch, command) -
     assert not report.ok and report.first_bad_seq == 35
 
 
+@pytest.mark.parametrize("meta_url", [PG], indirect=True)
 def test_postgres_shadowing_functions_do_not_fool_the_server_check(audit, meta) -> None:
     """A ``sha256`` that answers every record's stored hash, in a schema searched before
     pg_catalog, changes nothing: the check calls pg_catalog's own functions."""
-    if meta.dialect != "postgresql":
-        pytest.skip("the server-side check is the Postgres path")
     from headwater.metadata import MetadataStore
 
     fill(audit)
@@ -224,10 +229,9 @@ def test_postgres_shadowing_functions_do_not_fool_the_server_check(audit, meta) 
     assert not report.ok and report.first_bad_seq == 9
 
 
+@SQLITE_ONLY
 def test_worker_opens_a_path_with_uri_characters(audit, meta, tmp_path) -> None:
     """The worker opens the file by URI: ``#``, ``%``, ``?`` and spaces in its path are quoted."""
-    if meta.dialect != "sqlite":
-        pytest.skip("the worker process is the SQLite path")
     import sqlite3
 
     fill(audit)
