@@ -79,3 +79,25 @@ def test_ticket_repr_holds_no_statement(audit: AuditLog) -> None:
     ticket.wait(timeout=30)
     assert "secret_value" not in repr(ticket)
     assert "committed" in repr(ticket)
+
+
+def test_an_idle_writer_ends_and_a_new_one_starts(audit: AuditLog, monkeypatch) -> None:
+    """An audit log nobody closes holds no thread once idle; the next record starts one."""
+    import time
+
+    from headwater.audit import _log
+
+    monkeypatch.setattr(_log, "_IDLE_EXIT_S", 0.1)
+    first = audit.submit(_event(1))
+    first.wait(timeout=30)
+    thread = audit._writer_thread
+    assert thread is not None
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not thread.is_alive()
+    assert audit._own is None  # its connection was released too
+    audit.spool(_event(2))
+    assert audit.submit(_event(3)).wait(timeout=30) == 3
+    assert [r.rows for r in audit.query(limit=None)] == [1, 2, 3]
+    assert audit.verify().ok

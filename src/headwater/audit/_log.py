@@ -47,6 +47,7 @@ __all__ = ["AuditLog", "AuditTicket"]
 log = logging.getLogger("headwater.audit")
 
 _PAGE = 1000
+_IDLE_EXIT_S = 2.0  # an idle writer thread ends after this long
 
 
 class AuditTicket:
@@ -392,6 +393,7 @@ class AuditLog:
         whose commit fails (metadata store down) stay queued and are retried with backoff; a
         ticket gets the error."""
         backoff = 0.05
+        idle_exit = False
         try:
             self._recover()
         except Exception as err:  # noqa: BLE001 - retried on the next flush
@@ -400,10 +402,17 @@ class AuditLog:
             with self._queue_cv:
                 while not self._queue and not self._closing:
                     self._writer_idle = True
-                    self._queue_cv.wait()
+                    if not self._queue_cv.wait(_IDLE_EXIT_S) and not self._queue:
+                        # Idle: end the thread (the next submit starts another), so an audit
+                        # log nobody closes holds no thread and no connection.
+                        self._writer_idle = False
+                        if self._writer_thread is threading.current_thread():
+                            self._writer_thread = None
+                        break
                 self._writer_idle = False
                 if not self._queue:
-                    return
+                    idle_exit = not self._closing
+                    break
                 linger = self._linger if not self._closing and self._queue[0].ticket is None else 0
             if linger:
                 # Gather a group: spooled callers are not waiting for this commit, and nobody
@@ -444,6 +453,9 @@ class AuditLog:
                     item.ticket.seq = seq
                     item.ticket._done.set()
             self._count_done(len(batch))
+        if idle_exit:
+            with self._lock:
+                self._drop_own()
 
     def _append(self, events: Sequence[AuditEvent]) -> list[tuple[int, str, str]]:
         now = time.time_ns() // 1000
