@@ -67,7 +67,7 @@ def test_killed_after_spool_returns_loses_nothing(meta_url: str, meta, tmp_path:
 
 def test_spooled_records_are_read_back_and_the_spool_removed_on_close(meta, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    audit = AuditLog(meta, signing_key=KEY, spool_dir=spool, linger_s=5.0)
+    audit = AuditLog(meta, signing_key=KEY, spool_dir=spool, linger_s=0.5)
     for i in range(10):
         audit.spool(AuditEvent(actor="alice", action="query", rows=i))
     assert audit.spooled
