@@ -315,7 +315,6 @@ class Planner:
         single = len(stores) == 1 and _portable(decision, self.stores[next(iter(stores))])
         if single:
             (store_name,) = stores
-            store = self.stores[store_name]
             for node, ds in occurrences:
                 _replace_table(node, self._table_expr(store_name, ds.table))
             return Plan(sql, tree, tuple(sorted(datasets)), columns, store_name, None, (),
