@@ -457,10 +457,6 @@ class AuditLog:
             with self._lock:
                 self._drop_own()
 
-    def _append(self, events: Sequence[AuditEvent]) -> list[tuple[int, str, str]]:
-        now = time.time_ns() // 1000
-        return self._append_bodies([(now, body(e)) for e in events])
-
     def _append_bodies(self, items: Sequence[tuple[int, str]],
                        marks: dict[str, int] | None = None) -> list[tuple[int, str, str]]:
         """Chain and commit (ts, body) pairs in one transaction; ``marks`` records how far
