@@ -413,7 +413,7 @@ def _events_step(platform: Platform, session: Any, step: _Steps, console: Consol
                                  dead_letters=platform.dead_letters, validator=SchemaValidator(platform.schema_registry),
                                  retry=RetryPolicy(max_attempts=2, base=0.01, max_delay=0.05), ack_wait=2.0,
                                  slo=platform.slo_recorder)
-        stats = consumer.run(idle_timeout=1.0)
+        stats = consumer.run(idle_timeout=0.5)
         letters = platform.dead_letters.list(consumer_group="warehouse-sink")
     step.done(f"schema orders-value id {schema_id}; {len(events):,} events published, {rejected} refused by "
               f"the producer; sink wrote {stats.handled:,}, {stats.dead_lettered} dead-lettered")
@@ -429,7 +429,7 @@ def _events_step(platform: Platform, session: Any, step: _Steps, console: Consol
                                         for i in range(2)])
         known.update(n_customers + 500 + i for i in range(2))
         report = platform.replay_dead_letters(actor="demo", stage="handle", consumer_group="warehouse-sink")
-        again = consumer.run(idle_timeout=1.0)
+        again = consumer.run(idle_timeout=0.5)
         total = session.sql("SELECT count(*) AS n FROM warehouse.order_events").to_pylist()[0]["n"]
         remaining = platform.dead_letters.count(consumer_group="warehouse-sink")
     step.done(f"replayed {report.replayed} (stage handle), sink wrote {again.handled} more: "
@@ -463,7 +463,7 @@ def _routing_step(platform: Platform, step: _Steps, console: Console) -> None:
         router = Router(DEMO_ROUTES, validator=SchemaValidator(platform.schema_registry))
         routing = router_consumer(platform.bus, "orders", "router", router, dead_letters=platform.dead_letters,
                                   ack_wait=2.0, slo=platform.slo_recorder)
-        stats = routing.run(idle_timeout=1.0)
+        stats = routing.run(idle_timeout=0.5)
         counts = {}
         for topic in ("orders.big", "orders.returns"):
             sample = platform.bus.subscribe(topic, "demo-peek").fetch(10_000, timeout=0.5)

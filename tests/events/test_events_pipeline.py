@@ -200,3 +200,36 @@ def test_sink_business_key_latest_wins_and_bad_rows_dead_letter(bus: Bus, orders
     [dl] = dlq.list()
     assert dl.reason.stage is Stage.SINK and dl.reason.error_class == "WriteError"
     c.close()
+
+
+def test_failing_batch_is_bisected_to_the_bad_event(tmp_path, platform):
+    """One poison event in a batch of 64: the batch handler is called about 2 * log2(64) times
+    (not once per event), the 63 good events are handled in batches and in order, and only the
+    poison one is dead-lettered."""
+    from headwater.events.bus.embedded import EmbeddedBus
+
+    bus = EmbeddedBus(tmp_path / "bisect.db")
+    dlq = DeadLetterStore.for_platform(platform)
+    bus.create_topic("orders")
+    bus.publish_many("orders", [order(i, poison=(i == 41)) for i in range(64)])
+    calls: list[int] = []
+    written: list[int] = []
+
+    def sink(events: list[Event]) -> None:
+        calls.append(len(events))
+        if any(e.data.get("poison") for e in events):
+            raise ValueError("cannot write order 41")
+        written.extend(e.data["order_id"] for e in events)
+
+    c = EventConsumer(bus, "orders", "g", sink, batch=True, batch_size=64, dead_letters=dlq,
+                      retry=RetryPolicy(max_attempts=1, base=0.01, max_delay=0.01))
+    stats = c.run(max_messages=64, idle_timeout=2)
+    c.close()
+    assert written == [i for i in range(64) if i != 41]
+    assert stats.handled == 63 and stats.dead_lettered == 1
+    [dl] = dlq.list()
+    assert dl.event().data["order_id"] == 41 and dl.reason.error_class == "ValueError"
+    # each failing half splits again and each good half is one call, down to 4 events tried
+    # one by one: at most 1 + 2 * log2(64) + 4 calls, not 1 + 64
+    assert sum(calls[:2]) == 64 and len(calls) <= 1 + 2 * 6 + 4, calls
+    bus.close()

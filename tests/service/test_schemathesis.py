@@ -23,7 +23,7 @@ from schemathesis.checks import (
 from headwater.service import ServiceConfig
 from tests.service.conftest import open_platform, serve
 
-EXAMPLES = 50
+EXAMPLES = 30
 # Arbitrary schema-valid SQL is rightly refused (400), so "positive data acceptance" does not
 # apply; these are the checks the service promises.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
