@@ -208,10 +208,10 @@ def test_failing_batch_is_bisected_to_the_bad_event(tmp_path, platform):
     poison one is dead-lettered."""
     from headwater.events.bus.embedded import EmbeddedBus
 
-    bus = EmbeddedBus(tmp_path / "bisect.db")
+    log = EmbeddedBus(tmp_path / "bisect.db")
     dlq = DeadLetterStore.for_platform(platform)
-    bus.create_topic("orders")
-    bus.publish_many("orders", [order(i, poison=(i == 41)) for i in range(64)])
+    log.create_topic("orders")
+    log.publish_many("orders", [order(i, poison=(i == 41)) for i in range(64)])
     calls: list[int] = []
     written: list[int] = []
 
@@ -221,7 +221,7 @@ def test_failing_batch_is_bisected_to_the_bad_event(tmp_path, platform):
             raise ValueError("cannot write order 41")
         written.extend(e.data["order_id"] for e in events)
 
-    c = EventConsumer(bus, "orders", "g", sink, batch=True, batch_size=64, dead_letters=dlq,
+    c = EventConsumer(log, "orders", "g", sink, batch=True, batch_size=64, dead_letters=dlq,
                       retry=RetryPolicy(max_attempts=1, base=0.01, max_delay=0.01))
     stats = c.run(max_messages=64, idle_timeout=2)
     c.close()
@@ -232,4 +232,4 @@ def test_failing_batch_is_bisected_to_the_bad_event(tmp_path, platform):
     # each failing half splits again and each good half is one call, down to 4 events tried
     # one by one: at most 1 + 2 * log2(64) + 4 calls, not 1 + 64
     assert sum(calls[:2]) == 64 and len(calls) <= 1 + 2 * 6 + 4, calls
-    bus.close()
+    log.close()
