@@ -27,8 +27,11 @@ fakesnow: $(FAKESNOW_VENV)/bin/fakesnow
 demo: $(STAMP)
 	$(VENV)/bin/headwater demo --dir headwater-demo
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist); each starts its own test servers
+# (moto, fakesnow, tansu) and every test isolates its data (temp dirs, fresh schemas, prefixes).
+TEST_WORKERS ?= 2
 test: $(STAMP) fakesnow
-	HEADWATER_FAKESNOW_BIN=$(CURDIR)/$(FAKESNOW_VENV)/bin/fakesnow $(PY) -m pytest
+	HEADWATER_FAKESNOW_BIN=$(CURDIR)/$(FAKESNOW_VENV)/bin/fakesnow $(PY) -m pytest -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py

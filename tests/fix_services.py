@@ -37,6 +37,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The CLI's rich consoles read COLUMNS once, when headwater.cli is first imported (by whichever
+# test comes first in a process): one fixed width keeps the CLI's tables, and the tests that
+# read them, the same in every run order and every worker.
+os.environ["COLUMNS"] = "200"
 DEFAULT_PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 S3_REGION = "us-east-1"
 S3_KEY_ID = "testing"

@@ -90,3 +90,22 @@ def test_a_torn_last_line_is_not_a_record(meta, tmp_path: Path) -> None:
     audit = AuditLog(meta, signing_key=KEY, spool_dir=spool)
     assert [r.rows for r in audit.query(actor="dead", limit=None)] == [1]
     assert audit.verify().ok
+
+
+def test_a_file_being_created_is_never_taken_for_a_dead_processs(tmp_path: Path) -> None:
+    """A spool file is created under a name recovery does not list, locked, then renamed: a
+    second log's recovery can never lock a live process's new file (which made the owner's own
+    lock fail). An empty file its creator left before the rename is deleted once it is old."""
+    from headwater.audit import _spool
+
+    mine = _spool.Spool(tmp_path)
+    mine.write(1, "{}")
+    other = _spool.Spool(tmp_path)
+    assert list(_spool.orphans(tmp_path, other)) == []  # locked by its (living) owner
+    assert [p.name for p in tmp_path.iterdir()] == [mine.name]  # no .new file left behind
+    fresh = tmp_path / f"123-abc{_spool.SUFFIX}{_spool._NEW}"
+    fresh.touch()
+    assert list(_spool.orphans(tmp_path, other)) == [] and fresh.exists()  # may be in creation
+    os.utime(fresh, (1, 1))
+    assert list(_spool.orphans(tmp_path, other)) == [] and not fresh.exists()  # abandoned
+    mine.discard()

@@ -17,12 +17,15 @@ import contextlib
 import fcntl
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["Spool", "orphans", "read_entries"]
 
 SUFFIX = ".spool"
+_NEW = ".new"  # a spool file being created: not yet locked, never recovered
+_ABANDONED_S = 60.0
 
 
 class Spool:
@@ -51,10 +54,21 @@ class Spool:
         return self.name, self.written  # type: ignore[return-value]
 
     def _open(self) -> None:
+        # Created under a name orphans() does not list, locked, then renamed (the lock stays
+        # with the open file): no other process, nor another log's recovery in this one, can
+        # take a new file for a dead process's between its creation and its lock.
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{os.getpid()}-{secrets.token_hex(6)}{SUFFIX}"
-        fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        tmp = self.directory / f"{name}{_NEW}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(tmp, self.directory / name)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self._fd, self._pid, self.name, self.written = fd, os.getpid(), name, 0
 
     def owns(self, name: str) -> bool:
@@ -76,9 +90,13 @@ class Spool:
 def orphans(directory: Path, spool: Spool) -> Iterator[tuple[str, Path]]:
     """Spool files of dead processes, each yielded while this process holds its lock."""
     try:
-        names = sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX))
+        listing = os.listdir(directory)
     except FileNotFoundError:
         return
+    for name in listing:
+        if name.endswith(SUFFIX + _NEW):
+            _drop_abandoned(directory / name)
+    names = sorted(n for n in listing if n.endswith(SUFFIX))
     for name in names:
         if spool.owns(name):
             continue
@@ -96,6 +114,16 @@ def orphans(directory: Path, spool: Spool) -> Iterator[tuple[str, Path]]:
                 yield name, path
         finally:
             os.close(fd)
+
+
+def _drop_abandoned(path: Path) -> None:
+    """Delete an empty file its creator left before renaming it (killed inside
+    ``Spool._open``). Nothing locks these files; a creator renames its file microseconds after
+    creating it, so only files older than :data:`_ABANDONED_S` are taken for abandoned."""
+    with contextlib.suppress(FileNotFoundError):
+        st = path.stat()
+        if st.st_size == 0 and time.time() - st.st_mtime > _ABANDONED_S:
+            path.unlink()
 
 
 def read_entries(path: Path, after: int) -> list[tuple[int, int, str]]:
