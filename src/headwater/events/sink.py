@@ -15,8 +15,8 @@ So after any crash and redelivery, each event is in the dataset exactly once.
 
 :func:`sink_consumer` wires a sink to a topic as an
 :class:`~headwater.events.consumer.EventConsumer` (batch handler, stage ``sink``): a batch
-that fails to write is retried event by event, and the events that still fail are
-dead-lettered with stage ``sink``.
+that fails to write is bisected down to the events that fail (halves retried as batches, the
+last few one by one), and the events that still fail are dead-lettered with stage ``sink``.
 
 Tracing: the consumer runs each batch inside its ``process <topic>`` span (parent: the first
 event's ``traceparent``; the other events' contexts are links), so the ``session.write`` database
