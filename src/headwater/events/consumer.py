@@ -114,8 +114,9 @@ class ConsumerStats:
 
 
 _TERMINAL = (InvalidInput,)
-_ONE_BY_ONE = 4  # a failing sub-batch this small is handled event by event, not split again
 """Errors retrying cannot fix (bad data); they go straight to the dead-letter store."""
+_ONE_BY_ONE = 4
+"""A failing sub-batch this small is handled event by event, not split again."""
 
 
 class EventConsumer:
