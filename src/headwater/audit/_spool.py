@@ -55,8 +55,8 @@ class Spool:
 
     def _open(self) -> None:
         # Created under a name orphans() does not list, locked, then renamed (the lock stays
-        # with the open file): no other process, nor another log's recovery in this one, can
-        # take a new file for a dead process's between its creation and its lock.
+        # with the open file): recovery (another process's, or another log's in this one)
+        # never sees the file unlocked, so never takes it for a dead process's.
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{os.getpid()}-{secrets.token_hex(6)}{SUFFIX}"
         tmp = self.directory / f"{name}{_NEW}"

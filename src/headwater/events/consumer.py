@@ -309,23 +309,24 @@ class EventConsumer:
                     self.handler(events)  # type: ignore[arg-type]
             else:
                 self.handler(events)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - isolate the bad events
+        except Exception:  # noqa: BLE001 - isolate the bad events (below, outside this handler)
             logger.debug("batch handler failed on %d events; isolating the bad ones", len(ready),
                          exc_info=True)
-            if len(ready) > _ONE_BY_ONE:
-                half = len(ready) // 2
-                self._handle_batch(ready[:half], stats, done, traced)
-                self._handle_batch(ready[half:], stats, done, traced)
-                return
-            for msg, event in ready:
-                if self._handle_one(msg, event, stats, lambda e: self.handler([e]), traced):  # type: ignore[list-item]
-                    done.append(msg)
         else:
             stats.handled += len(ready)
             done.extend(m for m, _ in ready)
             if self.slo is not None:
                 for e in events:
                     self._fresh(e)
+            return
+        if len(ready) > _ONE_BY_ONE:
+            half = len(ready) // 2
+            self._handle_batch(ready[:half], stats, done, traced)
+            self._handle_batch(ready[half:], stats, done, traced)
+            return
+        for msg, event in ready:
+            if self._handle_one(msg, event, stats, lambda e: self.handler([e]), traced):  # type: ignore[list-item]
+                done.append(msg)
 
     def _fresh(self, event: Event) -> None:
         """One handled event toward ``event_freshness``: milliseconds since it happened."""

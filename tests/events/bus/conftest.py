@@ -179,11 +179,11 @@ def make_bus(kind: str, tmp_path, request) -> Bus:
         # setting). tansu answers a JoinGroup after half the member's session timeout (3 s at
         # KafkaBus's 6 s), so against it members use 3 s (heartbeats every 0.5 s, ample
         # under load): 1.5 s per subscribe.
-        if KAFKA_BOOTSTRAP:
-            return KafkaBus(bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
-        return KafkaBus(bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-                        producer_config={"batch.num.messages": 1},
-                        consumer_config={"session.timeout.ms": 3000, "heartbeat.interval.ms": 500})
+        tuning = {} if KAFKA_BOOTSTRAP else {
+            "producer_config": {"batch.num.messages": 1},
+            "consumer_config": {"session.timeout.ms": 3000, "heartbeat.interval.ms": 500},
+        }
+        return KafkaBus(bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.", **tuning)
     url = request.getfixturevalue("nats_url")
     from headwater.events.bus.nats import NatsBus
 
