@@ -1,8 +1,9 @@
 """The fast verification paths: the SQLite worker process and the Postgres server-side check.
 
-Every tampering is checked three ways on the same data: the fast path as shipped, the fast path
-with the SQLite work split over two processes, and a reference run in which every range takes
-the row-by-row slow path. All three must report the same first bad record and problem.
+Every tampering is checked on the same data by the fast path as shipped, by the fast path with
+the work split in two halves (two processes on SQLite, two connections sharing one snapshot on
+Postgres), and by a reference run in which every range takes the row-by-row slow path. All must
+report the same first bad record and problem.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ def _same(report: VerifyReport) -> VerifyReport:
 def three_ways(audit: AuditLog, monkeypatch, parallel: bool) -> VerifyReport:
     """The report of the fast path; asserts the slow-path reference says exactly the same."""
     monkeypatch.setattr(_verify, "PARALLEL_MIN_RANGES", 1 if parallel else 10**9)
+    monkeypatch.setattr(_verify, "_cpus", lambda: 2)
     fast = audit.verify()
     with monkeypatch.context() as m:
         m.setattr(_verify_sqlite, "check_range", lambda *a: None)
 
-        def slow_only(raw, ranges, first, prev, cps, slow_range):
+        def slow_only(raw, ranges, first, prev, cps, slow_range, connect=None):
             seq = first
             for _, hi in ranges:
                 seq, prev = slow_range(raw.cursor(), "postgresql", hi, seq, prev, cps)
@@ -122,8 +124,9 @@ TAMPERINGS = [edit, edit_hash, shift_hash_chars, rehash, delete, insert, reorder
 # The worker process is the SQLite path; Postgres refuses a 65-character hash (varchar(64)).
 PG = pytest.param("postgres", marks=pytest.mark.postgres)
 SQLITE_ONLY = pytest.mark.parametrize("meta_url", ["sqlite"], indirect=True)
-BACKEND_WAYS = [("sqlite", False), ("sqlite", True), pytest.param("postgres", False, marks=pytest.mark.postgres)]
-WAY_IDS = ["sqlite-one-process", "sqlite-two-processes", "postgres"]
+BACKEND_WAYS = [("sqlite", False), ("sqlite", True), pytest.param("postgres", False, marks=pytest.mark.postgres),
+                pytest.param("postgres", True, marks=pytest.mark.postgres)]
+WAY_IDS = ["sqlite-one-process", "sqlite-two-processes", "postgres", "postgres-two-connections"]
 CASES = [
     pytest.param(url, parallel, how, id=f"{way}-{how.__name__}", marks=getattr(case, "marks", ()))
     for case, way in zip(BACKEND_WAYS, WAY_IDS, strict=True)
@@ -246,3 +249,32 @@ def test_worker_opens_a_path_with_uri_characters(audit, meta, tmp_path) -> None:
         dst.close()
     job = {**_job(meta, audit, 21), "path": str(odd)}
     assert _run_worker(job) == {"next": N + 1, "last": _hash(audit, N)}
+
+
+@pytest.mark.parametrize("meta_url", [PG], indirect=True)
+def test_postgres_halves_share_one_snapshot(audit, meta, monkeypatch) -> None:
+    """The second connection checks the first one's snapshot: a record edited after verify
+    began (between the snapshot and the second connection) is not seen by either half, and the
+    same edit is found by the next verify."""
+    import contextlib
+
+    fill(audit)
+    monkeypatch.setattr(_verify, "PARALLEL_MIN_RANGES", 1)
+    monkeypatch.setattr(_verify, "_cpus", lambda: 2)
+    opened = []
+    own = audit._raw
+
+    @contextlib.contextmanager
+    def raw_then_edit():
+        opened.append(1)
+        if len(opened) == 2:  # the second half's connection: the snapshot is already exported
+            edit(audit, meta, 35)
+        with own() as raw:
+            yield raw
+
+    monkeypatch.setattr(audit, "_raw", raw_then_edit)
+    report = audit.verify()
+    assert len(opened) == 2 and report.ok and report.last_seq == N
+    monkeypatch.setattr(audit, "_raw", own)
+    again = audit.verify()
+    assert not again.ok and again.first_bad_seq == 35

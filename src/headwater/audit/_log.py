@@ -547,7 +547,7 @@ class AuditLog:
         checkpoint and head signatures, and the tail against the signed head."""
         self.flush()
         with self._raw() as raw:
-            return _verify.verify(raw, self._dialect, self._key, start)
+            return _verify.verify(raw, self._dialect, self._key, start, connect=self._raw)
 
     # -- reading -----------------------------------------------------------------------
     def query(

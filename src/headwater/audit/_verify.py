@@ -28,6 +28,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from headwater.audit import _verify_sqlite as _fast
@@ -41,8 +42,9 @@ PG_BATCH = 5_000
 records stays within the default ``work_mem`` (4 MB), where 20,000 spill to disk."""
 
 PARALLEL_MIN_RANGES = 5
-"""A SQLite log of at least twice this many ranges is checked by two processes (given two
-CPUs): below that, starting the worker costs more than it saves."""
+"""A log of at least twice this many ranges is checked in two halves at once (given two CPUs):
+two processes on SQLite, two connections on Postgres. Below that, starting the second costs
+more than it saves."""
 
 
 class _Bad(Exception):
@@ -51,8 +53,11 @@ class _Bad(Exception):
         self.problem = problem
 
 
-def verify(raw: Any, dialect: str, key: bytes, start: int | None) -> VerifyReport:
-    """Verify the chain on DBAPI connection ``raw`` (left in a transaction the caller ends)."""
+def verify(raw: Any, dialect: str, key: bytes, start: int | None, *,
+           connect: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> VerifyReport:
+    """Verify the chain on DBAPI connection ``raw`` (left in a transaction the caller ends);
+    ``connect`` opens a second connection to the same database (Postgres checks a long log on
+    both at once)."""
     t0 = time.perf_counter()
     pg = dialect == "postgresql"
     p = "%s" if pg else "?"
@@ -94,7 +99,7 @@ def verify(raw: Any, dialect: str, key: bytes, start: int | None) -> VerifyRepor
     last_hash = prev
     if hi_seq is not None and hi_seq >= first:
         try:
-            exp_seq, last_hash = _stream(raw, dialect, first, prev, hi_seq, cps)
+            exp_seq, last_hash = _stream(raw, dialect, first, prev, hi_seq, cps, connect)
         except _Bad as err:
             bad.append((err.seq, err.problem))
             exp_seq = err.seq
@@ -130,14 +135,16 @@ def verify(raw: Any, dialect: str, key: bytes, start: int | None) -> VerifyRepor
 
 
 def _stream(raw: Any, dialect: str, first: int, prev: str, hi_seq: int,
-            cps: list[tuple[int, str]]) -> tuple[int, str]:
+            cps: list[tuple[int, str]],
+            connect: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> tuple[int, str]:
     """Check records ``first..hi_seq``; returns (next expected seq, last hash) or raises _Bad."""
     size = min(BATCH, PG_BATCH) if dialect == "postgresql" else BATCH
     ranges = [(lo, min(lo + size, hi_seq + 1)) for lo in range(first, hi_seq + 1, size)]
     if dialect == "postgresql":
         from headwater.audit._verify_pg import stream_pg
 
-        return stream_pg(raw, ranges, first, prev, cps, _slow_range)
+        both = connect if len(ranges) >= 2 * PARALLEL_MIN_RANGES and _cpus() > 1 else None
+        return stream_pg(raw, ranges, first, prev, cps, _slow_range, connect=both)
     exp_seq = first
     path = _sqlite_file(raw) if len(ranges) >= 2 * PARALLEL_MIN_RANGES and _cpus() > 1 else None
     if path is not None:

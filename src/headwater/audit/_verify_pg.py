@@ -8,11 +8,19 @@ to Python. Every function and aggregate is schema-qualified (``pg_catalog.``) an
 ``OPERATOR(pg_catalog.…)``, so objects of the same name earlier on the ``search_path`` cannot
 fool the verifier. A range that is not perfect goes through the row-by-row slow path of
 :mod:`headwater.audit._verify`, which names the first bad record and what is wrong.
+
+A long log is split in two halves checked at once on two connections (two server backends,
+the hashing being the server's work): the second connection joins the first one's snapshot
+(``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``), so both see exactly the same records,
+and starts from the stored hash of the record before its half, which the first half verifies.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from headwater.audit._verify_sqlite import cps_between
@@ -39,13 +47,49 @@ FROM (
 """
 
 SlowRange = Callable[[Any, str, int, int, str, list[tuple[int, str]]], tuple[int, str]]
+Connect = Callable[[], contextlib.AbstractContextManager[Any]]
+
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
 
 
 def stream_pg(raw: Any, ranges: list[tuple[int, int]], first: int, prev: str,
-              cps: list[tuple[int, str]], slow_range: SlowRange) -> tuple[int, str]:
+              cps: list[tuple[int, str]], slow_range: SlowRange, *,
+              connect: Connect | None = None) -> tuple[int, str]:
     """Check the records of ``ranges`` (consecutive, from ``first``) after ``prev``; returns
-    (next expected seq, last hash) or raises the slow path's error at the first bad record."""
+    (next expected seq, last hash) or raises the slow path's error at the first bad record.
+
+    With ``connect`` (a second connection of the same database, as a context manager), the
+    second half of ``ranges`` is checked on it at the same time, in the same snapshot."""
     cur = raw.cursor()
+    if connect is None or len(ranges) < 2:
+        return _ranges(cur, ranges, first, prev, cps, slow_range)
+    half = ranges[len(ranges) // 2:]
+    cur.execute("SELECT pg_catalog.pg_export_snapshot()")
+    snapshot = cur.fetchone()[0]
+    cur.execute("SELECT hash FROM hw_audit_records WHERE seq OPERATOR(pg_catalog.=) %s", (half[0][0] - 1,))
+    row = cur.fetchone()
+    if row is None or not isinstance(snapshot, str) or not _SNAPSHOT_ID.fullmatch(snapshot):
+        return _ranges(cur, ranges, first, prev, cps, slow_range)  # the first half names the gap
+    with connect() as other, ThreadPoolExecutor(1, thread_name_prefix="audit-verify") as pool:
+        ocur = other.cursor()
+        ocur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        ocur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # checked above: hex and dashes only
+        later = pool.submit(_ranges, ocur, half, half[0][0], row[0], cps, slow_range)
+        try:
+            exp_seq, last = _ranges(cur, ranges[:len(ranges) // 2], first, prev, cps, slow_range)
+        except BaseException:
+            later.cancel()
+            with contextlib.suppress(Exception):
+                later.result()  # the connection goes back to the pool idle
+            raise
+        result = later.result()  # the first half is intact: a bad record here is the first one
+    if (exp_seq, last) != (half[0][0], row[0]):  # cannot happen in one snapshot; stay correct anyway
+        return _ranges(cur, half, exp_seq, last, cps, slow_range)
+    return result
+
+
+def _ranges(cur: Any, ranges: list[tuple[int, int]], first: int, prev: str,
+            cps: list[tuple[int, str]], slow_range: SlowRange) -> tuple[int, str]:
     exp_seq = first
     for lo, hi in ranges:
         in_range = cps_between(cps, lo, hi)
