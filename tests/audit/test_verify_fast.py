@@ -278,3 +278,32 @@ def test_postgres_halves_share_one_snapshot(audit, meta, monkeypatch) -> None:
     monkeypatch.setattr(audit, "_raw", own)
     again = audit.verify()
     assert not again.ok and again.first_bad_seq == 35
+
+
+@pytest.mark.parametrize("meta_url", [PG], indirect=True)
+def test_postgres_without_a_second_connection_checks_on_one(audit, meta, monkeypatch, caplog) -> None:
+    """A second connection that cannot be opened (pool or server at its limit) costs speed,
+    not the answer: the whole log is checked on the first, and the fallback is logged."""
+    import contextlib
+
+    from headwater.errors import StoreUnavailable
+
+    fill(audit)
+    edit(audit, meta, 35)
+    monkeypatch.setattr(_verify, "PARALLEL_MIN_RANGES", 1)
+    monkeypatch.setattr(_verify, "_cpus", lambda: 2)
+    opened = []
+    own = audit._raw
+
+    @contextlib.contextmanager
+    def one_only():
+        opened.append(1)
+        if len(opened) == 2:
+            raise StoreUnavailable("too many clients already")
+        with own() as raw:
+            yield raw
+
+    monkeypatch.setattr(audit, "_raw", one_only)
+    report = audit.verify()
+    assert len(opened) == 2 and not report.ok and report.first_bad_seq == 35
+    assert "no second connection (too many clients already)" in caplog.text

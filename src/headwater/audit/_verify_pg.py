@@ -18,6 +18,7 @@ and starts from the stored hash of the record before its half, which the first h
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,8 @@ FROM (
 SlowRange = Callable[[Any, str, int, int, str, list[tuple[int, str]]], tuple[int, str]]
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
 
+log = logging.getLogger("headwater.audit")
+
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
 
 
@@ -70,10 +73,11 @@ def stream_pg(raw: Any, ranges: list[tuple[int, int]], first: int, prev: str,
     row = cur.fetchone()
     if row is None or not isinstance(snapshot, str) or not _SNAPSHOT_ID.fullmatch(snapshot):
         return _ranges(cur, ranges, first, prev, cps, slow_range)  # the first half names the gap
-    with connect() as other, ThreadPoolExecutor(1, thread_name_prefix="audit-verify") as pool:
-        ocur = other.cursor()
-        ocur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        ocur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # checked above: hex and dashes only
+    with contextlib.ExitStack() as stack:
+        ocur = _join(stack, connect, snapshot)
+        if ocur is None:
+            return _ranges(cur, ranges, first, prev, cps, slow_range)
+        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="audit-verify"))
         later = pool.submit(_ranges, ocur, half, half[0][0], row[0], cps, slow_range)
         try:
             exp_seq, last = _ranges(cur, ranges[:len(ranges) // 2], first, prev, cps, slow_range)
@@ -86,6 +90,21 @@ def stream_pg(raw: Any, ranges: list[tuple[int, int]], first: int, prev: str,
     if (exp_seq, last) != (half[0][0], row[0]):  # cannot happen in one snapshot; stay correct anyway
         return _ranges(cur, half, exp_seq, last, cps, slow_range)
     return result
+
+
+def _join(stack: contextlib.ExitStack, connect: Connect, snapshot: str) -> Any:
+    """A cursor of a second connection in ``snapshot``, or None when it cannot be had (the
+    pool is exhausted, the server refuses): the caller then checks everything on one."""
+    try:
+        other = stack.enter_context(connect())
+        ocur = other.cursor()
+        ocur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        ocur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # checked: hex digits and dashes only
+        return ocur
+    except Exception as err:  # noqa: BLE001 - the second connection is an optimisation only
+        log.warning("audit verify: no second connection (%s); checking on one",
+                    str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
 
 
 def _ranges(cur: Any, ranges: list[tuple[int, int]], first: int, prev: str,
