@@ -251,28 +251,36 @@ def test_worker_opens_a_path_with_uri_characters(audit, meta, tmp_path) -> None:
     assert _run_worker(job) == {"next": N + 1, "last": _hash(audit, N)}
 
 
+def _on_second_connection(audit: AuditLog, monkeypatch, action) -> list[int]:
+    """Split every log in two halves and run ``action()`` when verify opens its second
+    connection (after the first one exported its snapshot); returns the connections opened."""
+    import contextlib
+
+    monkeypatch.setattr(_verify, "PARALLEL_MIN_RANGES", 1)
+    monkeypatch.setattr(_verify, "_cpus", lambda: 2)
+    opened: list[int] = []
+    own = audit._raw
+
+    @contextlib.contextmanager
+    def raw():
+        opened.append(1)
+        if len(opened) == 2:
+            action()
+        with own() as conn:
+            yield conn
+
+    monkeypatch.setattr(audit, "_raw", raw)
+    return opened
+
+
 @pytest.mark.parametrize("meta_url", [PG], indirect=True)
 def test_postgres_halves_share_one_snapshot(audit, meta, monkeypatch) -> None:
     """The second connection checks the first one's snapshot: a record edited after verify
     began (between the snapshot and the second connection) is not seen by either half, and the
     same edit is found by the next verify."""
-    import contextlib
-
     fill(audit)
-    monkeypatch.setattr(_verify, "PARALLEL_MIN_RANGES", 1)
-    monkeypatch.setattr(_verify, "_cpus", lambda: 2)
-    opened = []
     own = audit._raw
-
-    @contextlib.contextmanager
-    def raw_then_edit():
-        opened.append(1)
-        if len(opened) == 2:  # the second half's connection: the snapshot is already exported
-            edit(audit, meta, 35)
-        with own() as raw:
-            yield raw
-
-    monkeypatch.setattr(audit, "_raw", raw_then_edit)
+    opened = _on_second_connection(audit, monkeypatch, lambda: edit(audit, meta, 35))
     report = audit.verify()
     assert len(opened) == 2 and report.ok and report.last_seq == N
     monkeypatch.setattr(audit, "_raw", own)
@@ -284,26 +292,14 @@ def test_postgres_halves_share_one_snapshot(audit, meta, monkeypatch) -> None:
 def test_postgres_without_a_second_connection_checks_on_one(audit, meta, monkeypatch, caplog) -> None:
     """A second connection that cannot be opened (pool or server at its limit) costs speed,
     not the answer: the whole log is checked on the first, and the fallback is logged."""
-    import contextlib
-
     from headwater.errors import StoreUnavailable
+
+    def refuse() -> None:
+        raise StoreUnavailable("too many clients already")
 
     fill(audit)
     edit(audit, meta, 35)
-    monkeypatch.setattr(_verify, "PARALLEL_MIN_RANGES", 1)
-    monkeypatch.setattr(_verify, "_cpus", lambda: 2)
-    opened = []
-    own = audit._raw
-
-    @contextlib.contextmanager
-    def one_only():
-        opened.append(1)
-        if len(opened) == 2:
-            raise StoreUnavailable("too many clients already")
-        with own() as raw:
-            yield raw
-
-    monkeypatch.setattr(audit, "_raw", one_only)
+    opened = _on_second_connection(audit, monkeypatch, refuse)
     report = audit.verify()
     assert len(opened) == 2 and not report.ok and report.first_bad_seq == 35
     assert "no second connection (too many clients already)" in caplog.text
