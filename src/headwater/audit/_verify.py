@@ -28,11 +28,13 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.audit import _verify_sqlite as _fast
 from headwater.audit._model import GENESIS, VerifyReport, signed
+
+if TYPE_CHECKING:
+    from headwater.audit._verify_pg import Connect
 
 BATCH = 20_000
 """Records per range (a range is one query and one C-level check)."""
@@ -54,7 +56,7 @@ class _Bad(Exception):
 
 
 def verify(raw: Any, dialect: str, key: bytes, start: int | None, *,
-           connect: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> VerifyReport:
+           connect: Connect | None = None) -> VerifyReport:
     """Verify the chain on DBAPI connection ``raw`` (left in a transaction the caller ends);
     ``connect`` opens a second connection to the same database (Postgres checks a long log on
     both at once)."""
@@ -136,7 +138,7 @@ def verify(raw: Any, dialect: str, key: bytes, start: int | None, *,
 
 def _stream(raw: Any, dialect: str, first: int, prev: str, hi_seq: int,
             cps: list[tuple[int, str]],
-            connect: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> tuple[int, str]:
+            connect: Connect | None = None) -> tuple[int, str]:
     """Check records ``first..hi_seq``; returns (next expected seq, last hash) or raises _Bad."""
     size = min(BATCH, PG_BATCH) if dialect == "postgresql" else BATCH
     ranges = [(lo, min(lo + size, hi_seq + 1)) for lo in range(first, hi_seq + 1, size)]
