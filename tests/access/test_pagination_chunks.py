@@ -32,3 +32,15 @@ def test_declared_key_survives_sync(platform, session) -> None:
     platform.catalog.update("warehouse.nokey", primary_key=["A"])
     platform.sync_catalog()
     assert platform.catalog.get("warehouse.nokey").primary_key == ("a",)
+
+
+def test_chunks_under_a_non_unique_order_keep_every_duplicate(session, monkeypatch) -> None:
+    """No key: the order extends to every column and ties are identical rows. Runs of them
+    cross chunk boundaries (chunks of 3) and one run is longer than a chunk and than a page."""
+    monkeypatch.setattr(session_mod, "_DUCKDB_TOPN_ROWS", 3)
+    runs = {0: 1, 1: 2, 2: 4, 3: 3, 4: 11, 5: 1, 6: 5}
+    rows = [{"g": g, "v": "x"} for g, count in runs.items() for _ in range(count)]
+    session.write("warehouse.dups", pa.Table.from_pylist(rows[::-1]))
+    pages = list(session.sql("SELECT g, v FROM warehouse.dups ORDER BY g", page_size=7))
+    assert [p.num_rows for p in pages] == [7, 7, 7, 6]
+    assert [r["g"] for p in pages for r in p.to_pylist()] == [r["g"] for r in rows]

@@ -1,5 +1,6 @@
-"""Property: for random small tables (duplicates, NULLs) and random page sizes, the pages
-concatenated equal the fully ordered result, on every embedded store."""
+"""Property: for random small tables (duplicates, NULLs), random page sizes and random keyset
+chunk sizes (DuckDB and Parquet fetch a page in chunks), the pages concatenated equal the fully
+ordered result, on every embedded store."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from headwater import Config, Platform
+from headwater.access import session as session_mod
 from tests.access.test_pagination import py_order
 
 SCHEMA = pa.schema([("id", pa.int64()), ("g", pa.int64()), ("v", pa.string()), ("w", pa.int64())])
@@ -51,8 +53,18 @@ def _pages(first):
 
 @pytest.mark.parametrize("store", ["app", "warehouse", "lake"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=st.lists(row_st, max_size=25), keys=keys_st, page_size=st.integers(1, 8))
-def test_pages_concatenate_to_ordered_result(shared_platform, store, rows, keys, page_size):
+@given(rows=st.lists(row_st, max_size=25), keys=keys_st, page_size=st.integers(1, 8),
+       chunk=st.sampled_from([1, 2, 3, 4096]))
+def test_pages_concatenate_to_ordered_result(shared_platform, store, rows, keys, page_size, chunk):
+    real_chunk = session_mod._DUCKDB_TOPN_ROWS
+    session_mod._DUCKDB_TOPN_ROWS = chunk  # a chunk boundary inside runs of identical rows
+    try:
+        _check(shared_platform, store, rows, keys, page_size)
+    finally:
+        session_mod._DUCKDB_TOPN_ROWS = real_chunk
+
+
+def _check(shared_platform, store, rows, keys, page_size):
     session = shared_platform.session("prop")
     dataset = f"{store}.prop"
     data = _load(session, dataset, rows)
