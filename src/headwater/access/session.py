@@ -587,7 +587,9 @@ class Session:
         remaining = limit
         again = 0  # rows equal to ``last`` fetched already, which a ``>=`` chunk returns first
         while remaining > 0:
-            n = min(remaining, chunk)
+            # a run of identical rows longer than a chunk: fetch the rest at once rather than
+            # fetching the run again for every chunk
+            n = remaining if again >= chunk else min(remaining, chunk)
             nulls = tuple(v is None for v in last) if last is not None else ()
             pp = self.platform.planner.page(plan, has_cursor=last is not None, null_pattern=nulls)
             vals = list(values) + (list(last) if last is not None else []) + [n + again]
