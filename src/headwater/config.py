@@ -150,9 +150,10 @@ class AuditConfig(_Model):
     enabled: bool = True
     checkpoint_every: int = Field(1000, ge=1, description="Sign a checkpoint every N records.")
     retention_days: int | None = Field(None, ge=1, description="Delete records older than this (None: keep).")
-    durability: Literal["spool", "commit"] = Field(
+    durability: Literal["spool", "fsync", "commit"] = Field(
         "spool", description="When a call returns, its record is in the local spool file (spool: survives the "
-        "process being killed; committed to the metadata store within milliseconds) or committed (commit).")
+        "process being killed; committed to the metadata store within milliseconds), in the spool file and "
+        "flushed to stable storage (fsync: survives a power loss too), or committed (commit).")
 
 
 class EventsConfig(_Model):

@@ -190,16 +190,16 @@ class Platform:
             from headwater.audit import AuditLog
 
             cfg = self.config.audit
-            spool = self.dir / "audit-spool" if cfg.durability == "spool" else None
+            spool = self.dir / "audit-spool" if cfg.durability in ("spool", "fsync") else None
             self._audit = AuditLog(self.meta, signing_key=_derive(self._secret, "audit"),
                                    checkpoint_every=cfg.checkpoint_every, retention_days=cfg.retention_days,
-                                   spool_dir=spool)
+                                   spool_dir=spool, spool_sync=cfg.durability == "fsync")
         return self._audit
 
     def record(self, event: Any) -> None:
         """Append an audit record, durable before this returns, when auditing is on: in the
-        local spool (``audit.durability: spool``, the default) or committed to the metadata
-        store (``commit``)."""
+        local spool (``audit.durability: spool``, the default; ``fsync`` flushes it to stable
+        storage too) or committed to the metadata store (``commit``)."""
         if self.config.audit.enabled:
             self.audit.spool(event)
 

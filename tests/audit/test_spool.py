@@ -23,7 +23,7 @@ CHILD = textwrap.dedent("""
 
     url, spool, n, linger = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     audit = AuditLog(MetadataStore(url), signing_key=sys.argv[5].encode(), checkpoint_every=7,
-                     spool_dir=spool, linger_s=linger)
+                     spool_dir=spool, linger_s=linger, spool_sync=sys.argv[6] == "sync")
     for i in range(n):
         audit.spool(AuditEvent(actor="spooled", action="query", rows=i))
         print("ok", i, flush=True)
@@ -31,21 +31,24 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _spooling_child(url: str, spool: Path, n: int, linger: float) -> subprocess.Popen:
+def _spooling_child(url: str, spool: Path, n: int, linger: float, sync: bool = False) -> subprocess.Popen:
     return subprocess.Popen(  # noqa: S603 - fixed argv
-        [sys.executable, "-c", CHILD, url, str(spool), str(n), str(linger), KEY.decode()],
+        [sys.executable, "-c", CHILD, url, str(spool), str(n), str(linger), KEY.decode(),
+         "sync" if sync else "cache"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
+@pytest.mark.parametrize("sync", [False, True], ids=["page-cache", "fsync"])
 @pytest.mark.parametrize("linger", [60.0, 0.0], ids=["never-committed", "committing"])
-def test_killed_after_spool_returns_loses_nothing(meta_url: str, meta, tmp_path: Path, linger: float) -> None:
+def test_killed_after_spool_returns_loses_nothing(meta_url: str, meta, tmp_path: Path, linger: float,
+                                                  sync: bool) -> None:
     """SIGKILL right after the 30th spool() returned: all 30 records end up in the log, once
     each, in order, with the chain intact — whether the writer had committed none (a 60 s
-    linger) or some of them."""
+    linger) or some of them, and whether the spool is flushed to stable storage or not."""
     spool = tmp_path / "spool"
-    proc = _spooling_child(meta_url, spool, 30, linger)
+    proc = _spooling_child(meta_url, spool, 30, linger, sync)
     acked = [proc.stdout.readline() for _ in range(30)]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -109,3 +112,37 @@ def test_a_file_being_created_is_never_taken_for_a_dead_processs(tmp_path: Path)
     os.utime(fresh, (1, 1))
     assert list(_spool.orphans(tmp_path, other)) == [] and not fresh.exists()  # abandoned
     mine.discard()
+
+
+def test_a_synced_spool_flushes_every_entry_and_its_directory(monkeypatch, tmp_path: Path) -> None:
+    """``durability: fsync``: each write is fdatasync-ed before it returns, and the new file's
+    directory entry is fsync-ed once; the default (page cache) flushes nothing."""
+    from headwater.audit import _spool
+
+    flushed: list[str] = []
+    real_data, real_dir = _spool._datasync, _spool._fsync_dir
+    monkeypatch.setattr(_spool, "_datasync", lambda fd: (flushed.append("data"), real_data(fd)))
+    monkeypatch.setattr(_spool, "_fsync_dir", lambda d: (flushed.append(f"dir:{d.name}"), real_dir(d)))
+    synced = _spool.Spool(tmp_path / "synced", sync=True)
+    for i in range(3):
+        synced.write(i, '{"a":1}')
+    assert flushed == ["dir:synced", "data", "data", "data"]
+    flushed.clear()
+    cached = _spool.Spool(tmp_path / "cached")
+    cached.write(1, '{"a":1}')
+    assert flushed == []
+    assert [n for n, _, _ in _spool.read_entries(tmp_path / "synced" / synced.name, 0)] == [1, 2, 3]
+
+
+def test_platform_durability_fsync_spools_with_sync(tmp_path: Path) -> None:
+    from headwater import Config, Platform
+
+    cfg = Config.embedded(tmp_path / "hw")
+    cfg.audit.durability = "fsync"
+    platform = Platform.open(cfg)
+    try:
+        platform.session("alice").sql("SELECT 1 AS one").to_arrow()
+        assert platform.audit._spool is not None and platform.audit._spool.sync
+        assert platform.audit.query(actor="alice", action="query", limit=None)
+    finally:
+        platform.close()

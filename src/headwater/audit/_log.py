@@ -110,7 +110,9 @@ class AuditLog:
 
     ``signing_key`` signs checkpoints, the chain head and the retention anchor (HMAC-SHA256);
     keep it out of the metadata database. A checkpoint is written every ``checkpoint_every``
-    records. ``retention_days=None`` keeps records forever.
+    records. ``retention_days=None`` keeps records forever. With ``spool_dir``, :meth:`spool`
+    makes a record durable in this process's spool file there (``spool_sync``: flushed to stable
+    storage too) and a writer thread commits it; without, it commits before returning.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class AuditLog:
         checkpoint_every: int = 1000,
         retention_days: int | None = None,
         spool_dir: str | Path | None = None,
+        spool_sync: bool = False,
         linger_s: float = 0.005,
     ) -> None:
         if not isinstance(signing_key, bytes | bytearray) or len(signing_key) < 16:
@@ -158,7 +161,7 @@ class AuditLog:
         self._queued = 0  # records ever queued / settled (committed or failed) in this process
         self._done = 0
         self._linger = linger_s
-        self._spool = Spool(Path(spool_dir)) if spool_dir is not None else None
+        self._spool = Spool(Path(spool_dir), sync=spool_sync) if spool_dir is not None else None
         self._recovered_pid = 0
         self._writer_error: str | None = None
         self._writer_idle = False

@@ -4,7 +4,9 @@ An entry is one line ``<n> <ts_us> <body>`` where ``body`` is the record's canon
 without its chain fields (:func:`headwater.audit._model.body`) and ``n`` counts the file's
 entries from 1. ``os.write`` to a file opened with ``O_APPEND`` puts the line in the operating
 system's page cache before the audited call returns, so it survives the process being killed
-(the same guarantee the SQLite metadata store gives with ``synchronous=NORMAL``).
+(the same guarantee the SQLite metadata store gives with ``synchronous=NORMAL``). With
+``sync=True`` every entry is also ``fdatasync``-ed (and a new file's directory entry ``fsync``-ed)
+before the call returns, so it survives a power loss or an operating-system crash too.
 
 The owning process holds an exclusive ``flock`` on its file while it lives. A file whose lock
 can be taken belongs to a process that died: :func:`orphans` hands it out, still locked, so
@@ -24,15 +26,18 @@ from pathlib import Path
 __all__ = ["Spool", "orphans", "read_entries"]
 
 SUFFIX = ".spool"
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 _NEW = ".new"  # a spool file being created: not yet locked, never recovered
 _ABANDONED_S = 60.0
 
 
 class Spool:
-    """This process's spool file in ``directory`` (created on the first write)."""
+    """This process's spool file in ``directory`` (created on the first write); ``sync``
+    flushes every entry to stable storage before :meth:`write` returns."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, sync: bool = False) -> None:
         self.directory = directory
+        self.sync = sync
         self.name: str | None = None
         """The file's name (also its key in ``hw_audit_spool``)."""
         self.written = 0
@@ -51,6 +56,8 @@ class Spool:
         line = f"{self.written} {ts_us} {body}\n".encode()
         if os.write(self._fd, line) != len(line):  # type: ignore[arg-type]
             raise OSError("short write to the audit spool")
+        if self.sync:
+            _datasync(self._fd)  # type: ignore[arg-type]
         return self.name, self.written  # type: ignore[return-value]
 
     def _open(self) -> None:
@@ -64,6 +71,8 @@ class Spool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(tmp, self.directory / name)
+            if self.sync:  # the file's name must outlive a power loss as well as its lines
+                _fsync_dir(self.directory)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -140,3 +149,11 @@ def read_entries(path: Path, after: int) -> list[tuple[int, int, str]]:
         if n > after:
             out.append((n, int(ts_text), body))
     return out
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
