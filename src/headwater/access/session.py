@@ -599,7 +599,7 @@ class Session:
                 part = part.slice(again)
             parts.append(part)
             remaining -= part.num_rows
-            if fetched < n + again:
+            if fetched < n + again or remaining <= 0:
                 break
             last = tuple(part.column(k)[part.num_rows - 1].as_py() for k in keys)  # n >= 1 rows are new
             again = 0 if plan.unique_sort else _count_equal_tail(parts, keys, last)

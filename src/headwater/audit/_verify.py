@@ -142,13 +142,13 @@ def _stream(raw: Any, dialect: str, first: int, prev: str, hi_seq: int,
     """Check records ``first..hi_seq``; returns (next expected seq, last hash) or raises _Bad."""
     size = min(BATCH, PG_BATCH) if dialect == "postgresql" else BATCH
     ranges = [(lo, min(lo + size, hi_seq + 1)) for lo in range(first, hi_seq + 1, size)]
+    split = len(ranges) >= 2 * PARALLEL_MIN_RANGES and _cpus() > 1
     if dialect == "postgresql":
         from headwater.audit._verify_pg import stream_pg
 
-        both = connect if len(ranges) >= 2 * PARALLEL_MIN_RANGES and _cpus() > 1 else None
-        return stream_pg(raw, ranges, first, prev, cps, _slow_range, connect=both)
+        return stream_pg(raw, ranges, first, prev, cps, _slow_range, connect=connect if split else None)
     exp_seq = first
-    path = _sqlite_file(raw) if len(ranges) >= 2 * PARALLEL_MIN_RANGES and _cpus() > 1 else None
+    path = _sqlite_file(raw) if split else None
     if path is not None:
         # The second half goes to a worker process (its own connection, so its own snapshot:
         # the records below the head are append-only), the first is checked here meanwhile.
