@@ -371,6 +371,18 @@ class Platform:
         """The policy engine in force, or None when no policy has been applied (open platform)."""
         return self.policies.engine()
 
+    def authorize(self, principal: Principal | str, kind: str, name: str, action: str) -> str | None:
+        """Allow ``action`` on a topic, lineage namespace or dataset (``erase``) for
+        ``principal``, or raise :class:`~headwater.errors.AccessDenied`.
+
+        Returns the allowing rule; None when no policy is applied (the platform is open until one
+        is). The one check every door (SDK, CLI, HTTP) calls for resources that are not rows.
+        """
+        engine = self.policies.engine()
+        if engine is None:
+            return None
+        return engine.authorize(principal, kind, name, action)
+
     def admit(self, principal: Principal, limit: int | None) -> Any:
         """Take one of the principal's concurrent-query slots; returns the release function."""
         if limit is None:

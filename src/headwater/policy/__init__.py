@@ -11,7 +11,9 @@ The policy file (YAML, ``version: 1``)::
       <role>:
         inherits: [<role>, ...]
         grants:                    # default deny: nothing is allowed unless granted
-          - {datasets: "app.*" | ["app.*", "lake.events"], actions: [select, insert, update, delete]}
+          - {datasets: "app.*" | ["app.*", "lake.events"], actions: [select, insert, update, delete, erase]}
+          - {topics: "orders.*", actions: [publish, consume, register, declassify, admin]}
+          - {lineage: "airflow://*", actions: [write]}   # post OpenLineage events in these job namespaces
         columns:                   # by catalog tag glob and/or column glob ("ssn", "app.customers.ssn")
           - {tag: "pii.email", mask: email_domain}
           - {column: "app.customers.ssn", deny: true}
@@ -109,6 +111,6 @@ the predicate to AND into ``UPDATE``/``DELETE`` statements.
 
 from headwater.policy._engine import Decision, PolicyEngine
 from headwater.policy._masks import PORTABLE
-from headwater.policy._model import ACTIONS, MASKS, Policy, load_policy
+from headwater.policy._model import ACTIONS, MASKS, RESOURCE_ACTIONS, Policy, load_policy
 
-__all__ = ["ACTIONS", "MASKS", "PORTABLE", "Decision", "Policy", "PolicyEngine", "load_policy"]
+__all__ = ["ACTIONS", "MASKS", "PORTABLE", "RESOURCE_ACTIONS", "Decision", "Policy", "PolicyEngine", "load_policy"]

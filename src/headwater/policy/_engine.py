@@ -19,6 +19,7 @@ from headwater.policy._masks import mask_expression, null_of
 from headwater.policy._model import (
     ACTIONS,
     JOIN_SAFE,
+    RESOURCE_ACTIONS,
     ColumnRule,
     Grant,
     Policy,
@@ -72,8 +73,8 @@ class _Effective:
     timeout_s: float | None
     max_concurrent: int | None
 
-    def grant(self, dataset: str, action: str) -> Grant | None:
-        return next((g for g in self.grants if g.allows(dataset, action)), None)
+    def grant(self, dataset: str, action: str, kind: str = "datasets") -> Grant | None:
+        return next((g for g in self.grants if g.allows(dataset, action, kind)), None)
 
     def treatment(self, ds: Dataset, col: CatalogColumn) -> ColumnRule | None:
         for level in self.levels:
@@ -210,10 +211,13 @@ class PolicyEngine:
         principal = Principal.of(principal)
         spec = self.policy.principals.get(principal.name)
         roles = principal.roles or (spec.roles if spec else ())
-        attrs: dict[str, Any] = {"name": principal.name}
+        attrs: dict[str, Any] = {}
         if spec is not None:
             attrs.update(spec.attributes)
         attrs.update(principal.attributes)
+        # The authenticated name, never an attribute (a token claim or a file entry) called
+        # ``name``: row filters on ``principal.name`` must see who is asking.
+        attrs["name"] = principal.name
         known = tuple(r for r in dict.fromkeys(roles) if r in self.policy.roles)
         return known, attrs
 
@@ -263,6 +267,30 @@ class PolicyEngine:
                     shape.append((a, "missing" if v is _MISSING else
                                   len(v) if isinstance(v, list | tuple | set | frozenset) else "scalar"))
         return (self.policy.version, roles, tuple(sorted(set(shape), key=str)))
+
+    # -- resources other than rows: topics, lineage namespaces, erasure ----------------------
+    def allowed(self, principal: Principal | str, kind: str, name: str, action: str) -> str | None:
+        """The rule of the grant that allows ``action`` on resource ``name`` of ``kind``
+        (``datasets``, ``topics``, ``lineage``), or None (default deny)."""
+        if kind not in RESOURCE_ACTIONS or action not in RESOURCE_ACTIONS[kind]:
+            raise InvalidInput(f"unknown {kind} action {action!r}")
+        roles, _ = self.resolve(principal)
+        for r in roles:
+            g = self.effective(r).grant(name, action, kind)
+            if g is not None:
+                return g.rule
+        return None
+
+    def authorize(self, principal: Principal | str, kind: str, name: str, action: str) -> str:
+        """Allow ``action`` on resource ``name`` of ``kind`` or raise :class:`AccessDenied`;
+        returns the allowing grant's rule."""
+        rule = self.allowed(principal, kind, name, action)
+        if rule is None:
+            who = Principal.of(principal).name
+            noun = {"datasets": "dataset", "topics": "topic", "lineage": "lineage namespace"}.get(kind, kind)
+            raise AccessDenied(f"{who} may not {action} {noun} {name}: no role grants it (rule default-deny)",
+                               rule="default-deny", principal=who, action=action, **{noun.split()[-1]: name})
+        return rule
 
     # -- views ----------------------------------------------------------------------------
     def _view(self, ds: Dataset, roles: Sequence[str], action: str, who: str) -> _View:

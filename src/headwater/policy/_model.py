@@ -18,6 +18,7 @@ from headwater.errors import PolicyError
 
 __all__ = [
     "ACTIONS",
+    "RESOURCE_ACTIONS",
     "MASKS",
     "ColumnRule",
     "Grant",
@@ -30,6 +31,17 @@ __all__ = [
 
 DIALECT = "duckdb"
 ACTIONS = ("select", "insert", "update", "delete")
+"""Row actions on datasets (what ``authorize_query``/``authorize_write`` check)."""
+RESOURCE_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "datasets": ACTIONS + ("erase",),
+    "topics": ("publish", "consume", "register", "declassify", "admin"),
+    "lineage": ("write",),
+}
+"""What a grant may allow, per kind of resource it names (``datasets:``, ``topics:`` or
+``lineage:`` globs): ``erase`` a data subject from a dataset; ``publish``/``consume`` events,
+``register`` schema versions for a topic's subjects, ``declassify`` (register a version that
+drops an ``x-pii`` classification), ``admin`` (create/delete/configure topics, replay their
+dead letters); ``write`` OpenLineage events whose job namespace matches the glob."""
 MASKS = ("none", "last4", "email_domain", "year", "hash", "tokenise", "redact_pii", "redact", "null")
 """Built-in mask strategies, least restrictive first (a custom ``{sql: ...}`` ranks with last4)."""
 
@@ -50,16 +62,19 @@ def rank(treatment: str) -> int:
 # -- model ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """Actions on the datasets whose logical names match one of the globs."""
+    """Actions on the resources (datasets, topics or lineage namespaces) matching one of the globs."""
 
     datasets: tuple[str, ...]
+    """The globs (dataset names, topic names or lineage namespaces, by ``kind``)."""
     actions: frozenset[str]
     rule: str
     line: int
+    kind: str = "datasets"
+    """``datasets``, ``topics`` or ``lineage`` (see :data:`RESOURCE_ACTIONS`)."""
 
-    def allows(self, dataset: str, action: str) -> bool:
-        """Whether this grant covers ``action`` on ``dataset``."""
-        return action in self.actions and _match_any(dataset, self.datasets)
+    def allows(self, dataset: str, action: str, kind: str = "datasets") -> bool:
+        """Whether this grant covers ``action`` on the resource ``dataset`` of ``kind``."""
+        return kind == self.kind and action in self.actions and _match_any(dataset, self.datasets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +299,20 @@ def _globs(doc: _Doc, path: tuple[Any, ...], value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _names(doc: _Doc, path: tuple[Any, ...], value: Any, kind: str) -> tuple[str, ...]:
+    """Topic or lineage-namespace globs: non-empty strings, matched case-insensitively."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise doc.error(path, f"expected a {kind} glob or a non-empty list of globs")
+    out = []
+    for i, g in enumerate(items):
+        p = path if isinstance(value, str) else path + (i,)
+        if not isinstance(g, str) or not g.strip():
+            raise doc.error(p, f"{kind} globs are non-empty strings like 'orders.*'")
+        out.append(g.strip().lower())
+    return tuple(out)
+
+
 def _build(data: Any, doc: _Doc) -> Policy:
     _expect(doc, (), data, dict, "a mapping with version, roles and principals")
     _keys(doc, (), data, ("version", "settings", "defaults", "roles", "principals"))
@@ -362,19 +391,28 @@ def _role(doc: _Doc, name: Any, body: Any) -> Role:
     _expect(doc, path + ("grants",), graw, list, "a list of grants")
     for i, g in enumerate(graw):
         gp = path + ("grants", i)
-        _expect(doc, gp, g, dict, "a mapping with datasets and actions")
-        _keys(doc, gp, g, ("datasets", "actions"))
-        if "datasets" not in g:
-            raise doc.error(gp, "a grant needs datasets")
+        _expect(doc, gp, g, dict, "a mapping with datasets (or topics, or lineage) and actions")
+        _keys(doc, gp, g, ("datasets", "topics", "lineage", "actions"))
+        kinds = [k for k in RESOURCE_ACTIONS if k in g]
+        if len(kinds) != 1:
+            raise doc.error(gp, "a grant names exactly one of datasets, topics or lineage")
+        (kind,) = kinds
+        allowed = RESOURCE_ACTIONS[kind]
+        if "actions" not in g and kind != "datasets":
+            raise doc.error(gp, f"a {kind} grant needs actions (one or more of {', '.join(allowed)})")
         acts = g.get("actions", ["select"])
         if isinstance(acts, str):
             acts = [acts]
         _expect(doc, gp + ("actions",), acts, list, "a list of actions")
+        if not acts:
+            raise doc.error(gp + ("actions",), "a grant needs at least one action")
         for j, a in enumerate(acts):
-            if a not in ACTIONS:
-                raise doc.error(gp + ("actions", j), f"unknown action {a!r}; expected one of {', '.join(ACTIONS)}")
-        grants.append(Grant(_globs(doc, gp + ("datasets",), g["datasets"]), frozenset(acts),
-                            f"roles.{name}.grants[{i}]", doc.line(gp)))
+            if a not in allowed:
+                raise doc.error(gp + ("actions", j),
+                                f"unknown action {a!r} for {kind}; expected one of {', '.join(allowed)}")
+        globs = (_globs(doc, gp + ("datasets",), g["datasets"]) if kind == "datasets"
+                 else _names(doc, gp + (kind,), g[kind], kind))
+        grants.append(Grant(globs, frozenset(acts), f"roles.{name}.grants[{i}]", doc.line(gp), kind))
     columns = _columns(doc, path + ("columns",), body.get("columns") or [], f"roles.{name}")
     filters = []
     fraw = body.get("row_filters") or []
