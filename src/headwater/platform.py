@@ -64,6 +64,7 @@ class Platform:
         self._dead_letters: Any = None
         self._slos: Any = None
         self._slo_recorder: Any = None
+        self._subject_keys: Any = None
         self._secret = secret
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
@@ -321,6 +322,15 @@ class Platform:
                                extra={"dry_run": bool(options.get("dry_run")),
                                       "filters": {k: str(v) for k, v in options.items()}}))
         return report
+
+    @property
+    def subject_keys(self) -> Any:
+        """The platform's :class:`headwater.subject_keys.SubjectKeys` (crypto-shredding keys)."""
+        if self._subject_keys is None:
+            from headwater.subject_keys import SubjectKeys
+
+            self._subject_keys = SubjectKeys(self.meta.engine, master_key=_derive(self._secret, "subject-keys"))
+        return self._subject_keys
 
     @property
     def lineage(self) -> Any:
