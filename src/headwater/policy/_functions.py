@@ -44,7 +44,7 @@ NODES = classes("""
     Order Ordered Limit Offset Fetch Distinct Window WindowSpec Lateral Table TableAlias
     TableSample Cube Rollup GroupingSets Tuple Lambda Filter WithinGroup IgnoreNulls RespectNulls
     HavingMax
-    Alias Aliases Column Identifier Star Dot Bracket Slice Paren Kwarg PropertyEQ PositionalColumn
+    Alias Aliases Column Identifier Star Dot Bracket Slice Paren Kwarg PropertyEQ
     Literal Boolean Null Var HexString ByteString BitString RawString National UnicodeString
     Interval IntervalSpan DataType DataTypeParam ColumnDef
     Add Sub Mul Div IntDiv Mod Neg Not DPipe BitwiseAnd BitwiseOr BitwiseXor BitwiseNot
@@ -57,10 +57,12 @@ NODES = classes("""
 """Syntax every dialect may use. Not here, so rejected: statements and their parts (DML, DDL,
 ``COPY``, ``ATTACH``, ``PRAGMA``, ``SET``, ``SELECT ... INTO``, ``FOR UPDATE``), session
 parameters and variables (``@@x``, ``$x``), object identifiers (``::regclass``), hints, time
-travel (``AT``/``BEFORE``, ``FOR SYSTEM_TIME``), ``PIVOT``, ``MATCH_RECOGNIZE``, ``CONNECT BY``."""
+travel (``AT``/``BEFORE``, ``FOR SYSTEM_TIME``), ``PIVOT``, ``MATCH_RECOGNIZE``, ``CONNECT BY``;
+DuckDB's ``COLUMNS(...)`` and ``#n`` (they name columns without a column reference, which the
+masked-predicate checks look for)."""
 
 _PURE = """
-    And Or Xor Not Pow Case If Cast TryCast Try Coalesce Nullif Nvl2 Greatest Least EqualNull
+    And Or Xor Pow Case If Cast TryCast Try Coalesce Nullif Nvl2 Greatest Least EqualNull
     DecodeCase Collate Convert CastToStrType Exists Typeof RegexpLike WidthBucket RangeBucket
     Float64 Int64 LaxBool LaxFloat64 LaxInt64 LaxString ToBoolean IsArray IsNullValue JSONCast
     GetIgnoreCase WeekStart ObjectTransform Uuid Rand Randn ToVariant
@@ -122,8 +124,8 @@ _PURE = """
 """
 
 FUNCTIONS: Mapping[str, frozenset[type[exp.Expression]]] = {
-    # DuckDB: flatten() flattens a list of lists, COLUMNS(*) is a star expression.
-    "duckdb": classes(_PURE + " Flatten Columns"),
+    # DuckDB: flatten() flattens a list of lists (on Snowflake FLATTEN is a table function).
+    "duckdb": classes(_PURE + " Flatten"),
     "postgres": classes(_PURE),
     "sqlite": classes(_PURE),
     "snowflake": classes(_PURE),
