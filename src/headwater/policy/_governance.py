@@ -64,7 +64,11 @@ def disallowed(node: exp.Expression, dialect: str) -> str | None:
             return None if name in NAMES[dialect] else name
         if type(node) in FUNCTIONS[dialect]:
             return None
-        return node.sql_name().lower()
+        try:  # the name as the dialect writes it (VERSION(), not sqlglot's CURRENT_VERSION)
+            written = node.sql(dialect=dialect).split("(", 1)[0].strip()
+        except (SqlglotError, RecursionError, ValueError):
+            written = ""
+        return (written if written.replace("_", "").replace("$", "").isalnum() else node.sql_name()).lower()
     return None if type(node) in NODES else node.key.upper()
 
 
@@ -91,27 +95,41 @@ def check_expression(tree: exp.Expression, dialect: str = DIALECT, *, what: str 
 
 
 def _walk(tree: exp.Expression, dialect: str, first_param: int | None, what: str) -> None:
+    # Runs on every cold plan (the query as written, the engine's input, the final tree): one
+    # iterative pass with set look-ups on the common path.
+    nodes, funcs = NODES, FUNCTIONS[dialect]
+    names = (exp.Var, exp.Identifier, exp.Literal)
     stack: list[tuple[exp.Expression, int]] = [(tree, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, depth = stack.pop()
+        node, depth = pop()
+        cls = type(node)
+        if cls not in nodes and cls not in funcs:
+            _refuse(node, dialect, what)
         if depth > MAX_DEPTH:
             raise QueryRejected(f"the query is nested more than {MAX_DEPTH} levels deep", rule="sql-depth")
         if node.comments and any(_META in c for c in node.comments):
             raise QueryRejected("sqlglot.meta comments are not allowed", rule="reserved-name")
-        bad = disallowed(node, dialect)
-        if bad is not None:
-            if isinstance(node, exp.Func):
-                raise QueryRejected(f"function {bad}() is not allowed in {what} on {dialect} "
-                                    "(rule function-allow-list)", rule="function-allow-list", function=bad)
-            if isinstance(node, _STATEMENTS):
-                raise QueryRejected(f"{bad} is not allowed inside a query", rule="statement-kind", statement=bad)
-            raise QueryRejected(f"{bad} is not allowed in {what}", rule="syntax-allow-list", syntax=bad)
-        if first_param is not None:
-            _check_names(node, first_param)
-        if isinstance(node, exp.Literal) and not node.is_string:
-            _check_number(node)
+        if cls in names:
+            if first_param is not None:
+                _check_names(node, first_param)
+            if cls is exp.Literal and not node.is_string:
+                _check_number(node)
         for child in node.iter_expressions():
-            stack.append((child, depth + 1))
+            push((child, depth + 1))
+
+
+def _refuse(node: exp.Expression, dialect: str, what: str) -> None:
+    """Raise for a node that is not allowed (anonymous functions: unless their name is)."""
+    bad = disallowed(node, dialect)
+    if bad is None:
+        return
+    if isinstance(node, exp.Func):
+        raise QueryRejected(f"function {bad}() is not allowed in {what} on {dialect} "
+                            "(rule function-allow-list)", rule="function-allow-list", function=bad)
+    if isinstance(node, _STATEMENTS):
+        raise QueryRejected(f"{bad} is not allowed inside a query", rule="statement-kind", statement=bad)
+    raise QueryRejected(f"{bad} is not allowed in {what}", rule="syntax-allow-list", syntax=bad)
 
 
 def _check_names(node: exp.Expression, first_param: int) -> None:
