@@ -11,7 +11,12 @@ by one, alternating with the raw call:
 * DuckDB (``warehouse.orders``, TPC-H, no index): the warehouse store's own DuckDB handle,
   ``cur.execute(same SQL, [k]).fetch_arrow_table()``;
 * SQLite (``app.orders``: the first 100k orders copied into the governed platform's own
-  ``app.db`` once, ``o_orderkey`` primary key): one ``sqlite3`` connection, ``fetchall()``.
+  ``app.db`` once, ``o_orderkey`` primary key): one ``sqlite3`` connection, ``fetchall()``;
+* Postgres (``pg.orders`` in schema ``hw_bench_gov``, the same 100k rows copied once, primary
+  key): a governed platform of its own (``bench/data/platform-gov-pg``: store ``pg`` only, the
+  same policy with ``pg.*`` granted, so no DuckDB file is opened twice) read through the SDK
+  (the store's own read path and pool), vs one ``psycopg`` connection (autocommit),
+  ``fetchall()``. Skipped with a reason when Postgres is unreachable.
 
 Overhead = median(Headwater call) - median(raw call); goal <= 0.5 ms per store.
 Also reported (not goals): the per-stage cost of a governed call (plan cache hit with the
@@ -140,6 +145,20 @@ def run() -> dict[str, Any]:
     con.close()
     c.maybe_profile(f"{NAME}_sqlite", lambda: [s.sql(hw_sql, [k]).to_arrow() for k in keys[:200]])
 
+    # -- Postgres -----------------------------------------------------------------------
+    skipped: dict[str, str] = {}
+    reason = c.postgres_reachable()
+    if reason is None:
+        pg_platform = _pg_platform()
+        try:
+            per_store["postgres"], stages["postgres"] = _postgres(pg_platform, loader, n_copy, rng.sample(
+                small_keys, n_lookups + warmup), warmup)
+        finally:
+            pg_platform.close()
+    else:
+        skipped["postgres"] = reason
+        print(f"  postgres skipped: {reason}")
+
     for store, st in per_store.items():
         st["passed"] = st["overhead_ms"] <= GOAL_MS
         print(
@@ -164,12 +183,76 @@ def run() -> dict[str, Any]:
             "overhead_ms": {k: v["overhead_ms"] for k, v in per_store.items()},
             "ratio": {k: v["ratio"] for k, v in per_store.items()},
             "passed": {k: v["passed"] for k, v in per_store.items()},
+            "skipped": skipped,
             "stages_median_us": stages,
-            "notes": "raw DuckDB returns Arrow (fetch_arrow_table); raw sqlite3 returns tuples "
-                     "(fetchall), Headwater returns Arrow. orders carries no mask or filter for "
+            "notes": "raw DuckDB returns Arrow (fetch_arrow_table); raw sqlite3 and psycopg return "
+                     "tuples (fetchall), Headwater returns Arrow. orders carries no mask or filter for "
                      "the analyst, but the decision still wraps the scan in the policy subquery.",
         },
     )
+
+
+PG_SCHEMA = "hw_bench_gov"
+
+
+def _pg_platform() -> Any:
+    """The governed Postgres platform: store ``pg`` (schema :data:`PG_SCHEMA`), the benchmark
+    policy with ``pg.*`` granted to the analyst, its own metadata (no DuckDB file opened)."""
+    import psycopg
+
+    from headwater.config import Config, PostgresConfig, QueryConfig
+    from headwater.platform import Platform
+
+    with psycopg.connect(c.PG_DSN, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+    cfg = Config(
+        platform_dir=str(c.DATA_DIR / "platform-gov-pg"),
+        stores={"pg": PostgresConfig(dsn=c.PG_DSN, schema=PG_SCHEMA)},
+        query=QueryConfig(max_page_size=100_000_000),
+    )
+    platform = Platform(cfg)
+    platform.sync_catalog()
+    policy = c.GOV_POLICY.replace('["warehouse.*", "app.*"]', '["warehouse.*", "app.*", "pg.*"]')
+    assert policy != c.GOV_POLICY
+    platform.policies.apply(policy, source="bench/decision_cache.py:_pg_platform", applied_by="bench")
+    return platform
+
+
+def _postgres(platform: Any, loader: Any, n_copy: int, keys: list[int], warmup: int) -> tuple[Any, Any]:
+    """Governed lookups on ``pg.orders`` vs the raw psycopg call, and the stages of a call."""
+    import psycopg
+
+    pg = psycopg.connect(c.PG_DSN, autocommit=True)
+    try:
+        try:
+            have = pg.execute(f"SELECT count(*) FROM {PG_SCHEMA}.orders").fetchone()[0]
+        except psycopg.errors.UndefinedTable:
+            have = None
+        if have != n_copy:
+            t0 = time.perf_counter()
+            data = loader.sql(f"SELECT * FROM warehouse.orders ORDER BY o_orderkey LIMIT {n_copy}").to_arrow()
+            platform.session("bench_loader").write(
+                "pg.orders", data, mode="overwrite" if have is not None else "append", key="o_orderkey")
+            print(f"  copied {n_copy:,} orders rows into pg.orders (governed Postgres platform) in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
+        s = platform.session(PRINCIPAL)
+        raw_sql = f"SELECT * FROM {PG_SCHEMA}.orders WHERE o_orderkey = %s"
+        hw_sql = SQL.format(store="pg")
+        plan = platform.planner.prepare(hw_sql, principal=s.principal)
+        assert plan.decision is not None and plan.store == "pg", plan
+        raw_t, hw_t = _lookups(
+            "postgres",
+            lambda k: pg.execute(raw_sql, (k,)).fetchall(),
+            lambda k: s.sql(hw_sql, [k]).to_arrow(),
+            keys, warmup,
+        )
+        stats = _stats(raw_t, hw_t)
+        st = _stages(platform, s, "pg", keys[:300])
+        st["raw client call"] = _med_us(lambda k: pg.execute(raw_sql, (k,)).fetchall(), keys[:300])
+        c.maybe_profile(f"{NAME}_postgres", lambda: [s.sql(hw_sql, [k]).to_arrow() for k in keys[:200]])
+        return stats, st
+    finally:
+        pg.close()
 
 
 if __name__ == "__main__":

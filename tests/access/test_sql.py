@@ -245,8 +245,10 @@ def test_unknown_dataset(session, seeded):
     with pytest.raises(DatasetNotFound) as info:
         session.sql("SELECT * FROM app.nope")
     assert info.value.dataset == "app.nope"
-    with pytest.raises(DatasetNotFound, match=r"did you mean app\.customers"):
+    # A bare name is a CTE visible where it is used, or nothing: rejected, with a hint.
+    with pytest.raises(QueryRejected, match=r"did you mean app\.customers") as rejected:
         session.sql("SELECT * FROM customers")
+    assert rejected.value.rule == "catalog-only"
     with pytest.raises(DatasetNotFound):
         session.sql("SELECT * FROM nostore.customers")
 

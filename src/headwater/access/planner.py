@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,14 @@ from headwater.errors import (
     QueryParseError,
     QueryRejected,
 )
+from headwater.policy._governance import (
+    MAX_DEPTH,
+    check_text,
+    check_tree,
+    table_key,
+    verify_rendered,
+)
+from headwater.policy._scopes import FETCH, GOVERNED, SCAN, VIEW, mark, mark_of, resolve, verify
 from headwater.principal import Principal
 from headwater.stores._sql import param
 from headwater.telemetry.otel import policy_span
@@ -43,18 +51,6 @@ __all__ = ["DerivePlan", "FedSource", "PagePlan", "Plan", "Planner", "SortKey", 
 
 DIALECT = "duckdb"
 _SCHEMA_CACHE = 256
-
-# Table functions and scalar functions that reach outside the catalog (files, URLs, other
-# databases). Governed access (policy engine) tightens this further.
-_OUTSIDE_FUNCTIONS = {
-    "read_csv", "read_csv_auto", "read_parquet", "parquet_scan", "read_json", "read_json_auto",
-    "read_ndjson", "read_ndjson_auto", "read_text", "read_blob", "glob", "sniff_csv",
-    "query_table", "query", "iceberg_scan", "delta_scan", "postgres_scan", "sqlite_scan",
-    "parquet_metadata", "parquet_schema", "read_xlsx", "st_read", "from_csv_auto",
-    "mysql_scan", "postgres_query", "read_avro", "json_execute_serialized_sql",
-}
-_OUTSIDE_EXPRS = (exp.ReadCSV, exp.ReadParquet) if hasattr(exp, "ReadParquet") else (exp.ReadCSV,)
-
 
 @dataclass(frozen=True, slots=True)
 class SortKey:
@@ -262,10 +258,21 @@ class Planner:
     def _prepare(
         self, sql: str, order_by: Sequence[str] | None, engine: Any = None, principal: Principal | None = None
     ) -> Plan:
+        try:
+            return self._prepare_tree(sql, order_by, engine, principal)
+        except RecursionError:
+            # Backstop for inputs deep enough to exhaust Python's stack in a sqlglot pass that
+            # the depth cap (MAX_DEPTH) did not foresee: a typed error, never a traceback.
+            raise QueryRejected("the query is nested too deeply to be analysed", rule="sql-depth") from None
+
+    def _prepare_tree(
+        self, sql: str, order_by: Sequence[str] | None, engine: Any, principal: Principal | None
+    ) -> Plan:
         tree = parse_one(sql)
         original = _unnamed_outputs(tree, sql)
         names = _markers(tree)
-        datasets, occurrences = self._resolve(tree)
+        check_tree(tree, DIALECT, first_param=len(names))
+        datasets = self._resolve(tree)
         if engine is not None and principal is None:
             raise AccessDenied("a principal is required when a policy is applied", rule="default-deny")
         seen: list[tuple[Dataset, frozenset[str]]] = []
@@ -302,11 +309,7 @@ class Planner:
             names = names + [f"\x00policy{i}" for i in range(len(decision.params))]
         else:
             logical = tree.copy()
-        # qualify() normalises identifiers (Snowflake tables are upper case in the catalog).
-        by_lower = {name.lower(): ds for name, ds in datasets.items()}
-        occurrences = [
-            (t, by_lower[_logical(t).lower()]) for t in tree.find_all(exp.Table) if _logical(t).lower() in by_lower
-        ]
+        occurrences = _scans(tree, datasets, governed=decision is not None)
         stores = {ds.store for _, ds in occurrences}
         fingerprint = hashlib.sha256(
             f"{sql}\x00{','.join(order_by or ())}".encode()
@@ -315,66 +318,59 @@ class Planner:
         single = len(stores) == 1 and _portable(decision, self.stores[next(iter(stores))])
         if single:
             (store_name,) = stores
+            physical: Counter[tuple[str, ...]] = Counter()
             for node, ds in occurrences:
                 _replace_table(node, self._table_expr(store_name, ds.table))
-            return Plan(sql, tree, tuple(sorted(datasets)), columns, store_name, None, (),
+                physical[table_key(node)] += 1
+            plan = Plan(sql, tree, tuple(sorted(datasets)), columns, store_name, None, (),
                         len(names), tuple(names), fingerprint, sort, unique, logical, **extra)
+            self._verify(plan, physical)
+            return plan
         if not stores:
             # No dataset at all (SELECT 1): run in DuckDB.
-            return Plan(sql, tree, (), columns, None, None, (), len(names), tuple(names),
+            plan = Plan(sql, tree, (), columns, None, None, (), len(names), tuple(names),
                         fingerprint, sort, unique, logical, **extra)
+            self._verify(plan)
+            return plan
         plan = self._federate(sql, tree, occurrences, datasets, columns, names, fingerprint, sort, unique, logical)
-        return dataclasses.replace(plan, **extra)
+        plan = dataclasses.replace(plan, **extra)
+        self._verify(plan)
+        return plan
 
-    def _resolve(self, tree: exp.Expression) -> tuple[dict[str, Dataset], list[exp.Table]]:
-        # One breadth-first walk (the order of find_all): CTE names, functions, table references.
-        ctes: set[str] = set()
-        tables: list[exp.Table] = []
-        for node in tree.walk():
-            if isinstance(node, exp.Table):
-                tables.append(node)
-            elif isinstance(node, exp.CTE):
-                ctes.add(node.alias_or_name.lower())
-            elif isinstance(node, exp.Func):
-                name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
-                if name in _OUTSIDE_FUNCTIONS or isinstance(node, _OUTSIDE_EXPRS):
-                    raise QueryRejected(
-                        f"function {name}() reads outside the catalog; query datasets by name instead",
-                        rule="catalog-only",
-                    )
-        datasets: dict[str, Dataset] = {}
-        occurrences = []
-        for table in tables:
-            if not isinstance(table.this, exp.Identifier):
-                raise QueryRejected(
-                    f"{table.this.sql(dialect=DIALECT)[:60]} is not a catalogued dataset; "
-                    "query datasets by their <store>.<table> name",
-                    rule="catalog-only",
-                )
-            if table.args.get("catalog"):
-                raise QueryRejected(
-                    f"{table.sql(dialect=DIALECT)} has three name parts; name datasets as <store>.<table>",
-                    rule="catalog-only",
-                )
-            if not table.db:
-                if table.name.lower() in ctes:
-                    continue
-                if any(ch in table.name for ch in "./\\:*?"):
-                    # DuckDB reads FROM 'file.parquet' / "s3://..." as a file (replacement scan).
-                    raise QueryRejected(
-                        f"{table.name[:60]!r} looks like a file or URL, not a catalogued dataset; "
-                        "query datasets by their <store>.<table> name",
-                        rule="catalog-only",
-                    )
-                self.catalog.get(table.name)  # raises DatasetNotFound with a hint
-            ds = self.catalog.get(f"{table.db}.{table.name}")
+    def _verify(self, plan: Plan, physical: Counter[tuple[str, ...]] | None = None) -> None:
+        """The final pass over every tree that goes to a store (see :func:`verify`): table
+        references governed, syntax and functions allowed in the dialect that runs them, and
+        for a single SQL store the SQL it will run parsed back in its dialect and checked again."""
+        governed = plan.decision is not None
+        verify(plan.tree, governed=governed)
+        check_tree(plan.tree, DIALECT, first_param=None)
+        if plan.store is not None and physical is not None:
+            dialect = self.stores[plan.store].capabilities.dialect
+            if dialect != DIALECT:
+                verify_rendered(plan.tree, dialect, physical)
+        for src in plan.sources:
+            if src.fetch_tree is None:
+                continue
+            verify(src.fetch_tree, governed=governed)
+            dialect = self.stores[src.dataset.store].capabilities.dialect
+            if dialect != DIALECT:
+                verify_rendered(src.fetch_tree, dialect, Counter(
+                    table_key(t) for t in src.fetch_tree.find_all(exp.Table)))
+            else:
+                check_tree(src.fetch_tree, dialect, first_param=None)
+
+    def _resolve(self, tree: exp.Expression) -> dict[str, Dataset]:
+        """Resolve every table reference by scope (:func:`resolve`): visible CTEs get canonical
+        names, datasets their logical ``<store>.<table>`` name; anything else is rejected."""
+        resolution = resolve(tree, self.catalog.get, rename=True, hint=self._hint)
+        for ds in resolution.datasets.values():
             if ds.store not in self.stores:
                 raise QueryRejected(f"store {ds.store!r} of {ds.name} is not configured", rule="catalog-only")
-            table.set("db", exp.to_identifier(ds.store))
-            table.set("this", exp.to_identifier(ds.table))
-            datasets[ds.name] = ds
-            occurrences.append(table)
-        return datasets, occurrences
+        return resolution.datasets
+
+    def _hint(self, name: str) -> str:
+        close = [d.name for d in self.catalog.list() if d.table.lower() == name.lower()]
+        return f"; did you mean {', '.join(close)}?" if close else ""
 
     def _federate(self, sql, tree, occurrences, datasets, columns, names, fingerprint, sort, unique, logical) -> Plan:  # type: ignore[no-untyped-def]
         duck = [ds.store for _, ds in occurrences if self.stores[ds.store].kind == "duckdb"]
@@ -389,20 +385,23 @@ class Planner:
                 _replace_table(node, self._table_expr(ds.store, ds.table))
                 sources.append(FedSource(view, ds, "native"))
                 continue
+            # Raw columns leave the source only for a scan the policy engine governs (masked and
+            # filtered in DuckDB) or, without a policy, for a resolved dataset.
             if store.kind == "parquet":
                 sources.append(FedSource(view, ds, "lake"))
             else:
                 select = node.find_ancestor(exp.Select)
                 cols = _columns_of(tree, alias, ds)
                 predicate = _pushable(select, alias) if select is not None else None
-                fetch = exp.select(*[exp.column(c) for c in cols] or [exp.Star()]).from_(
-                    store.table_expr(ds.table)
-                )
+                physical = store.table_expr(ds.table).copy()
+                mark(physical, FETCH)
+                fetch = exp.select(*[exp.column(c) for c in cols] or [exp.Star()]).from_(physical, copy=False)
                 if predicate is not None:
                     fetch = fetch.where(predicate)
                 materialize = select is None or not _streamable(select, root_selects)
                 sources.append(FedSource(view, ds, "fetch", fetch, materialize, predicate is not None))
             _replace_table(node, exp.Table(this=exp.to_identifier(view)))
+            mark(node, VIEW)
         return Plan(sql, tree, tuple(sorted(datasets)), columns, None, engine, tuple(sources),
                     len(names), tuple(names), fingerprint, sort, unique, logical)
 
@@ -435,6 +434,7 @@ class Planner:
         outer = outer.order_by(*order)
         limit_marker = param(n + (len(keys) if has_cursor else 0))
         outer.set("limit", exp.Limit(expression=limit_marker))
+        verify(outer, governed=plan.decision is not None)
         return PagePlan(plan, outer, has_cursor, null_pattern)
 
 
@@ -457,9 +457,10 @@ class DerivePlan:
 
 def parse_derive(sql: str) -> DerivePlan | None:
     """The write part of a deriving statement, or None when ``sql`` is a plain query."""
+    check_text(sql)
     try:
         tree = sqlglot.parse_one(sql, read=DIALECT)
-    except ParseError:
+    except (SqlglotError, RecursionError):
         return None  # parse_one reports the error with its position
     if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):
         target = tree.this
@@ -485,9 +486,18 @@ def _target_name(table: exp.Expression) -> str:
 
 
 def parse_one(sql: str) -> exp.Expression:
-    """Parse exactly one statement in the SDK dialect, or raise a typed error."""
+    """Parse exactly one query in the SDK dialect, or raise a typed error.
+
+    Queries are ``SELECT``, set operations, ``VALUES`` (as ``SELECT * FROM (VALUES ...)``, columns
+    ``col0``, ``col1`` ... as DuckDB names them) and ``WITH``; anything else is
+    :class:`QueryRejected` (rule ``statement-kind``). Text longer than ``MAX_SQL_CHARS`` and input
+    nested too deeply for the parser are rejected, never a traceback.
+    """
+    if not isinstance(sql, str):
+        raise InvalidInput(f"a query is text, not {type(sql).__name__}")
     if not sql or not sql.strip():
         raise QueryParseError("empty query")
+    check_text(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except ParseError as err:
@@ -496,9 +506,19 @@ def parse_one(sql: str) -> exp.Expression:
         desc = first.get("description") or str(err).splitlines()[0]
         raise QueryParseError(f"SQL does not parse{where}: {desc}", line=first.get("line"),
                               column=first.get("col")) from None
+    except SqlglotError as err:  # TokenError: unterminated strings, stray characters
+        raise QueryParseError(f"SQL does not parse: {str(err).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise QueryRejected(f"the query is nested too deeply (at most {MAX_DEPTH} levels)", rule="sql-depth") from None
     if len(statements) != 1:
         raise QueryRejected(f"one statement per call ({len(statements)} given)", rule="single-statement")
     tree = statements[0]
+    if isinstance(tree, exp.Values) and not tree.alias:
+        width = len(tree.expressions[0].expressions) if tree.expressions and isinstance(
+            tree.expressions[0], exp.Tuple) else 1
+        alias = exp.TableAlias(this=exp.to_identifier("hw_values"),
+                               columns=[exp.to_identifier(f"col{i}") for i in range(width)])
+        tree = exp.select(exp.Star()).from_(exp.Subquery(this=tree, alias=alias), copy=False)
     if not isinstance(tree, exp.Query):
         kind = tree.key.upper()
         raise QueryRejected(
@@ -508,6 +528,24 @@ def parse_one(sql: str) -> exp.Expression:
             statement=kind,
         )
     return tree
+
+
+def _scans(
+    tree: exp.Expression, datasets: Mapping[str, Dataset], *, governed: bool
+) -> list[tuple[exp.Table, Dataset]]:
+    """The dataset scans of a resolved tree, by their marks: the policy engine's (under a
+    policy) or the resolution's (without one); logical names, as ``qualify`` normalised them."""
+    by_lower = {name.lower(): ds for name, ds in datasets.items()}
+    out = []
+    for t in tree.find_all(exp.Table):
+        m = mark_of(t)
+        if m is GOVERNED or (m is SCAN and not governed):
+            ds = by_lower.get(_logical(t).lower())
+            if ds is None:
+                raise QueryRejected(f"internal check: scan {_logical(t)} is not a dataset of the query; "
+                                    "the query was not run", rule="unrewritten-reference")
+            out.append((t, ds))
+    return out
 
 
 def _markers(tree: exp.Expression) -> list[str | None]:

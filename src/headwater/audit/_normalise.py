@@ -39,6 +39,10 @@ def normalise_sql(sql: str | exp.Expression, *, dialect: str | None = None) -> s
     else:
         try:
             trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
-        except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, RecursionError):
+            # RecursionError: input nested too deeply for the parser (the planner rejects it).
             return " ".join(_FALLBACK.sub("?", sql).split())
-    return "; ".join(t.transform(_strip, copy=False).sql(dialect=dialect) for t in trees)
+    try:
+        return "; ".join(t.transform(_strip, copy=False).sql(dialect=dialect) for t in trees)
+    except RecursionError:
+        return " ".join(_FALLBACK.sub("?", sql if isinstance(sql, str) else "").split())

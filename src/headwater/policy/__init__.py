@@ -96,12 +96,40 @@ window's PARTITION BY / ORDER BY. ``hash`` and ``tokenise`` are exempt: equality
 pseudonyms reveals only equality, which is what they are for (joins and grouping). Row filters
 themselves run on raw values inside the scan, as policy intends.
 
-Statement governance (before grants): only queries (``SELECT``/set operations); no nested DML or
-DDL, ``PRAGMA``, ``SET``, ``ATTACH``, ``COPY``, ``INSTALL``/``LOAD``; no file, URL or foreign
-database functions (``read_csv``, ``glob``, ``query``, ``*_scan`` ...), no system catalogs
-(``information_schema``, ``pg_catalog``, ``sqlite_master``, ``duckdb_*()``, ``pragma_*``,
-``current_setting``, ``getvariable``); every table must be a catalogued dataset or a CTE; and the
-reserved marker name ``__hwparam`` may not appear in user identifiers or literals.
+Statement governance (before grants) fails closed by construction; every rule is an allow-list:
+
+* **Statements**: ``sql()`` takes one query (``SELECT``, set operations, ``VALUES``, ``WITH``);
+  the derive path (``INSERT ... SELECT``, ``CREATE TABLE ... AS``) is parsed apart and runs its
+  ``SELECT`` through the same door. Every syntax node must be listed
+  (``headwater.policy._functions.NODES``): no nested DML or DDL, ``PRAGMA``, ``SET``,
+  ``ATTACH``, ``COPY``, ``SELECT ... INTO``, ``FOR UPDATE``, session variables, ``::regclass``,
+  ``PIVOT``, time travel.
+* **Functions**, per dialect (``FUNCTIONS``: sqlglot function classes; ``NAMES``: functions
+  sqlglot does not model, by name): pure scalar, aggregate and window functions only; anything
+  unknown is ``QueryRejected`` naming it (rule ``function-allow-list``). The query is checked as
+  written (DuckDB) and again after transpilation to the store's dialect, parsed back, because
+  sqlglot may render a function as a store-native one (``query_to_xml``, ``setval``, ``lo_*``,
+  ``pg_*``, ``current_setting``, ``read_*``, ``glob`` ... are never listed). Row filters and
+  custom masks are held to the same lists.
+* **Names resolve by scope** (``_scopes.resolve``, shared by the planner and the engine): a
+  table reference is a CTE only where SQL scoping makes that CTE visible (same or enclosing
+  ``WITH``, defined before it, itself only under ``RECURSIVE``; agreed with sqlglot's scopes),
+  else a catalogued ``<store>.<table>``, else ``QueryRejected`` (rule ``catalog-only``): bare
+  names, quoted file paths and globs, table functions, three-part names, system catalogs and
+  Headwater's own ``hw_*``/``_hw_*`` tables (rule ``system-catalog``), with or without a policy.
+  The planner renames every CTE and its references to ``hw_cte_<n>`` so no store can resolve a
+  reference differently.
+* **Every base-table reference is rewritten or the query is rejected**: the engine marks the
+  scans it produced (a sentinel in node metadata that SQL comments cannot forge), and a final
+  pass over each tree a store will run (the plan, each page, each federation fetch) accepts
+  only engine-marked scans (planner-resolved ones without a policy), federation views and
+  visible CTEs; the SQL rendered for Postgres, SQLite or Snowflake must read exactly the
+  physical tables the plan placed. Anything else is ``QueryRejected`` (rule
+  ``unrewritten-reference``) and never runs.
+* **Bad input**: SQL over 1,000,000 characters, trees deeper than 200 levels, numeric literals
+  over 100 characters, positions and row counts beyond 64 bits are ``QueryRejected``
+  (``sql-size``, ``sql-depth``); the reserved marker name ``__hwparam`` and ``sqlglot.meta``
+  comments may not appear (``reserved-name``).
 
 Writes (``authorize_write``): a role must grant the action, grant ``select`` and read every
 written column unmasked, and every given row must pass that role's row filters (checked in DuckDB

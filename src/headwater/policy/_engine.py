@@ -26,6 +26,7 @@ from headwater.policy._model import (
     RowFilter,
     rank,
 )
+from headwater.policy._scopes import GOVERNED, mark, verify
 from headwater.principal import Principal
 from headwater.stores._sql import param
 
@@ -355,30 +356,30 @@ class PolicyEngine:
         principal = Principal.of(principal)
         who = principal.name
         roles, attrs = self.resolve(principal)
-        scans = check_statement(tree, datasets, first_param)
-        by_lower = {k.lower(): v for k, v in datasets.items()}
+        # The checks and the rewrite work on one copy, so the scans the resolution found are
+        # the very nodes that get replaced.
+        out = tree.copy()
+        resolution = check_statement(out, datasets, first_param)
         views: dict[str, _View] = {}
-        for t in scans:
-            ds = by_lower[f"{t.db}.{t.name}".lower()]
+        for _, ds in resolution.scans:
             if ds.name.lower() not in views:
                 views[ds.name.lower()] = self._view(ds, roles, "select", who)
         if _references_matter(views.values(), self.policy.masked_predicates == "deny"):
-            self._check_references(tree, views, who)
+            self._check_references(out, views, who)
 
         binder = _Binder(self, first_param, attrs, who)
-        out = tree.copy()
         filters: dict[str, str] = {}
         masks: dict[tuple[str, str, str], None] = {}
-        for table in list(out.find_all(exp.Table)):
-            if not table.db:
-                continue
-            view = views[f"{table.db}.{table.name}".lower()]
+        for table, ds in resolution.scans:
+            view = views[ds.name.lower()]
             if _transparent(view):
-                continue  # nothing to mask or filter: the scan stays a plain table scan
+                mark(table, GOVERNED)  # nothing to mask or filter: the scan stays a plain table scan
+                continue
             sub, where = self._scan(table, view, binder, masks)
             if where is not None:
                 filters.setdefault(view.dataset.name, where.sql(DIALECT))
             table.replace(sub)
+        verify(out, governed=True)
         rules = list(dict.fromkeys(r for v in views.values() for r in v.rules))
         effs = [self.effective(r) for r in roles]
         return Decision(
@@ -422,6 +423,9 @@ class PolicyEngine:
         keep_positions = bool(old_alias is not None and old_alias.columns)
         base = exp.Table(this=table.this.copy(), db=table.args["db"].copy(),
                          alias=exp.TableAlias(this=exp.to_identifier(alias)))
+        if table.args.get("sample") is not None:
+            base.set("sample", table.args["sample"].copy())  # TABLESAMPLE reads the raw table
+        mark(base, GOVERNED)
         role_pred: dict[str, exp.Expression | None] = {}
 
         def pred(eff: _Effective, fl: list[RowFilter]) -> exp.Expression | None:

@@ -12,7 +12,7 @@ from typing import Any
 import sqlglot
 import yaml
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import SqlglotError
 
 from headwater.errors import PolicyError
 
@@ -483,7 +483,7 @@ _FORBIDDEN_NODES = (exp.Query, exp.Subquery, exp.Table, exp.Placeholder, exp.Par
 def _check_custom(doc: _Doc, path: tuple[Any, ...], sql: str) -> exp.Expression:
     try:
         tree = sqlglot.parse_one(sql.replace("{col}", "hw_col"), read=DIALECT)
-    except ParseError:
+    except (SqlglotError, RecursionError):
         raise doc.error(path, "custom mask does not parse as a DuckDB SQL expression") from None
     bad = tree.find(*_FORBIDDEN_NODES)
     if bad is not None:
@@ -496,18 +496,21 @@ def _check_custom(doc: _Doc, path: tuple[Any, ...], sql: str) -> exp.Expression:
 
 
 def _check_functions(doc: _Doc, path: tuple[Any, ...], tree: exp.Expression) -> None:
-    from headwater.policy._governance import forbidden_function
+    """The query allow-lists (syntax and functions, SDK dialect) hold for policy expressions too;
+    the planner checks the rendered query again in each store's dialect."""
+    from headwater.errors import QueryRejected
+    from headwater.policy._governance import check_expression
 
-    for fn in tree.find_all(exp.Func):
-        name = forbidden_function(fn)
-        if name:
-            raise doc.error(path, f"function {name}() is not allowed in policies")
+    try:
+        check_expression(tree, DIALECT, what="policies")
+    except QueryRejected as err:
+        raise doc.error(path, err.message) from None
 
 
 def _parse_filter(doc: _Doc, path: tuple[Any, ...], where: str) -> tuple[exp.Expression, tuple[str, ...]]:
     try:
         tree = sqlglot.parse_one(where, read=DIALECT)
-    except ParseError:
+    except (SqlglotError, RecursionError):
         raise doc.error(path, "row filter does not parse as a DuckDB SQL predicate") from None
     if tree.find(*_FORBIDDEN_NODES) is not None:
         raise doc.error(path, "row filters may use the dataset's own columns and principal.<attribute> "
