@@ -39,6 +39,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +47,7 @@ from typing import Any, Protocol
 from headwater.audit._model import sign, signed
 from headwater.errors import AuditIntegrityError, MissingDependency, StoreUnavailable
 
-__all__ = ["AnchorState", "FileAnchor", "HeadAnchor", "S3Anchor"]
+__all__ = ["PRUNED", "AnchorState", "FileAnchor", "HeadAnchor", "Lookup", "S3Anchor"]
 
 log = logging.getLogger("headwater.audit")
 
@@ -76,9 +77,22 @@ class HeadAnchor(Protocol):
         cannot be read."""
         ...
 
-    def advance(self, seq: int, hash_: str, prev_seq: int) -> None:
-        """Record that seq ``seq`` (with ``hash_``) was committed after ``prev_seq``; never
-        moves the anchor back. Errors are logged, not raised: the records are committed."""
+    def highest(self) -> AnchorState | None:
+        """What verification compares with: :meth:`read`, or more where the anchor keeps a
+        history (the highest of an S3 object's newest versions)."""
+        ...
+
+    def advance(self, seq: int, hash_: str, base_seq: int, base_hash: str, lookup: Lookup) -> None:
+        """Record that records ``base_seq + 1 .. seq`` were committed on top of the head
+        (``base_seq``, ``base_hash``), the last with ``hash_``. Never moves the anchor back, and
+        never forward over a chain that no longer holds the anchored record (``lookup(seq)``
+        gives a stored record's hash). Errors are logged, not raised: the records are
+        committed."""
+        ...
+
+    def start(self, seq: int, hash_: str) -> None:
+        """Create the anchor at (seq, hash) now, unless one exists (synchronous: called inside
+        the append transaction that holds the chain head, so no other process appends meanwhile)."""
         ...
 
     def flush(self, timeout: float = 30.0) -> None:
@@ -88,6 +102,28 @@ class HeadAnchor(Protocol):
     def close(self) -> None:
         """Flush and release what the anchor holds (it stays usable)."""
         ...
+
+
+Lookup = Callable[[int], "str | None"]
+"""The hash of the stored record at a seq (``PRUNED`` behind retention, None when missing)."""
+
+PRUNED = "pruned"
+
+
+def _continues(where: str, current: AnchorState, base_seq: int, base_hash: str, lookup: Lookup) -> bool:
+    """Whether the chain just extended still holds the anchored record.
+
+    Without this check a rolled-back log would launder itself: once appends passed the cut-off
+    seq again, the anchor would move onto the rewritten chain and verification would pass.
+    """
+    if current.seq == 0:
+        return True
+    stored = base_hash if current.seq == base_seq else lookup(current.seq)
+    if stored == PRUNED or stored == current.hash:
+        return True
+    log.error("audit anchor %s not advanced: the chain no longer holds the anchored record %d "
+              "(records were cut off and written again); run `headwater audit verify`", where, current.seq)
+    return False
 
 
 def _encode(state: AnchorState) -> bytes:
@@ -133,6 +169,10 @@ class FileAnchor:
     def __repr__(self) -> str:
         return f"FileAnchor(path={self.where!r})"
 
+    def highest(self) -> AnchorState | None:
+        """The file keeps no history: :meth:`read`."""
+        return self.read()
+
     def read(self) -> AnchorState | None:
         """The anchored head, or None when the file does not exist."""
         try:
@@ -161,8 +201,9 @@ class FileAnchor:
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def advance(self, seq: int, hash_: str, prev_seq: int) -> None:
-        """Replace the anchor with (seq, hash) unless it already holds this seq or a later one."""
+    def advance(self, seq: int, hash_: str, base_seq: int, base_hash: str, lookup: Lookup) -> None:
+        """Replace the anchor with (seq, hash) unless it already holds this seq or a later one
+        (or the chain no longer holds the anchored record)."""
         if seq <= self._written:
             return  # someone already anchored as far: no lock, no I/O
         try:
@@ -171,7 +212,9 @@ class FileAnchor:
                 if current is not None and current.seq >= seq:
                     self._written = current.seq
                     return
-                if current is None and prev_seq > 0:
+                if current is not None and not _continues(self.where, current, base_seq, base_hash, lookup):
+                    return
+                if current is None and base_seq > 0:
                     log.warning("audit anchor %s was missing; it restarts at seq %d", self.where, seq)
                 self._write(_new_state(self._key, seq, hash_))
                 self._written = seq
@@ -180,6 +223,12 @@ class FileAnchor:
             log.error("audit anchor not advanced: %s", err)
         except (OSError, StoreUnavailable) as err:
             log.warning("audit anchor %s not advanced to seq %d: %s", self.where, seq, err)
+
+    def start(self, seq: int, hash_: str) -> None:
+        """Write (seq, hash) when there is no anchor file yet."""
+        with self._locked():
+            if not self.path.exists():
+                self._write(_new_state(self._key, seq, hash_))
 
     def _write(self, state: AnchorState) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -231,7 +280,7 @@ class S3Anchor:
         self.lock_mode = lock_mode
         self.versions_checked = versions_checked
         self._cv = threading.Condition()
-        self._pending: tuple[int, str, int] | None = None
+        self._pending: tuple[int, str, int, str, Lookup] | None = None
         self._busy = False
         self._thread: threading.Thread | None = None
         self._thread_pid = 0
@@ -273,6 +322,10 @@ class S3Anchor:
         return _decode(data, self._key, self.where), etag
 
     def read(self) -> AnchorState | None:
+        """The current object's anchored head (None without one)."""
+        return self.current()[0]
+
+    def highest(self) -> AnchorState | None:
         """The highest anchored head among the current object and its newest versions
         (a deleted current object still leaves its versions)."""
         try:
@@ -298,14 +351,18 @@ class S3Anchor:
             best, _ = self.current()
         return best
 
-    def advance(self, seq: int, hash_: str, prev_seq: int) -> None:
+    def advance(self, seq: int, hash_: str, base_seq: int, base_hash: str, lookup: Lookup) -> None:
         """Queue (seq, hash) for the writer thread (only the newest pending head is sent)."""
         if seq <= self._written:
             return
         with self._cv:
-            if self._pending is None or seq > self._pending[0]:
-                low = min(prev_seq, self._pending[2]) if self._pending is not None else prev_seq
-                self._pending = (seq, hash_, low)
+            pending = self._pending
+            if pending is None:
+                self._pending = (seq, hash_, base_seq, base_hash, lookup)
+            elif seq > pending[0]:
+                # keep the lowest base: the anchor most likely still holds it
+                base = (pending[2], pending[3]) if pending[2] <= base_seq else (base_seq, base_hash)
+                self._pending = (seq, hash_, *base, lookup)
             if self._thread is None or self._thread_pid != os.getpid() or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="headwater-audit-anchor", daemon=True)
                 self._thread_pid = os.getpid()
@@ -340,7 +397,26 @@ class S3Anchor:
                     self._busy = False
                     self._cv.notify_all()
 
-    def _put(self, seq: int, hash_: str, prev_seq: int) -> None:
+    def start(self, seq: int, hash_: str) -> None:
+        """Put (seq, hash) when there is no anchor object yet (``If-None-Match: *``)."""
+        kwargs = self._put_args(seq, hash_)
+        try:
+            self.client.put_object(IfNoneMatch="*", **kwargs)
+        except Exception as err:  # noqa: BLE001
+            if self._error_code(err) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise StoreUnavailable(f"audit anchor {self.where} cannot be written: {type(err).__name__} "
+                                       f"{self._error_code(err)}".strip()) from None
+
+    def _put_args(self, seq: int, hash_: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key,
+                                  "Body": _encode(_new_state(self._key, seq, hash_)),
+                                  "ContentType": "application/json"}
+        if self.retain_days:
+            kwargs["ObjectLockMode"] = self.lock_mode
+            kwargs["ObjectLockRetainUntilDate"] = dt.datetime.now(dt.UTC) + dt.timedelta(days=self.retain_days)
+        return kwargs
+
+    def _put(self, seq: int, hash_: str, base_seq: int, base_hash: str, lookup: Lookup) -> None:
         for _ in range(32):
             try:
                 current, etag = self.current()
@@ -350,18 +426,15 @@ class S3Anchor:
             if current is not None and current.seq >= seq:
                 self._written = max(self._written, current.seq)
                 return
-            if current is None and prev_seq > 0:
+            if current is not None and not _continues(self.where, current, base_seq, base_hash, lookup):
+                return
+            if current is None and base_seq > 0:
                 log.warning("audit anchor %s was missing; it restarts at seq %d", self.where, seq)
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key,
-                                      "Body": _encode(_new_state(self._key, seq, hash_)),
-                                      "ContentType": "application/json"}
+            kwargs = self._put_args(seq, hash_)
             if etag:
                 kwargs["IfMatch"] = etag
             else:
                 kwargs["IfNoneMatch"] = "*"
-            if self.retain_days:
-                kwargs["ObjectLockMode"] = self.lock_mode
-                kwargs["ObjectLockRetainUntilDate"] = dt.datetime.now(dt.UTC) + dt.timedelta(days=self.retain_days)
             try:
                 self.client.put_object(**kwargs)
             except Exception as err:  # noqa: BLE001

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from headwater.audit import _spool, _verify
-from headwater.audit._anchor import AnchorState, HeadAnchor
+from headwater.audit._anchor import PRUNED, AnchorState, HeadAnchor
 from headwater.audit._model import (
     AuditEvent,
     AuditIntegrityError,
@@ -478,12 +478,12 @@ class AuditLog:
         if not items:
             return []
         with self._append_txn() as (cur, seq, prev):
-            first = seq
+            first, first_hash = seq, prev
             rows = []
             checkpoints = []
             given = len(items)
             if self.anchor is not None and self._anchor_pid != os.getpid():
-                items = self._anchor_check(first, items)
+                items = self._anchor_check(first, first_hash, items)
             for ts, text_body in items:
                 seq += 1
                 text = chain_text(prev, seq, ts, text_body)
@@ -503,22 +503,44 @@ class AuditLog:
                     "ON CONFLICT (spool) DO UPDATE SET committed = excluded.committed"), list(marks.items()))
         if self.anchor is not None:
             # After the commit: an anchor ahead of the database would fail every verify.
-            self.anchor.advance(seq, prev, first)
+            self.anchor.advance(seq, prev, first, first_hash, self._hash_at)
         return rows[len(rows) - given:]  # the callers' records (an anchor record may precede them)
 
-    def _anchor_check(self, head: int, items: Sequence[tuple[int, str]]) -> Sequence[tuple[int, str]]:
-        """Once per process, in the first append's transaction: a log with records but no
-        anchor (an upgrade, or an anchor deleted) gets one from this commit on, and the chain
-        says so in an ``audit_anchor`` record (a deleted anchor leaves evidence)."""
+    def _hash_at(self, seq: int) -> str | None:
+        """The stored hash of record ``seq`` (``PRUNED`` when retention removed it, None when it
+        is missing): the anchor's continuity check."""
+        with self._raw() as raw:
+            cur = raw.cursor()
+            cur.execute(self._q("SELECT hash FROM hw_audit_records WHERE seq = ?"), (seq,))
+            row = cur.fetchone()
+            if row is not None:
+                raw.rollback()
+                return str(row[0])
+            cur.execute("SELECT anchor_seq, anchor_hash FROM hw_audit_head WHERE id = 1")
+            head = cur.fetchone()
+            raw.rollback()
+        kept_after = (head[0] or 0) if head else 0
+        if seq == kept_after and head is not None:
+            return str(head[1])
+        return PRUNED if seq < kept_after else None
+
+    def _anchor_check(self, head: int, head_hash: str, items: Sequence[tuple[int, str]]) -> Sequence[tuple[int, str]]:
+        """Once per process, in the first append's transaction (which holds the chain head, so
+        no other process appends meanwhile): a missing anchor is created at the current head
+        before this commit, so no later process takes the gap between a commit and its anchor
+        write for a missing anchor. Over a log with records (an upgrade, or an anchor deleted)
+        the chain says so in an ``audit_anchor`` record: a deleted anchor leaves evidence."""
         assert self.anchor is not None
-        self._anchor_pid = os.getpid()
-        if head == 0:
-            return items
         try:
             if self.anchor.read() is not None:
+                self._anchor_pid = os.getpid()
                 return items
-        except (AuditIntegrityError, StoreError) as err:
+            self.anchor.start(head, head_hash)
+        except (AuditIntegrityError, StoreError, OSError) as err:
             log.error("audit anchor: %s", err)  # left as it is; verify reports it
+            return items
+        self._anchor_pid = os.getpid()
+        if head == 0:
             return items
         log.warning("audit log has %d record(s) but no anchor at %s; anchoring from this commit on",
                     head, self.anchor.where)
@@ -597,7 +619,7 @@ class AuditLog:
             # Read before the database snapshot: the anchor only advances after a commit, so
             # an anchor read first is never ahead of a later snapshot of an intact log.
             try:
-                anchored = self.anchor.read()
+                anchored = self.anchor.highest()
             except AuditIntegrityError as err:
                 anchor_problem = str(err)
         with self._raw() as raw:
