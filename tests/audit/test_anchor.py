@@ -307,3 +307,43 @@ def test_platform_anchor_config(tmp_path: Path, locked_bucket) -> None:
         platform.session("alice").sql("SELECT 1 AS one").to_arrow()
         report = platform.audit.verify()
         assert report.ok and report.head_anchor == str(tmp_path / "emb" / "audit-anchor.json")
+
+
+def test_cli_and_http_report_a_rolled_back_platform(tmp_path: Path) -> None:
+    """The attack on a platform's metadata database: `audit verify` exits 3, HTTP says so."""
+    import httpx
+    from typer.testing import CliRunner
+
+    from headwater import Config, Platform
+    from headwater.cli import app
+    from tests.service.conftest import serve
+
+    platform = Platform.open(Config.embedded(tmp_path / "hw"))
+    try:
+        s = platform.session("alice")
+        s.write("app.t", [{"id": 1}], key="id")
+        for _ in range(5):
+            s.sql("SELECT id FROM app.t").to_arrow()
+        platform.audit.flush()
+        saved = head_row(platform.meta)
+        for _ in range(5):
+            s.sql("SELECT id FROM app.t").to_arrow()
+        token = platform.create_api_key("alice").token
+        platform.apply_policy("version: 1\nroles:\n  admin: {grants: [{datasets: '*', actions: [select]}]}\n"
+                              "principals:\n  alice: {roles: [admin]}\n", source="p", applied_by="t")
+        platform.audit.flush()
+        cfg = tmp_path / "headwater.yaml"
+        cfg.write_text(platform.config.to_yaml_with_secrets())
+        env = {"HEADWATER_CONFIG": str(cfg)}
+        ok = CliRunner().invoke(app, ["audit", "verify"], env=env)
+        assert ok.exit_code == 0 and "anchored at seq" in ok.stdout, ok.output
+        roll_back(platform.meta, saved)
+        bad = CliRunner().invoke(app, ["audit", "verify"], env=env)
+        assert bad.exit_code == 3 and "rolled back" in bad.stderr and "cut off" in bad.stderr, bad.output
+        assert "Traceback" not in bad.output
+        with serve(platform) as server, httpx.Client(base_url=server.base_url, timeout=30) as c:
+            r = c.get("/v1/audit/verify", headers={"X-API-Key": token})
+            assert r.status_code == 200 and r.json()["ok"] is False and r.json()["rolled_back"] is True
+            assert r.json()["head_anchor_seq"] > saved["seq"]
+    finally:
+        platform.close()
