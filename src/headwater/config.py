@@ -144,6 +144,27 @@ class QueryConfig(_Model):
     batch_size: int = 65_536
 
 
+class FileAnchorConfig(_Model):
+    """The audit head anchor as a signed file (default ``<platform_dir>/audit-anchor.json``)."""
+
+    kind: Literal["file"] = "file"
+    path: str | None = Field(None, description="Anchor file; relative paths are under the platform dir.")
+
+
+class S3AnchorConfig(_Model):
+    """The audit head anchor as an S3 object (a versioned bucket with Object Lock in production)."""
+
+    kind: Literal["s3"] = "s3"
+    bucket: str
+    key: str = "headwater/audit-anchor.json"
+    s3: S3Config | None = None
+    retain_days: int | None = Field(None, ge=1, description="Object Lock retention per version (bucket with Object Lock).")
+    lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+
+
+AnchorConfig = Annotated[FileAnchorConfig | S3AnchorConfig, Field(discriminator="kind")]
+
+
 class AuditConfig(_Model):
     """The tamper-evident audit log."""
 
@@ -154,6 +175,9 @@ class AuditConfig(_Model):
         "spool", description="When a call returns, its record is in the local spool file (spool: survives the "
         "process being killed; committed to the metadata store within milliseconds), in the spool file and "
         "flushed to stable storage (fsync: survives a power loss too), or committed (commit).")
+    anchor: AnchorConfig = Field(
+        default_factory=FileAnchorConfig, description="Where the signed audit head is anchored outside the "
+        "metadata database, so that records cut off behind a restored older head fail `audit verify`.")
 
 
 class EventsConfig(_Model):

@@ -192,9 +192,11 @@ class Platform:
 
             cfg = self.config.audit
             spool = self.dir / "audit-spool" if cfg.durability in ("spool", "fsync") else None
-            self._audit = AuditLog(self.meta, signing_key=_derive(self._secret, "audit"),
+            key = _derive(self._secret, "audit")
+            self._audit = AuditLog(self.meta, signing_key=key,
                                    checkpoint_every=cfg.checkpoint_every, retention_days=cfg.retention_days,
-                                   spool_dir=spool, spool_sync=cfg.durability == "fsync")
+                                   spool_dir=spool, spool_sync=cfg.durability == "fsync",
+                                   anchor=_audit_anchor(self, key))
         return self._audit
 
     def record(self, event: Any) -> None:
@@ -519,6 +521,27 @@ class _LazyStores(dict):  # type: ignore[type-arg]
 
     def keys(self):  # type: ignore[no-untyped-def, override]
         return list(self._platform.config.stores)
+
+
+def _audit_anchor(platform: Platform, key: bytes) -> Any:
+    """The audit head anchor of ``audit.anchor`` (a signed file beside the platform by default)."""
+    from headwater.audit import FileAnchor, S3Anchor
+    from headwater.audit._anchor import s3_client
+
+    cfg = platform.config.audit
+    anchor = cfg.anchor
+    if anchor.kind == "file":
+        path = platform.config.resolve(anchor.path) if anchor.path else platform.dir / "audit-anchor.json"
+        return FileAnchor(path, key, sync=cfg.durability == "fsync")
+    s3 = anchor.s3
+
+    def client() -> Any:
+        return s3_client(s3.endpoint_url if s3 else None, s3.region if s3 else "us-east-1",
+                         s3.access_key_id.get_secret_value() if s3 and s3.access_key_id else None,
+                         s3.secret_access_key.get_secret_value() if s3 and s3.secret_access_key else None)
+
+    return S3Anchor(anchor.bucket, anchor.key, key, client=client, retain_days=anchor.retain_days,
+                    lock_mode=anchor.lock_mode)
 
 
 def _s3_filesystem(cfg: ParquetConfig) -> tuple[Any, str]:

@@ -256,44 +256,32 @@ def test_valid_cursor_continues(paged):
     assert [r["id"] for r in page.to_pylist()] == [6, 7]
 
 
-@pytest.mark.parametrize("where", ["body_start", "body_middle", "body_end", "sig_start", "sig_middle"])
+@pytest.mark.parametrize("where", ["prefix", "nonce", "ciphertext_start", "ciphertext_middle", "tag"])
 def test_tampered_cursor(paged, where):
     _, session, query, cursor = paged
-    body, sig = cursor.split(".")
+    body = cursor.split(".", 1)[1]
+    offset = len(cursor) - len(body)
     index = {
-        "body_start": 0, "body_middle": len(body) // 2, "body_end": len(body) - 2,
-        "sig_start": len(body) + 1, "sig_middle": len(body) + 1 + len(sig) // 2,
+        "prefix": 0, "nonce": offset + 3, "ciphertext_start": offset + 17,
+        "ciphertext_middle": offset + len(body) // 2, "tag": len(cursor) - 6,
     }[where]
     with pytest.raises(InvalidCursor):
         session.sql(query, [0], cursor=_flip(cursor, index))
 
 
-def test_every_single_char_flip_in_body_is_rejected(paged):
+def test_every_single_char_flip_is_rejected(paged):
     _, session, query, cursor = paged
-    body = cursor.split(".")[0]
-    for i in range(len(body) - 1):  # the last char may only carry base64 padding bits
+    for i in range(len(cursor) - 1):  # the last char may only carry base64 padding bits
         with pytest.raises(InvalidCursor):
             session.sql(query, [0], cursor=_flip(cursor, i))
 
 
-@pytest.mark.parametrize("bad", ["", "garbage", "a.b.c", "....", "!!!.###", "eyJ9.", ".abc"])
+@pytest.mark.parametrize("bad", ["", "garbage", "a.b.c", "....", "!!!.###", "eyJ9.", ".abc", "hwc1.", "hwc1.AAAA",
+                                 "hwc1.é", "hwc1." + "A" * 9000])
 def test_malformed_cursor(paged, bad):
     _, session, query, _ = paged
     with pytest.raises(InvalidCursor):
         session.sql(query, [0], cursor=bad or " ")
-
-
-def test_forged_cursor_with_changed_payload(paged):
-    import base64
-    import json
-
-    _, session, query, cursor = paged
-    body, sig = cursor.split(".")
-    payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    payload["k"] = [0]
-    forged = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).rstrip(b"=")
-    with pytest.raises(InvalidCursor):
-        session.sql(query, [0], cursor=f"{forged.decode()}.{sig}")
 
 
 def test_cursor_of_another_principal(paged):
@@ -322,7 +310,7 @@ def test_cursor_from_another_platform(paged, tmp_path):
     try:
         s = other.session("alice")
         load(s, "app.t", make_rows(20), key="id")
-        with pytest.raises(InvalidCursor, match="signature"):
+        with pytest.raises(InvalidCursor, match="another platform"):
             s.sql(query, [0], cursor=cursor)
     finally:
         other.close()

@@ -1,28 +1,41 @@
-"""Opaque, signed keyset cursors.
+"""Opaque, encrypted keyset cursors (AES-256-GCM).
 
-A cursor is ``base64url(json payload) . base64url(HMAC-SHA256)``. The payload holds the query
-fingerprint, the principal, the sort-key values of the last row handed out, how many rows with
-exactly those values were already handed out (so duplicate keys never straddle a page boundary),
-and an expiry. A cursor is refused when its signature does not verify (tampered), when it has
-expired, or when it was issued for another query or principal (foreign); the message never
-reveals the key values it holds.
+A cursor is ``hwc1.`` followed by base64url(nonce || ciphertext || tag): the payload (query
+fingerprint, principal, the sort-key values of the last row handed out, how many rows with
+exactly those values were already handed out, the page size and an expiry) is encrypted and
+authenticated with AES-GCM under a key derived from the platform's cursor secret, so nobody can
+read the key values of the last row from a token (they may be values of rows or columns the
+holder is about to be refused, or masked values' sort position) nor change them.
+
+A cursor is refused with :class:`~headwater.errors.InvalidCursor` when it is not a string, is
+malformed or too long, does not decrypt (tampered, or from another platform), has expired, or
+was issued for another query or principal (foreign); the message never reveals what it holds.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import decimal
 import hashlib
 import hmac
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from headwater.errors import InvalidCursor
 
-__all__ = ["CursorCodec", "CursorState"]
+__all__ = ["MAX_CURSOR_CHARS", "CursorCodec", "CursorState"]
+
+MAX_CURSOR_CHARS = 8192
+"""Longer tokens are refused before any work (the service caps request fields at this too)."""
+
+_PREFIX = "hwc1."
+_AAD = b"headwater-cursor/v1"
+_NONCE = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +69,22 @@ def _dec(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     t, v = value.get("t"), value.get("v")
-    if t == "ts":
-        return dt.datetime.fromisoformat(v)
-    if t == "d":
-        return dt.date.fromisoformat(v)
-    if t == "tm":
-        return dt.time.fromisoformat(v)
-    if t == "dec":
-        return decimal.Decimal(v)
-    if t == "b":
-        return base64.b64decode(v)
-    raise InvalidCursor("cursor is malformed")
+    if not isinstance(v, str):
+        raise InvalidCursor("page cursor is malformed")
+    try:
+        if t == "ts":
+            return dt.datetime.fromisoformat(v)
+        if t == "d":
+            return dt.date.fromisoformat(v)
+        if t == "tm":
+            return dt.time.fromisoformat(v)
+        if t == "dec":
+            return decimal.Decimal(v)
+        if t == "b":
+            return base64.b64decode(v)
+    except (ValueError, ArithmeticError):
+        raise InvalidCursor("page cursor is malformed") from None
+    raise InvalidCursor("page cursor is malformed")
 
 
 def _b64(data: bytes) -> str:
@@ -78,22 +96,22 @@ def _unb64(text: str) -> bytes:
 
 
 class CursorCodec:
-    """Signs and verifies cursors with one secret key."""
+    """Encrypts and decrypts cursors with one key (derived from ``secret``)."""
 
     def __init__(self, secret: bytes, *, ttl_s: int = 24 * 3600) -> None:
         if len(secret) < 16:
             raise ValueError("cursor secret must be at least 16 bytes")
-        self._secret = secret
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        # A key of its own for the AEAD (the secret may serve other purposes elsewhere).
+        self._aead = AESGCM(hmac.new(bytes(secret), b"headwater.cursor.aes-gcm", hashlib.sha256).digest())
         self.ttl_s = ttl_s
 
     def __repr__(self) -> str:
         return f"CursorCodec(ttl_s={self.ttl_s})"
 
-    def _sign(self, body: bytes) -> bytes:
-        return hmac.new(self._secret, body, hashlib.sha256).digest()
-
     def encode(self, state: CursorState) -> str:
-        """A signed token for ``state``."""
+        """An encrypted token for ``state``."""
         payload = {
             "f": state.fingerprint,
             "p": state.principal,
@@ -103,31 +121,42 @@ class CursorCodec:
             "e": int(time.time()) + self.ttl_s,
         }
         body = json.dumps(payload, separators=(",", ":")).encode()
-        return f"{_b64(body)}.{_b64(self._sign(body))}"
+        nonce = os.urandom(_NONCE)
+        return _PREFIX + _b64(nonce + self._aead.encrypt(nonce, body, _AAD))
 
-    def decode(self, token: str, *, fingerprint: str, principal: str) -> CursorState:
-        """Verify a token and return its state, or raise ``InvalidCursor``."""
+    def decode(self, token: Any, *, fingerprint: str, principal: str) -> CursorState:
+        """Decrypt a token and return its state, or raise ``InvalidCursor``."""
+        from cryptography.exceptions import InvalidTag
+
+        if not isinstance(token, str):
+            raise InvalidCursor("page cursor must be a string: the next_cursor of a previous page")
+        token = token.strip()
+        if len(token) > MAX_CURSOR_CHARS or not token.startswith(_PREFIX):
+            raise InvalidCursor("page cursor is malformed; pass the next_cursor of a previous page")
         try:
-            body_b64, sig_b64 = token.strip().split(".")
-            body, sig = _unb64(body_b64), _unb64(sig_b64)
-        except (ValueError, TypeError):
+            raw = _unb64(token[len(_PREFIX):])
+        except (ValueError, binascii.Error):
             raise InvalidCursor("page cursor is malformed; pass the next_cursor of a previous page") from None
-        if not hmac.compare_digest(sig, self._sign(body)):
-            raise InvalidCursor("page cursor signature does not verify (tampered or from another platform)")
+        if len(raw) < _NONCE + 16:
+            raise InvalidCursor("page cursor is malformed; pass the next_cursor of a previous page")
+        try:
+            body = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], _AAD)
+        except InvalidTag:
+            raise InvalidCursor("page cursor does not verify (tampered or from another platform)") from None
         try:
             payload = json.loads(body)
-        except ValueError:
+            expires, owner, query = payload["e"], payload["p"], payload["f"]
+            keys, ties, size = payload["k"], payload["n"], payload["s"]
+        except (ValueError, TypeError, KeyError):
             raise InvalidCursor("page cursor is malformed") from None
-        if payload.get("e", 0) < time.time():
+        if not (isinstance(expires, int) and isinstance(keys, list) and isinstance(ties, int)
+                and isinstance(size, int) and ties >= 0 and size >= 1):
+            raise InvalidCursor("page cursor is malformed")
+        if expires < time.time():
             raise InvalidCursor("page cursor has expired; run the query again from the first page")
-        if payload.get("p") != principal:
+        if owner != principal:
             raise InvalidCursor("page cursor was issued to another principal")
-        if payload.get("f") != fingerprint:
+        if query != fingerprint:
             raise InvalidCursor("page cursor belongs to a different query or parameters")
-        return CursorState(
-            fingerprint=payload["f"],
-            principal=payload["p"],
-            last=tuple(_dec(v) for v in payload["k"]),
-            ties=int(payload["n"]),
-            page_size=int(payload["s"]),
-        )
+        return CursorState(fingerprint=query, principal=owner, last=tuple(_dec(v) for v in keys),
+                           ties=ties, page_size=size)

@@ -296,7 +296,6 @@ class Planner:
             raise InvalidInput(f"cannot resolve the query against {', '.join(sorted(datasets))}: {err}") from None
         _engine_names(tree, original)
         columns = tuple(tree.named_selects) if isinstance(tree, exp.Query) else ()
-        sort, unique = _sort_keys(tree, datasets, order_by)
         decision = None
         n_user = len(names)
         if engine is not None:
@@ -309,6 +308,8 @@ class Planner:
             names = names + [f"\x00policy{i}" for i in range(len(decision.params))]
         else:
             logical = tree.copy()
+        # the page order over what the principal sees (masked keys are no keys)
+        sort, unique = _sort_keys(logical, datasets, order_by, decision)
         occurrences = _scans(tree, datasets, governed=decision is not None)
         stores = {ds.store for _, ds in occurrences}
         fingerprint = hashlib.sha256(
@@ -925,18 +926,30 @@ def _null_supplying(select: exp.Select, alias: str) -> bool:
 
 
 def _sort_keys(
-    tree: exp.Expression, datasets: Mapping[str, Dataset], order_by: Sequence[str] | None
+    tree: exp.Expression, datasets: Mapping[str, Dataset], order_by: Sequence[str] | None,
+    decision: Any = None,
 ) -> tuple[tuple[SortKey, ...], bool]:
     """Page order: the query's ORDER BY (or ``order_by``), then tie-breakers.
 
-    Unique when the query reads one dataset without joins or grouping and the keys include its
-    primary key; otherwise every output column is appended so ties are identical rows.
+    Unique when the query selects from one dataset directly (no joins, derived tables, grouping)
+    and the keys include its primary key as the principal sees it, unaltered; otherwise every
+    output column is appended so ties are identical rows.
+
+    ``decision`` is the policy's (None without one). Pages compare the values the principal
+    sees, so a primary key column the policy masks or rewrites is no key: ``null``/``redact``
+    make every row equal, ``last4``/``year`` many, a role's ``CASE`` mixes raw values with NULLs
+    or masked ones, and even keyed pseudonyms (``hash``, ``tokenise``) are unique only with high
+    probability. Paging then falls back to the order over every output column with ties
+    counted, which is total over what the principal sees and needs no uniqueness (the property
+    test shows no row dropped or repeated). Such columns may also turn NULL, so they are never
+    taken as non-null either.
     """
     if not isinstance(tree, exp.Query):
         return (), False
     outputs = list(tree.named_selects)
     lower = {o.lower(): o for o in outputs}
-    nonnull = _nonnull_outputs(tree, datasets)
+    masked = _altered_columns(decision)
+    nonnull = _nonnull_outputs(tree, datasets, masked)
     keys: list[SortKey] = []
     if order_by:
         for item in order_by:
@@ -966,7 +979,7 @@ def _sort_keys(
             and not tree.args.get("group") and not tree.args.get("distinct") \
             and not tree.find(exp.Unnest, exp.Explode) and not tree.find(exp.AggFunc):
         (ds,) = datasets.values()
-        pk_out = _pk_outputs(tree, ds)
+        pk_out = _pk_outputs(tree, ds, masked)
         if pk_out:
             have = {k.name for k in keys}
             keys.extend(SortKey(p, False, False) for p in pk_out if p not in have)
@@ -977,20 +990,57 @@ def _sort_keys(
     return tuple(keys), unique
 
 
-def _pk_outputs(tree: exp.Select, ds: Dataset) -> list[str] | None:
+def _pk_outputs(tree: exp.Select, ds: Dataset, masked: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+                ) -> list[str] | None:
+    """Output names of the dataset's primary key columns, when the query selects from the
+    dataset's own scan and every key column is selected as itself, unaltered by the policy
+    (see :func:`_sort_keys`); else None.
+
+    A key read through a derived table, a CTE or a set operation may have been computed or
+    repeated there (``SELECT id FROM (SELECT 1 AS id FROM t)``), so it is no key.
+    """
     if not ds.primary_key:
         return None
+    if any((ds.name.lower(), p.lower()) in masked for p in ds.primary_key):
+        return None
+    source = tree.args.get("from_")
+    scan = source.this if source is not None else None
+    if not isinstance(scan, exp.Table) or f"{scan.db}.{scan.name}".lower() != ds.name.lower():
+        return None
+    alias = scan.alias_or_name.lower()
+    keys = {p.lower() for p in ds.primary_key}
     found = {}
     for sel in tree.selects:
         inner = sel.unalias()
-        if isinstance(inner, exp.Column) and inner.name.lower() in {p.lower() for p in ds.primary_key}:
+        if isinstance(inner, exp.Column) and inner.name.lower() in keys and inner.table.lower() in ("", alias):
             found.setdefault(inner.name.lower(), sel.alias_or_name)
     if len(found) != len(ds.primary_key):
         return None
     return [found[p.lower()] for p in ds.primary_key]
 
 
-def _nonnull_outputs(tree: exp.Expression, datasets: Mapping[str, Dataset]) -> set[str]:
+def _altered_columns(decision: Any) -> set[tuple[str, str]]:
+    """(dataset, column), lower case, of every column the policy decision does not pass through
+    as it is: the masked ones, and any a scan's rewrite projects as an expression (a per-role
+    ``CASE`` that is NULL on some rows for a column denied to one role)."""
+    if decision is None:
+        return set()
+    out = {(d.lower(), c.lower()) for d, c, _ in decision.masks}
+    for select in decision.tree.find_all(exp.Select):
+        source = select.args.get("from_")
+        scan = source.this if source is not None else None
+        if not isinstance(scan, exp.Table) or not scan.db or select.args.get("joins"):
+            continue
+        name = f"{scan.db}.{scan.name}".lower()
+        for sel in select.selects:
+            inner = sel.unalias()
+            if not (isinstance(inner, exp.Column) and inner.name.lower() == sel.alias_or_name.lower()):
+                out.add((name, sel.alias_or_name.lower()))
+    return out
+
+
+def _nonnull_outputs(tree: exp.Expression, datasets: Mapping[str, Dataset],
+                     masked: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()) -> set[str]:
     if not isinstance(tree, exp.Select) or tree.args.get("joins"):
         return set()
     if len(datasets) != 1:
@@ -999,7 +1049,7 @@ def _nonnull_outputs(tree: exp.Expression, datasets: Mapping[str, Dataset]) -> s
     out = set()
     for sel in tree.selects:
         inner = sel.unalias()
-        if isinstance(inner, exp.Column):
+        if isinstance(inner, exp.Column) and (ds.name.lower(), inner.name.lower()) not in masked:
             try:
                 if not ds.column(inner.name).nullable:
                     out.add(sel.alias_or_name)

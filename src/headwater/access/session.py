@@ -26,6 +26,7 @@ from headwater.errors import (
     InvalidCursor,
     InvalidInput,
     QueryError,
+    QueryParseError,
     QueryRejected,
     StoreError,
     WriteError,
@@ -209,13 +210,18 @@ class Session:
         page comes back with ``next_cursor`` for the following one. Placeholders are ``?``,
         ``$1`` or ``:name``.
         """
-        derive = _derive_of(query)
-        if derive is not None:
-            if page_size is not None or cursor is not None:
-                raise InvalidInput("INSERT ... SELECT and CREATE TABLE AS return no pages")
-            return self._derive(derive, params, timeout_s, query)
         started = time.perf_counter()
-        plan, values = self._plan(query, params, order_by=order_by)
+        try:
+            derive = _derive_of(query)
+            if derive is not None:
+                if page_size is not None or cursor is not None:
+                    raise InvalidInput("INSERT ... SELECT and CREATE TABLE AS return no pages")
+                return self._derive(derive, params, timeout_s, query)
+            plan, values = self._plan(query, params, order_by=order_by)
+        except Exception as err:
+            # Every query leaves a record, a failed one too (parse, plan, authorise).
+            self._failed(err, "query", query, None, started)
+            raise
         store_kind = self.platform.store(plan.store).kind if plan.store is not None else None
         text = plan.rendered.get("otel.text")
         if text is None:
@@ -223,13 +229,18 @@ class Session:
         with db_span("SELECT", plan.datasets, store_kind=store_kind,
                      summary=query_summary("SELECT", plan.datasets), text=text) as span:  # type: ignore[arg-type]
             recorder = self.platform.slo_recorder
+            on_error = None
+            if self.platform.config.audit.enabled:
+                def on_error(err: BaseException) -> None:
+                    self._failed(err, "query", query, plan, started, stage="stream")
             try:
-                result = self._run(plan, values, page_size, cursor, timeout_s)
-            except StoreError:
+                result = self._run(plan, values, page_size, cursor, timeout_s, on_error)
+            except Exception as err:
                 # A store failing (down, timed out, erroring) spends the error budget; a caller's
                 # mistake (bad SQL, denied, bad cursor) does not.
-                if recorder is not None:
+                if recorder is not None and isinstance(err, StoreError):
                     recorder.record_query((time.perf_counter() - started) * 1000, ok=False)
+                self._failed(err, "query", query, plan, started, stage="execute")
                 raise
             if recorder is not None:
                 recorder.record_query((time.perf_counter() - started) * 1000, ok=True)
@@ -243,7 +254,7 @@ class Session:
 
     def _run(
         self, plan: Plan, values: list[Any], page_size: int | None, cursor: str | None,
-        timeout_s: float | None,
+        timeout_s: float | None, on_error: Any = None,
     ) -> Result:
         timeout = self._timeout(plan, timeout_s)
         decision = plan.decision
@@ -252,7 +263,7 @@ class Session:
         try:
             if page_size is None and cursor is None:
                 reader = self._execute(plan.store, plan, plan.tree, values, timeout)
-                return Result(reader=_guarded(reader, cap, release), plan=plan)
+                return Result(reader=_guarded(reader, cap, release, on_error), plan=plan)
             if cap is not None and page_size is not None and page_size > cap:
                 raise QueryRejected(
                     f"page_size {page_size} exceeds the row cap of {cap} for {self.principal.name}",
@@ -308,21 +319,61 @@ class Session:
         return self.sql(query, params, page_size=page_size, cursor=cursor)
 
     def explain(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> str:
-        """Where and how a query would run: the store's plan, or the federation plan."""
-        plan, values = self._plan(query, params)
+        """Where and how a query would run: the store's plan, or the federation plan.
+
+        Governed like the query (a query the principal may not run cannot be explained) and
+        audited (action ``explain``). Parameters appear as markers, never values. When the
+        policy masks or filters anything the query reads, the store's own plan is reduced to its
+        operator names: the store plans with the bound values, so its text would show attribute
+        values, the derived keys of ``hash``/``tokenise`` masks, and row estimates taken from
+        the unfiltered table (see :mod:`headwater.access._explain`).
+        """
+        started = time.perf_counter()
+        plan: Plan | None = None
+        try:
+            plan, values = self._plan(query, params, action="explain")
+            text = self._explain(plan, values)
+        except Exception as err:
+            self._failed(err, "explain", query, plan, started, stage=None if plan is None else "execute")
+            raise
+        if self.platform.config.audit.enabled:
+            self.platform.record(_query_event(self.principal.name, plan, None, started, None, action="explain"))
+        return text
+
+    def _explain(self, plan: Plan, values: list[Any]) -> str:
+        from headwater.access._explain import plan_shape
+
+        decision = plan.decision
+        withheld = decision is not None and bool(decision.masks or decision.filters)
         if plan.store is not None:
             store = self.platform.store(plan.store)
-            sql, vals = store.render(plan.tree, values)
-            return f"-- runs on {plan.store} ({store.kind})\n{sql}\n{store.explain(sql, vals)}"
-        lines = [f"-- federated in DuckDB ({plan.engine or 'in-memory'})"]
-        for src in plan.sources:
-            if src.how == "fetch":
-                store = self.platform.store(src.dataset.store)
-                sql, _ = store.render(src.fetch_tree, values)  # type: ignore[arg-type]
-                lines.append(f"-- {src.view} <- {src.dataset.name} via {store.kind}: {sql}")
+            sql, vals = _render(plan.rendered, plan.store, store, plan.tree, values)
+            lines = [f"-- runs on {plan.store} ({store.kind})", sql]
+            try:
+                native = store.explain(sql, vals)
+            except StoreError as err:
+                lines.append(f"-- the store's own plan is unavailable ({type(err).__name__})")
             else:
-                lines.append(f"-- {src.view} <- {src.dataset.name} ({src.how})")
-        lines.append(plan.tree.sql(dialect="duckdb"))
+                if withheld:
+                    lines.append("-- plan (operator names only: values, keys and row estimates are withheld "
+                                 "under the policy)")
+                    lines.extend(plan_shape(store.kind, native))
+                else:
+                    lines.append(native)
+        else:
+            lines = [f"-- federated in DuckDB ({plan.engine or 'in-memory'})"]
+            for src in plan.sources:
+                if src.how == "fetch":
+                    store = self.platform.store(src.dataset.store)
+                    sql = store.render_template(src.fetch_tree)[0]  # type: ignore[arg-type]
+                    lines.append(f"-- {src.view} <- {src.dataset.name} via {store.kind}: {sql}")
+                else:
+                    lines.append(f"-- {src.view} <- {src.dataset.name} ({src.how})")
+            lines.append(_MARKER.sub("?", plan.tree.sql(dialect="duckdb")))
+        if decision is not None:
+            lines.append(f"-- governed by policy {decision.policy_version[:12]} for {self.principal.name}: "
+                         f"{len(decision.masks)} mask(s), {len(decision.filters)} row filter(s); "
+                         "parameters shown as markers")
         return "\n".join(lines)
 
     # -- writes ------------------------------------------------------------------------
@@ -450,13 +501,13 @@ class Session:
 
     def _plan(
         self, query: str, params: Sequence[Any] | Mapping[str, Any] | None, *,
-        order_by: Sequence[str] | None = None,
+        order_by: Sequence[str] | None = None, action: str = "select",
     ) -> tuple[Plan, list[Any]]:
         """The (cached) plan as this principal sees it, and every parameter value it needs."""
         try:
             plan = self.platform.planner.prepare(query, order_by=order_by, principal=self.principal)
         except (AccessDenied, QueryRejected) as err:
-            self._denied(err, "select", statement=query)
+            self._denied(err, action, statement=query)
             raise
         values = bind_params(plan, params)
         if plan.decision is not None:
@@ -473,15 +524,56 @@ class Session:
         """Count and audit a denial (the record never holds data the principal may not see)."""
         rule = str(getattr(err, "rule", "") or "unknown")
         policy_denied(rule, action)
+        _mark_audited(err)
         if not self.platform.config.audit.enabled:
             return
-        from headwater.audit import AuditEvent, normalise_sql
+        from headwater.audit import AuditEvent
 
-        ds = list(datasets) or [d for d in [getattr(err, "dataset", None)] if d]
+        ds = list(datasets) or [d for d in [getattr(err, "dataset", None)] if isinstance(d, str) and d]
         self.platform.record(AuditEvent(
             actor=self.principal.name, action="deny", datasets=ds, columns=list(columns),
-            decision="deny", reason=str(err), statement=normalise_sql(statement) if statement else None,
-            extra={"rule": rule, "attempted": action}))
+            decision="deny", reason=str(err), statement=_statement_of(statement) if statement else None,
+            extra={"rule": rule, "attempted": action, "error": type(err).__name__}))
+
+    def _failed(self, err: BaseException, action: str, statement: str, plan: Plan | None, started: float, *,
+                stage: str | None = None) -> None:
+        """Audit a failed call once: ``deny`` when governance refused it (row cap, concurrency,
+        policy), else ``error``, with the error class, the stage and the rule, and no data: an
+        error's message may quote values (a driver's conversion error, a parser's excerpt), so
+        only its class is kept; the statement is normalised (literals and parameters are
+        markers). An audit failure here never hides the original error."""
+        if getattr(err, "_hw_audited", False) or not isinstance(err, Exception):
+            return
+        try:
+            if isinstance(err, AccessDenied | QueryRejected):
+                self._denied(err, "select" if action == "query" else action, statement=statement,
+                             datasets=plan.datasets if plan is not None else ())
+                return
+            _mark_audited(err)
+            if not self.platform.config.audit.enabled:
+                return
+            from headwater.audit import AuditEvent
+
+            if stage is None:
+                parse = isinstance(err, QueryParseError) or type(err).__module__.startswith("sqlglot")
+                stage = "parse" if parse else "plan"
+            cls = type(err).__name__
+            extra: dict[str, Any] = {"error": cls, "stage": stage}
+            rule = getattr(err, "rule", None)
+            if isinstance(rule, str):
+                extra["rule"] = rule
+            ds = list(plan.datasets) if plan is not None else \
+                [d for d in [getattr(err, "dataset", None)] if isinstance(d, str) and d]
+            text = plan.rendered.get("audit.static", (None,))[0] if plan is not None else None
+            self.platform.record(AuditEvent(
+                actor=self.principal.name, action=action, datasets=ds, decision="error",
+                reason=f"{cls} during {stage}", statement=text or _statement_of(statement),
+                duration_ms=(time.perf_counter() - started) * 1000, extra=extra))
+        except Exception as audit_err:  # noqa: BLE001 - the caller gets the original error
+            import logging
+
+            logging.getLogger("headwater.access").warning(
+                "could not audit a failed %s by %s: %s", action, self.principal.name, type(audit_err).__name__)
 
     def _timeout(self, plan: Plan, timeout_s: float | None) -> float | None:
         limits = [t for t in (timeout_s, self.platform.config.query.timeout_s) if t is not None]
@@ -610,6 +702,8 @@ class Session:
         timeout: float | None,
     ) -> Result:
         qcfg = self.platform.config.query
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidCursor("page cursor must be a string: the next_cursor of a previous page")
         if any(k.name.startswith("\x00") for k in plan.sort):
             raise InvalidInput("paging needs ORDER BY on result columns (or order_by=[...])")
         fingerprint = _fingerprint(plan, values)
@@ -669,6 +763,31 @@ def _check_upsert_keys(data: pa.Table, keys: Sequence[str], dataset: str) -> Non
 
 
 _DUCKDB_TOPN_ROWS = 4096
+_MARKER = re.compile(r"__hwparam\d+__")
+_MAX_STATEMENT = 10_000
+"""Characters of a failed statement kept in its audit record (a failure may be a huge input)."""
+
+
+def _mark_audited(err: BaseException) -> None:
+    """Remember that ``err`` has its audit record (it may pass several recording points)."""
+    with contextlib.suppress(Exception):
+        err._hw_audited = True  # type: ignore[attr-defined]
+
+
+def _statement_of(text: Any) -> str | None:
+    """The normalised statement for a failure record: literals are markers (the lexical
+    fallback when it does not parse), cut to a bounded length."""
+    from headwater.audit import normalise_sql
+
+    if not isinstance(text, str):
+        return None
+    try:
+        out = normalise_sql(text[: _MAX_STATEMENT * 4])
+    except Exception:  # noqa: BLE001 - never let a hostile statement break its own audit record
+        from headwater.audit._normalise import lexical
+
+        out = lexical(text[: _MAX_STATEMENT * 4])
+    return out if len(out) <= _MAX_STATEMENT else out[:_MAX_STATEMENT] + " …"
 
 
 def _trace_id(span: Any) -> str | None:
@@ -676,7 +795,8 @@ def _trace_id(span: Any) -> str | None:
     return f"{ctx.trace_id:032x}" if ctx is not None and ctx.trace_id else None
 
 
-def _query_event(actor: str, plan: Plan, result: Result | None, started: float, span: Any) -> Any:
+def _query_event(actor: str, plan: Plan, result: Result | None, started: float, span: Any,
+                 action: str = "query") -> Any:
     """The audit record of an allowed query; its static parts are computed once per plan."""
     from headwater.audit import AuditEvent, normalise_sql
 
@@ -692,7 +812,7 @@ def _query_event(actor: str, plan: Plan, result: Result | None, started: float, 
         ))
     statement, columns, masks, filters = static  # type: ignore[misc]
     rows = result._table.num_rows if result is not None and result._table is not None else None
-    return AuditEvent(actor=actor, action="query", datasets=list(plan.datasets), columns=columns,
+    return AuditEvent(actor=actor, action=action, datasets=list(plan.datasets), columns=columns,
                       masks=masks, row_filters=filters, statement=statement, rows=rows,
                       duration_ms=(time.perf_counter() - started) * 1000, trace_id=_trace_id(span))
 
@@ -721,8 +841,10 @@ def _by_position(data: pa.Table, ds: Any) -> pa.Table:
     return data.rename_columns(names[: data.num_columns])
 
 
-def _guarded(reader: pa.RecordBatchReader, cap: int | None, release: Any) -> pa.RecordBatchReader:
-    """Enforce the row cap while streaming; release the concurrency slot when done."""
+def _guarded(reader: pa.RecordBatchReader, cap: int | None, release: Any,
+             on_error: Any = None) -> pa.RecordBatchReader:
+    """Enforce the row cap while streaming; release the concurrency slot when done;
+    ``on_error(err)`` audits a failure while streaming (the store failing, the row cap)."""
 
     def gen() -> Iterator[pa.RecordBatch]:
         seen = 0
@@ -734,6 +856,10 @@ def _guarded(reader: pa.RecordBatchReader, cap: int | None, release: Any) -> pa.
                         f"the result exceeds the row cap of {cap}; page through it with page_size",
                         rule="max_rows")
                 yield batch
+        except Exception as err:
+            if on_error is not None:
+                on_error(err)
+            raise
         finally:
             release()
 

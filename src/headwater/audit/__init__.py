@@ -17,11 +17,16 @@ with HMAC-SHA256. Editing, deleting, inserting or reordering records, or cutting
 reported by :meth:`AuditLog.verify` with the first bad seq. The log has no update or delete
 API; :meth:`AuditLog.apply_retention` drops old records behind a signed anchor.
 
-What a hash chain cannot show: someone holding both database write access and the signing
-key can rewrite anything; and wiping the whole log (records, checkpoints and head) leaves an
-empty, valid log. Copy :meth:`AuditLog.checkpoints` elsewhere to anchor against both.
+A signed head stays valid forever, so someone who can write the metadata database could cut
+off the newest records and restore an older signed head (or wipe the log). The head anchor
+(:mod:`headwater.audit._anchor`: a signed file beside the platform, or an S3 object under
+Object Lock in production) holds the highest (seq, hash) ever committed, outside the database,
+and only moves forward; :meth:`AuditLog.verify` fails with ``rolled_back`` when the database is
+behind it. Someone holding database write access and the signing key can still rewrite
+anything, and someone who can also write the anchor's location can cut both back together.
 """
 
+from headwater.audit._anchor import AnchorState, FileAnchor, HeadAnchor, S3Anchor
 from headwater.audit._log import AuditLog, AuditTicket
 from headwater.audit._model import (
     ACTIONS,
@@ -35,12 +40,16 @@ from headwater.audit._normalise import normalise_sql
 
 __all__ = [
     "ACTIONS",
+    "AnchorState",
     "AuditEvent",
     "AuditIntegrityError",
     "AuditLog",
     "AuditRecord",
     "AuditTicket",
     "Checkpoint",
+    "FileAnchor",
+    "HeadAnchor",
+    "S3Anchor",
     "VerifyReport",
     "normalise_sql",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from headwater.audit import _spool, _verify
+from headwater.audit._anchor import PRUNED, AnchorState, HeadAnchor
 from headwater.audit._model import (
     AuditEvent,
     AuditIntegrityError,
@@ -113,6 +115,9 @@ class AuditLog:
     records. ``retention_days=None`` keeps records forever. With ``spool_dir``, :meth:`spool`
     makes a record durable in this process's spool file there (``spool_sync``: flushed to stable
     storage too) and a writer thread commits it; without, it commits before returning.
+    ``anchor`` (a :class:`~headwater.audit.FileAnchor` or :class:`~headwater.audit.S3Anchor`)
+    receives the head after every commit, outside the metadata database, so :meth:`verify`
+    detects records cut off behind a restored older head.
     """
 
     def __init__(
@@ -125,6 +130,7 @@ class AuditLog:
         spool_dir: str | Path | None = None,
         spool_sync: bool = False,
         linger_s: float = 0.005,
+        anchor: HeadAnchor | None = None,
     ) -> None:
         if not isinstance(signing_key, bytes | bytearray) or len(signing_key) < 16:
             raise InvalidInput("audit signing_key must be at least 16 bytes")
@@ -169,6 +175,9 @@ class AuditLog:
         dbapi = self._engine.dialect.loaded_dbapi
         self._operational = dbapi.OperationalError
         self._dbapi_error = dbapi.Error
+        self.anchor = anchor
+        """The head anchor outside the metadata database (None: rollbacks go unnoticed)."""
+        self._anchor_pid = 0  # the process that checked the anchor exists (once per process)
 
     def __repr__(self) -> str:
         return (f"AuditLog(dialect={self._dialect!r}, checkpoint_every={self.checkpoint_every}, "
@@ -264,6 +273,8 @@ class AuditLog:
         if name is not None:
             with contextlib.suppress(StoreError):
                 self._forget_spool(name)
+        if self.anchor is not None:
+            self.anchor.close()
         with self._lock:
             self._drop_own()
 
@@ -467,8 +478,12 @@ class AuditLog:
         if not items:
             return []
         with self._append_txn() as (cur, seq, prev):
+            first, first_hash = seq, prev
             rows = []
             checkpoints = []
+            given = len(items)
+            if self.anchor is not None and self._anchor_pid != os.getpid():
+                items = self._anchor_check(first, first_hash, items)
             for ts, text_body in items:
                 seq += 1
                 text = chain_text(prev, seq, ts, text_body)
@@ -486,7 +501,52 @@ class AuditLog:
                 cur.executemany(self._q(
                     "INSERT INTO hw_audit_spool (spool, committed) VALUES (?, ?) "
                     "ON CONFLICT (spool) DO UPDATE SET committed = excluded.committed"), list(marks.items()))
-        return rows
+        if self.anchor is not None:
+            # After the commit: an anchor ahead of the database would fail every verify.
+            self.anchor.advance(seq, prev, first, first_hash, self._hash_at)
+        return rows[len(rows) - given:]  # the callers' records (an anchor record may precede them)
+
+    def _hash_at(self, seq: int) -> str | None:
+        """The stored hash of record ``seq`` (``PRUNED`` when retention removed it, None when it
+        is missing): the anchor's continuity check."""
+        with self._raw() as raw:
+            cur = raw.cursor()
+            cur.execute(self._q("SELECT hash FROM hw_audit_records WHERE seq = ?"), (seq,))
+            row = cur.fetchone()
+            if row is not None:
+                raw.rollback()
+                return str(row[0])
+            cur.execute("SELECT anchor_seq, anchor_hash FROM hw_audit_head WHERE id = 1")
+            head = cur.fetchone()
+            raw.rollback()
+        kept_after = (head[0] or 0) if head else 0
+        if seq == kept_after and head is not None:
+            return str(head[1])
+        return PRUNED if seq < kept_after else None
+
+    def _anchor_check(self, head: int, head_hash: str, items: Sequence[tuple[int, str]]) -> Sequence[tuple[int, str]]:
+        """Once per process, in the first append's transaction (which holds the chain head, so
+        no other process appends meanwhile): a missing anchor is created at the current head
+        before this commit, so no later process takes the gap between a commit and its anchor
+        write for a missing anchor. Over a log with records (an upgrade, or an anchor deleted)
+        the chain says so in an ``audit_anchor`` record: a deleted anchor leaves evidence."""
+        assert self.anchor is not None
+        try:
+            if self.anchor.read() is not None:
+                self._anchor_pid = os.getpid()
+                return items
+            self.anchor.start(head, head_hash)
+        except (AuditIntegrityError, StoreError, OSError) as err:
+            log.error("audit anchor: %s", err)  # left as it is; verify reports it
+            return items
+        self._anchor_pid = os.getpid()
+        if head == 0:
+            return items
+        log.warning("audit log has %d record(s) but no anchor at %s; anchoring from this commit on",
+                    head, self.anchor.where)
+        event = AuditEvent(actor="headwater", action="audit_anchor", reason="no anchor found; anchoring the head",
+                           extra={"anchor": self.anchor.where, "head_seq": head})
+        return [(items[0][0], body(event)), *items]
 
     # -- spool recovery ----------------------------------------------------------------
     def _recover(self) -> int:
@@ -545,12 +605,68 @@ class AuditLog:
             return [Checkpoint(*row) for row in cur.fetchall()]
 
     # -- verification ------------------------------------------------------------------
-    def verify(self, *, start: int | None = None) -> VerifyReport:
+    def verify(self, *, start: int | None = None, strict: bool = False) -> VerifyReport:
         """Check the whole chain (or from seq ``start``): hashes, links, seq continuity,
-        checkpoint and head signatures, and the tail against the signed head."""
+        checkpoint and head signatures, the tail against the signed head, and the head against
+        the anchor outside the metadata database (``rolled_back`` when records were cut off
+        and an older signed head restored). ``strict`` raises :class:`AuditIntegrityError`
+        instead of returning a failed report."""
         self.flush()
+        anchored: AnchorState | None = None
+        anchor_problem: str | None = None
+        if self.anchor is not None:
+            self.anchor.flush()
+            # Read before the database snapshot: the anchor only advances after a commit, so
+            # an anchor read first is never ahead of a later snapshot of an intact log.
+            try:
+                anchored = self.anchor.highest()
+            except AuditIntegrityError as err:
+                anchor_problem = str(err)
         with self._raw() as raw:
-            return _verify.verify(raw, self._dialect, self._key, start, connect=self._raw)
+            report = _verify.verify(raw, self._dialect, self._key, start, connect=self._raw)
+            if self.anchor is not None:
+                report = self._check_anchor(raw, report, anchored, anchor_problem)
+        return report.check() if strict else report
+
+    def _check_anchor(self, raw: Any, report: VerifyReport, anchored: AnchorState | None,
+                      problem: str | None) -> VerifyReport:
+        """``report`` with the head compared to the anchor, in the verify's snapshot."""
+        assert self.anchor is not None
+        where = self.anchor.where
+        cur = raw.cursor()
+        cur.execute("SELECT seq, anchor_seq, anchor_hash FROM hw_audit_head WHERE id = 1")
+        row = cur.fetchone()
+        head = row[0] if row else 0
+        bad: int | None = None
+        if problem is None and anchored is None and head > 0:
+            problem = (f"no audit anchor at {where} but the log has {head} record(s): a deleted anchor "
+                       "cannot rule out records cut off (it is recreated by the next append)")
+            bad = head
+        elif problem is None and anchored is not None:
+            if head < anchored.seq:
+                problem = (f"records {head + 1}..{anchored.seq} were cut off: the chain ends at seq {head} "
+                           f"but the anchor at {where} records seq {anchored.seq} (an older head was restored)")
+                bad = head + 1
+            elif anchored.seq > 0:
+                kept_from = (row[1] or 0) if row else 0
+                if anchored.seq > kept_from:
+                    cur.execute(self._q("SELECT hash FROM hw_audit_records WHERE seq = ?"), (anchored.seq,))
+                    found = cur.fetchone()
+                    stored = found[0] if found else None
+                else:
+                    stored = row[2] if row and anchored.seq == kept_from else anchored.hash  # behind retention
+                if stored != anchored.hash:
+                    problem = (f"record {anchored.seq} is not the one anchored at {where}: the chain was cut "
+                               "back and written again")
+                    bad = anchored.seq
+        elif problem is not None:
+            bad = head
+        extra = {"head_anchor": where, "head_anchor_seq": anchored.seq if anchored else None}
+        if problem is None:
+            return dataclasses.replace(report, **extra)
+        if not report.ok:  # the chain's own break is what it reports
+            return dataclasses.replace(report, **extra)
+        return dataclasses.replace(report, ok=False, first_bad_seq=bad, problem=problem, rolled_back=True, **extra)
 
     # -- reading -----------------------------------------------------------------------
     def query(

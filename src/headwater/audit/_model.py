@@ -36,6 +36,7 @@ ACTIONS = frozenset(
     {
         "authenticate",
         "query",
+        "explain",
         "write",
         "deny",
         "policy_change",
@@ -43,11 +44,13 @@ ACTIONS = frozenset(
         "schema_register",
         "replay",
         "erase",
+        "audit_anchor",
     }
 )
 """The actions Headwater itself records; other lowercase names are accepted too."""
 
-DECISIONS = ("allow", "deny")
+DECISIONS = ("allow", "deny", "error")
+"""``error``: the call failed (parse, plan, store ...); the record holds the error class, no data."""
 
 _dumps = json.JSONEncoder(
     ensure_ascii=True, separators=(",", ":"), sort_keys=True, allow_nan=False
@@ -145,9 +148,25 @@ class VerifyReport:
     last_seq: int | None = None
     checkpoints_checked: int = 0
     elapsed_s: float = 0.0
+    rolled_back: bool = False
+    """The chain verifies but the newest records were cut off (the head is behind the anchor,
+    or the anchored record is gone or different), or the anchor is missing or does not verify."""
+    head_anchor_seq: int | None = None
+    """The seq held by the head anchor outside the metadata database (None: no anchor)."""
+    head_anchor: str | None = None
+    """Where the head anchor is (a path or ``s3://...``), when one is configured."""
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def check(self) -> VerifyReport:
+        """Return ``self`` when the log is intact, else raise :class:`AuditIntegrityError`
+        (with ``first_bad_seq`` and ``rolled_back``)."""
+        if not self.ok:
+            raise AuditIntegrityError(
+                f"audit log does not verify at seq {self.first_bad_seq}: {self.problem}",
+                first_bad_seq=self.first_bad_seq, rolled_back=self.rolled_back)
+        return self
 
 
 # -- encoding ---------------------------------------------------------------------------
@@ -165,7 +184,7 @@ def body(event: AuditEvent) -> str:
     if not isinstance(event.action, str) or not event.action or len(event.action) > 64:
         raise InvalidInput("audit event action must be a non-empty string (<= 64 chars)", field="action")
     if event.decision not in DECISIONS:
-        raise InvalidInput("audit event decision must be 'allow' or 'deny'", field="decision")
+        raise InvalidInput("audit event decision must be 'allow', 'deny' or 'error'", field="decision")
     if event.rows is not None and (not isinstance(event.rows, int) or event.rows < 0):
         raise InvalidInput("audit event rows must be a non-negative integer", field="rows")
     duration = event.duration_ms

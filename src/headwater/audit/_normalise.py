@@ -7,7 +7,7 @@ import re
 import sqlglot
 from sqlglot import exp
 
-__all__ = ["normalise_sql"]
+__all__ = ["lexical", "normalise_sql"]
 
 # Fallback for text sqlglot cannot parse: strings, dollar-quoted strings and numbers go.
 _FALLBACK = re.compile(
@@ -16,6 +16,12 @@ _FALLBACK = re.compile(
     r"""|(?<![\w$.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])""",
     re.DOTALL,
 )
+
+
+def lexical(sql: str) -> str:
+    """``sql`` with quoted strings and numbers replaced by ``?`` without parsing it (for text
+    that does not parse, or that a parser cannot take: too deep, too long)."""
+    return " ".join(_FALLBACK.sub("?", sql).split())
 
 
 def _strip(node: exp.Expression) -> exp.Expression:
@@ -39,10 +45,11 @@ def normalise_sql(sql: str | exp.Expression, *, dialect: str | None = None) -> s
     else:
         try:
             trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
-        except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, RecursionError):
-            # RecursionError: input nested too deeply for the parser (the planner rejects it).
-            return " ".join(_FALLBACK.sub("?", sql).split())
+            return "; ".join(t.transform(_strip, copy=False).sql(dialect=dialect) for t in trees)
+        except (sqlglot.errors.SqlglotError, RecursionError, ValueError):
+            # does not parse, or too deep to parse (nested parentheses): strip it lexically
+            return lexical(sql)
     try:
         return "; ".join(t.transform(_strip, copy=False).sql(dialect=dialect) for t in trees)
     except RecursionError:
-        return " ".join(_FALLBACK.sub("?", sql if isinstance(sql, str) else "").split())
+        return "<statement nested too deeply to render>"

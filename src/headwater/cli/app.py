@@ -128,6 +128,22 @@ def sql_cmd(
                      paged=page_size is not None or cursor is not None)
 
 
+@app.command("explain")
+@handle_errors
+def explain_cmd(
+    query: Annotated[str, typer.Argument(help="One SELECT; datasets are named <store>.<table>.")],
+    config: ConfigOpt = None,
+    as_: Annotated[str | None, typer.Option("--as", help="Principal to explain as (trusted local use).")] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="HEADWATER_TOKEN", help="API key or JWT to authenticate with.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Positional parameter (JSON or text); repeat.")] = None,
+) -> None:
+    """Show where and how a query would run, governed and audited like the query itself."""
+    params = [_parse_param(p) for p in param or []]
+    with open_platform(config) as platform:
+        session = platform.session(token=token) if token else platform.session(as_)
+        sys.stdout.write(session.explain(query, params or None) + "\n")
+
+
 def _parse_param(text: str) -> Any:
     try:
         return json.loads(text)
@@ -464,19 +480,24 @@ def audit_export(
 @audit_app.command("verify")
 @handle_errors
 def audit_verify(config: ConfigOpt = None) -> None:
-    """Check the hash chain and signed checkpoints; says where the chain breaks."""
+    """Check the hash chain, signed checkpoints and the head against its anchor outside the
+    metadata database. Exit 2: the chain is broken; exit 3: records were cut off (the head
+    was rolled back behind the anchor, or the anchor is missing or does not verify)."""
     with open_platform(config) as platform:
         with console.status("verifying the audit chain…"):
             report = platform.audit.verify()
         if report.ok:
             rate = report.records_checked / report.elapsed_s if report.elapsed_s else 0
+            anchored = (f"; head anchored at seq {report.head_anchor_seq} ({escape(report.head_anchor)})"
+                        if report.head_anchor and report.head_anchor_seq is not None else "")
             console.print(f"[green]audit chain intact[/green]: {report.records_checked:,} records "
                           f"(seq {report.first_seq}-{report.last_seq}), {report.checkpoints_checked} signed "
-                          f"checkpoint(s), {rate:,.0f} records/s")
+                          f"checkpoint(s), {rate:,.0f} records/s{anchored}", soft_wrap=True)
             return
-        err_console.print(f"[bold red]audit chain broken[/bold red] at record {report.first_bad_seq}: "
+        what = "audit log rolled back" if report.rolled_back else "audit chain broken"
+        err_console.print(f"[bold red]{what}[/bold red] at record {report.first_bad_seq}: "
                           f"{escape(str(report.problem))}", soft_wrap=True)
-        raise typer.Exit(2)
+        raise typer.Exit(3 if report.rolled_back else 2)
 
 
 def main() -> None:

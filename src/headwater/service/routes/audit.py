@@ -50,6 +50,9 @@ class VerifyResponse(BaseModel):
     last_seq: int | None = None
     checkpoints_checked: int
     elapsed_s: float
+    rolled_back: bool = Field(False, description="Records were cut off behind the head anchor (or it is "
+                              "missing or does not verify).")
+    head_anchor_seq: int | None = Field(None, description="The seq held by the anchor outside the metadata database.")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -84,8 +87,10 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/verify", response_model=VerifyResponse, summary="Verify the audit chain", operation_id="verify_audit")
 def verify_audit(platform: Any = Depends(platform_of), who: Principal = Depends(require_admin)) -> VerifyResponse:
-    """Check hashes, links, sequence and signed checkpoints; says where the chain breaks."""
+    """Check hashes, links, sequence, signed checkpoints and the head against its anchor outside
+    the metadata database; says where the chain breaks or that records were cut off."""
     r = platform.audit.verify()
     return VerifyResponse(ok=r.ok, records_checked=r.records_checked, first_bad_seq=r.first_bad_seq,
                           problem=str(r.problem) if r.problem else None, first_seq=r.first_seq,
-                          last_seq=r.last_seq, checkpoints_checked=r.checkpoints_checked, elapsed_s=r.elapsed_s)
+                          last_seq=r.last_seq, checkpoints_checked=r.checkpoints_checked, elapsed_s=r.elapsed_s,
+                          rolled_back=r.rolled_back, head_anchor_seq=r.head_anchor_seq)

@@ -1,4 +1,5 @@
-"""``POST /v1/query``: one governed SELECT, keyset-paged, as JSON or an Arrow IPC stream."""
+"""``POST /v1/query``: one governed SELECT, keyset-paged, as JSON or an Arrow IPC stream;
+``POST /v1/explain``: where and how it would run, governed and audited like the query."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from headwater.service.routes._common import (
     wants_arrow,
 )
 
-__all__ = ["QueryRequest", "router"]
+__all__ = ["ExplainRequest", "ExplainResponse", "QueryRequest", "router"]
 
 router = APIRouter(prefix="/v1", tags=["query"], responses=PROBLEM_RESPONSES)
 
@@ -54,3 +55,31 @@ def query(body: QueryRequest, request: Request, sess: Any = Depends(session)) ->
     with sql_errors():
         result = sess.sql(body.sql, body.params, page_size=page_size, cursor=body.cursor)
         return page_response(result, arrow=wants_arrow(request))
+
+
+class ExplainRequest(BaseModel):
+    """A query to explain: SQL and its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(min_length=1, max_length=1_000_000,
+                     description="One SELECT (DuckDB dialect; datasets named `<store>.<table>`).",
+                     examples=["SELECT id, email FROM app.customers WHERE id = ?"])
+    params: list[Any] | dict[str, Any] | None = Field(
+        None, description="Values for `?`/`$1` (a list) or `:name` (an object) placeholders.")
+
+
+class ExplainResponse(BaseModel):
+    """The plan as text: the store (or the federation) and its plan, parameters as markers."""
+
+    plan: str = Field(description="Where the query runs and how; under a policy, operator names only.")
+
+
+@router.post("/explain", response_model=ExplainResponse, summary="Explain a governed query",
+             operation_id="explain")
+def explain(body: ExplainRequest, sess: Any = Depends(session)) -> ExplainResponse:
+    """Where and how the query would run as the caller: denied when the query would be,
+    audited (action `explain`), never showing parameter values, mask keys or row estimates of
+    data the policy hides."""
+    with sql_errors():
+        return ExplainResponse(plan=sess.explain(body.sql, body.params))
