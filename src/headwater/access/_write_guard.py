@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from headwater.catalog import Dataset
     from headwater.platform import Platform
 
-__all__ = ["Lazy", "post_image", "require_exact_columns", "resolve_target", "stored_columns", "stored_keys"]
+__all__ = [
+    "Lazy", "post_image", "require_exact_columns", "resolve_target", "stored_columns", "stored_keys", "typed_keys",
+]
 
 
 class Lazy:
@@ -104,6 +106,25 @@ def require_exact_columns(ds: Dataset, columns: Sequence[str]) -> None:
     if unknown:
         raise WriteError(f"{ds.name} has no column(s) {', '.join(sorted(unknown))}; its columns are "
                          f"{', '.join(ds.column_names)}", dataset=ds.name, columns=sorted(unknown))
+
+
+def typed_keys(keys: pa.Table, ds: Dataset) -> pa.Table:
+    """Key columns cast to the dataset's types, as the store will cast them: a key sent as the
+    text ``"3"`` finds (and is checked against) the stored row 3 it is about to update."""
+    from headwater.catalog._catalog import arrow_type_from_text
+
+    out = keys
+    for i, name in enumerate(keys.column_names):
+        want = arrow_type_from_text(ds.column(name).type)
+        col = out.column(i)
+        if col.type.equals(want):
+            continue
+        try:
+            out = out.set_column(i, pa.field(name, want), col.cast(want, safe=True))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise WriteError(f"{ds.name}.{name} expects {want} but the key values do not convert safely",
+                             dataset=ds.name, column=name) from None
+    return out
 
 
 def post_image(before: pa.Table, rows: pa.Table, key: Sequence[str], dataset: str) -> tuple[pa.Table, pa.Table]:

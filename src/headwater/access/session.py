@@ -24,9 +24,11 @@ from headwater.access._write_guard import (
     resolve_target,
     stored_columns,
     stored_keys,
+    typed_keys,
 )
 from headwater.access.cursor import CursorState
 from headwater.access.planner import DerivePlan, Plan, bind_params, parse_derive
+from headwater.catalog import normalise_name
 from headwater.errors import (
     AccessDenied,
     DatasetNotFound,
@@ -38,7 +40,6 @@ from headwater.errors import (
     StoreError,
     WriteError,
 )
-from headwater.catalog import normalise_name
 from headwater.principal import Principal
 from headwater.stores._sql import bind_template, param_template, reject_case_duplicates
 from headwater.stores.base import WriteMode, WriteResult
@@ -175,7 +176,10 @@ def to_arrow(data: Any, *, dataset: str = "data") -> pa.Table:
                 return pa.table({})
             if not all(isinstance(r, Mapping) for r in data):
                 raise WriteError(f"rows for {dataset} must be dicts (column -> value)", dataset=dataset)
-            return pa.Table.from_pylist(list(data))
+            # Every key of every row is a column (``from_pylist`` would keep only the first
+            # row's keys and drop the others' values silently); a row without a key has NULL there.
+            names = list(dict.fromkeys(k for r in data for k in r))
+            return pa.table({n: pa.array([r.get(n) for r in data]) for n in names})
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
         if isinstance(err, HeadwaterError):
             raise
@@ -546,12 +550,17 @@ class Session:
             # Every row it replaces must be inside the principal's row filter too.
             engine.authorize_write(existing, who, "delete", [], Lazy(lambda: self.platform.system_rows(existing)))
         else:
-            before = Lazy(lambda: self.platform.system_rows(existing, match=rows.select(keys)))
+            # Keys typed as the store will cast them, so the rows looked up are the rows written.
+            typed = Lazy(lambda: typed_keys(rows.select(keys), existing))
+            before = Lazy(lambda: self.platform.system_rows(existing, match=typed()))
             images: dict[str, pa.Table] = {}
 
             def image(which: str) -> pa.Table:
                 if not images:
-                    images["new"], images["updated"] = post_image(before(), rows, keys, dataset)
+                    sent = rows
+                    for k in keys:
+                        sent = sent.set_column(sent.column_names.index(k), typed().schema.field(k), typed().column(k))
+                    images["new"], images["updated"] = post_image(before(), sent, keys, dataset)
                 return images[which]
 
             # Rows it updates must be inside the filter before (pre-image) and after (the stored
