@@ -285,6 +285,8 @@ class ApiKeys:
         self._ttl = timedelta(seconds=cache_ttl_s)
         self._scrypt = scrypt
         self._cache = _cache_for(meta.engine)
+        # Computed now, so that the first unknown key id costs one hash like every other.
+        _dummy_hash(scrypt)
 
     def __repr__(self) -> str:
         return f"ApiKeys(meta={self._meta!r}, cache_ttl_s={self._ttl.total_seconds():g})"
