@@ -30,10 +30,9 @@ not a string is refused. ``principal_claim``/``roles_claim`` are older spellings
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-
-import re
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
