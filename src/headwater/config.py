@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from headwater._yaml import YamlLimitError, safe_load
 from headwater.auth.config import AuthConfig
 from headwater.errors import ConfigError
 from headwater.telemetry.otel import TelemetryConfig
@@ -273,11 +274,13 @@ class Config(_Model):
             except OSError as err:
                 raise ConfigError(f"cannot read config file {p}: {err.strerror}", path=str(p)) from None
             try:
-                data = yaml.safe_load(text) or {}
+                data = safe_load(text) or {}  # refuses recursive aliases, alias bombs, deep nesting, huge ints
             except yaml.YAMLError as err:
                 mark = getattr(err, "problem_mark", None)
                 where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                raise ConfigError(f"{p} is not valid YAML{where}", path=str(p)) from None
+                why = f": {err.problem}" if isinstance(err, YamlLimitError) and err.problem else ""
+                raise ConfigError(f"{p} is not valid YAML{where}{why}", path=str(p),
+                                  line=mark.line + 1 if mark else None) from None
             if not isinstance(data, dict):
                 raise ConfigError(f"{p} must hold a mapping at the top level", path=str(p))
             base_dir = p.resolve().parent
@@ -347,7 +350,7 @@ def _env_value(value: str) -> Any:
     if not value.strip():
         return value
     try:
-        parsed = yaml.safe_load(value)
+        parsed = safe_load(value)
     except yaml.YAMLError:
         return value
     if parsed is None or isinstance(parsed, dict | list):

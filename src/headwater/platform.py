@@ -422,26 +422,36 @@ class Platform:
 
     def system_rows(self, dataset: Any, *, match: Any = None) -> Any:
         """Rows of a dataset read by the platform itself (no policy), optionally only those whose
-        key columns equal a row of ``match`` (an Arrow table of key columns)."""
-        import pyarrow as pa
+        key columns equal a row of ``match`` (an Arrow table of key columns, named as the
+        dataset's columns).
 
-        from headwater.stores.duckdb import new_connection
+        Authorisation reads the rows a write replaces through this, so it fails closed: a store
+        error propagates as the store raised it, and any other failure (a key column that does not
+        bind, a comparison that cannot be made) is :class:`~headwater.errors.AccessDenied`. It
+        never answers "no rows" because it could not look. Up to ``_MATCH_PUSHDOWN`` keys are
+        looked up with the key predicate pushed into the store; more are matched in DuckDB over
+        a scan of the dataset.
+        """
+        from headwater.errors import AccessDenied, HeadwaterError
 
         store = self.store(dataset.store)
-        reader = store.execute(*store.render(
-            __import__("sqlglot").exp.select("*").from_(store.table_expr(dataset.table))))
-        if match is None:
-            return reader.read_all()
-        con = new_connection()
         try:
-            con.register("hw_rows", reader)
-            con.register("hw_keys", match)
-            on = " AND ".join(f'r."{c}" = k."{c}"' for c in match.column_names)
-            return con.execute(f"SELECT r.* FROM hw_rows r SEMI JOIN hw_keys k ON {on}").fetch_arrow_table()
-        except Exception:  # noqa: BLE001
-            return pa.table({})
-        finally:
-            con.close()
+            if match is None:
+                return _read_all(store, dataset, None, [])
+            unknown = [c for c in match.column_names if c not in dataset.column_names]
+            if unknown or not match.column_names:
+                raise AccessDenied(f"the key column(s) {unknown} are not columns of {dataset.name}, so the rows "
+                                   "a write replaces cannot be found; nothing was written", rule="fail-closed",
+                                   dataset=dataset.name)
+            if match.num_rows <= _MATCH_PUSHDOWN:
+                return _read_matching(store, dataset, match)
+            return _semi_join(_read_all(store, dataset, None, []), match)
+        except HeadwaterError:
+            raise
+        except Exception as err:  # noqa: BLE001 - fail closed, typed
+            raise AccessDenied(f"the rows of {dataset.name} that a write replaces cannot be read "
+                               f"({type(err).__name__}); nothing was written", rule="fail-closed",
+                               dataset=dataset.name) from None
 
     # -- catalog -----------------------------------------------------------------------
     def sync_catalog(self, stores: Iterable[str] | None = None) -> SyncReport:
@@ -560,3 +570,78 @@ def _s3_filesystem(cfg: ParquetConfig) -> tuple[Any, str]:
         if s3.secret_access_key is not None:
             kwargs["secret_key"] = s3.secret_access_key.get_secret_value()
     return pafs.S3FileSystem(**kwargs), cfg.root[len("s3://"):]
+
+
+_MATCH_PUSHDOWN = 5_000
+"""Keys up to which :meth:`Platform.system_rows` pushes the key predicate into the store."""
+_KEYS_PER_QUERY = {1: 500}
+"""Keys per lookup query: an IN list for one key column; OR-ed conjunctions (kept shallow for
+SQLite's expression depth limit) for composite keys."""
+
+
+def _read_all(store: Any, dataset: Any, where: Any, params: list[Any]) -> Any:
+    from sqlglot import exp
+
+    tree = exp.select("*").from_(store.table_expr(dataset.table))
+    if where is not None:
+        tree = tree.where(where)
+    return store.execute(*store.render(tree, params)).read_all()
+
+
+def _read_matching(store: Any, dataset: Any, match: Any) -> Any:
+    """The rows whose key equals a row of ``match``, with the key predicate pushed down."""
+    import pyarrow as pa
+    from sqlglot import exp
+
+    from headwater.stores._sql import param
+
+    names = list(match.column_names)
+    per_query = _KEYS_PER_QUERY.get(len(names), 100)
+    parts = []
+    for start in range(0, max(match.num_rows, 1), per_query):
+        rows = match.slice(start, per_query).to_pylist()
+        params: list[Any] = []
+        if len(names) == 1:
+            col = exp.column(names[0], quoted=True)
+            markers = []
+            for r in rows:
+                markers.append(param(len(params)))
+                params.append(r[names[0]])
+            where: Any = exp.In(this=col, expressions=markers) if markers else exp.false()
+        else:
+            ors = []
+            for r in rows:
+                ands = []
+                for n in names:
+                    ands.append(exp.EQ(this=exp.column(n, quoted=True), expression=param(len(params))))
+                    params.append(r[n])
+                ors.append(exp.paren(exp.and_(*ands)))
+            where = exp.or_(*ors) if ors else exp.false()
+        parts.append(_read_all(store, dataset, where, params))
+    found = [t for t in parts if t.num_rows] or parts[:1]
+    if all(t.schema.equals(found[0].schema) for t in found):
+        return pa.concat_tables(found)
+    # Stores that type results by their values (SQLite) can type one lookup's columns apart
+    # from another's: bring every part to the catalogued types (a cast that fails raises).
+    from headwater.catalog._catalog import arrow_type_from_text
+
+    types = {c.name: arrow_type_from_text(c.type) for c in dataset.columns}
+    schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in found[0].schema])
+    return pa.concat_tables([t.select(schema.names).cast(schema) for t in found])
+
+
+def _semi_join(rows: Any, match: Any) -> Any:
+    """The rows of ``rows`` whose key columns equal a row of ``match`` (in DuckDB)."""
+    from headwater.stores.duckdb import new_connection
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    con = new_connection()
+    try:
+        con.register("hw_rows", rows)
+        con.register("hw_keys", match)
+        on = " AND ".join(f"r.{q(c)} = k.{q(c)}" for c in match.column_names)
+        return con.execute(f"SELECT r.* FROM hw_rows r SEMI JOIN hw_keys k ON {on}").fetch_arrow_table()
+    finally:
+        con.close()

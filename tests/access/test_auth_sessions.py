@@ -18,7 +18,8 @@ SECRET = "s" * 40
 def secured(tmp_path: Path) -> Platform:
     cfg = Config.load(None, overrides={
         "platform_dir": str(tmp_path / "hw"),
-        "auth": {"jwt": {"issuer": "https://idp.example", "audience": "headwater", "hs256_secret": SECRET}},
+        "auth": {"jwt": {"issuer": "https://idp.example", "audience": "headwater", "hs256_secret": SECRET,
+                         "claims": {"roles": "roles", "attributes": {"countries": "countries"}}}},
     })
     platform = Platform.open(cfg)
     platform.session("setup").write("app.customers", [

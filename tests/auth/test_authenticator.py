@@ -22,7 +22,8 @@ HS_SECRET = "0123456789abcdef0123456789abcdef-hs"
 
 @pytest.fixture
 def auth(keys, clock) -> Authenticator:
-    return Authenticator(keys, JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, clock=clock))
+    return Authenticator(keys, JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, clock=clock, roles_claim="roles",
+                                           attribute_claims={"countries": "countries"}))
 
 
 def _jwt(clock, **claims) -> str:
@@ -153,3 +154,34 @@ def test_config_builds_an_authenticator(meta, tmp_path, clock):
     assert auth.authenticate(token).principal_name == "dave"
     created = ApiKeys(meta, scrypt=FAST_SCRYPT).create("erin")
     assert auth.authenticate(created.token).principal_name == "erin"
+
+
+def test_config_maps_claims_explicitly(meta):
+    jwt_base = {"issuer": ISS, "audience": AUD, "hs256_secret": HS_SECRET}
+    token = jwt.encode({"iss": ISS, "aud": AUD, "sub": "erin", "exp": 2**40, "name": "alice", "roles": ["admin"],
+                        "grp": "support_eu analyst", "rgn": "EU", "region": "US"}, HS_SECRET, "HS256")
+    # Defaults: name from sub, no roles or attributes from the token.
+    plain = AuthConfig.model_validate({"jwt": jwt_base}).build(meta)
+    assert plain.authenticate(token).principal() == Principal("erin", (), {})
+    mapped = AuthConfig.model_validate({"jwt": {**jwt_base, "claims": {
+        "name": "sub", "roles": "grp", "attributes": {"region": "rgn"}}}}).build(meta)
+    assert mapped.authenticate(token).principal() == Principal("erin", ("support_eu", "analyst"), {"region": "EU"})
+    # The older spellings still work and mean the same.
+    older = AuthConfig.model_validate({"jwt": {**jwt_base, "principal_claim": "sub", "roles_claim": "grp"}}).build(meta)
+    assert older.authenticate(token).principal() == Principal("erin", ("support_eu", "analyst"), {})
+
+
+@pytest.mark.parametrize("claims", [
+    {"attributes": {"name": "name"}},          # name is the principal's name, not an attribute
+    {"attributes": {"bad-attr": "x"}},
+    {"name": ""},
+    {"roles": "a b"},
+    {"surprise": "x"},
+])
+def test_config_rejects_bad_claim_mappings(claims):
+    with pytest.raises(ValidationError):
+        AuthConfig.model_validate({"jwt": {"issuer": ISS, "audience": AUD, "hs256_secret": HS_SECRET,
+                                           "claims": claims}})
+    with pytest.raises(ValidationError, match="not both"):
+        AuthConfig.model_validate({"jwt": {"issuer": ISS, "audience": AUD, "hs256_secret": HS_SECRET,
+                                           "claims": {"name": "sub"}, "roles_claim": "roles"}})

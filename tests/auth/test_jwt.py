@@ -64,9 +64,13 @@ def jwks(rsa_key, ec_key) -> dict[str, Any]:
     return {"keys": [_jwk(rsa_key, "rsa-1"), _jwk(ec_key, "ec-1")]}
 
 
+MAPPED = {"roles_claim": "roles", "attribute_claims": {"team": "team", "countries": "countries", "tenant": "tenant"}}
+"""The claims mapping most tests use (identity comes only from mapped claims)."""
+
+
 @pytest.fixture
 def verifier(clock, jwks) -> JwtVerifier:
-    return JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, jwks=jwks, clock=clock)
+    return JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, jwks=jwks, clock=clock, **MAPPED)
 
 
 def _claims(clock, **overrides: Any) -> dict[str, Any]:
@@ -159,12 +163,56 @@ def test_roles_as_space_separated_string_and_missing(verifier, clock):
 
 def test_custom_principal_and_roles_claims(clock):
     v = JwtVerifier(
-        ISS, AUD, hs256_secret=HS_SECRET, clock=clock, principal_claim="email", roles_claim="groups"
+        ISS, AUD, hs256_secret=HS_SECRET, clock=clock, name_claim="email", roles_claim="groups"
     )
     identity = v.verify(_hs(clock, email="carol@example.com", groups=["g1"]))
     assert identity.principal_name == "carol@example.com"
     assert identity.roles == ("g1",)
-    assert "sub" not in identity.attributes and "roles" in identity.attributes
+    assert identity.attributes == {}  # nothing else is read
+    older = JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, clock=clock, principal_claim="email")
+    assert older.verify(_hs(clock, email="x@example.com")).principal_name == "x@example.com"
+
+
+# -- identity comes only from mapped claims (issue 14) ---------------------------------------------
+
+
+def test_unmapped_claims_are_ignored(clock):
+    # No mapping: the name is sub; roles and attributes come from the policy, never the token.
+    v = JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, clock=clock)
+    identity = v.verify(_hs(clock, name="alice", region="EU", roles=["admin"]))
+    assert identity == ("carol", (), {})
+
+
+def test_display_name_claim_cannot_become_the_principal_name(verifier, clock):
+    identity = verifier.verify(_hs(clock, name="alice", principal="alice", principal_name="alice"))
+    assert identity.principal_name == "carol"
+    assert not {"name", "principal", "principal_name"} & set(identity.attributes)
+
+
+def test_attributes_come_from_their_mapped_claims(clock):
+    v = JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, clock=clock,
+                    attribute_claims={"region": "https://idp.example.com/region", "countries": "ctry"})
+    identity = v.verify(_hs(clock, region="US", ctry=["DE"], **{"https://idp.example.com/region": "EU"}))
+    assert identity.attributes == {"region": "EU", "countries": ["DE"]}
+    assert v.verify(_hs(clock)).attributes == {}  # a mapped claim that is absent is just absent
+
+
+@pytest.mark.parametrize("bad", [{"a": 1}, [{"a": 1}], [["x"]]])
+def test_mapped_attribute_of_the_wrong_shape_is_refused(clock, bad):
+    v = JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, clock=clock, attribute_claims={"region": "region"})
+    _rejected(v, _hs(clock, region=bad))
+
+
+@pytest.mark.parametrize("name", [None, "", 7, ["carol"], {"n": "carol"}, " carol", "carol\u200b",
+                                  "ca\nrol", "x" * 256])
+def test_name_claim_missing_or_not_a_plain_string_is_refused(clock, name):
+    v = JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, clock=clock, name_claim="email")
+    _rejected(v, _hs(clock, email=name))
+
+
+def test_attribute_named_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="name"):
+        JwtVerifier(ISS, AUD, hs256_secret=HS_SECRET, attribute_claims={"name": "name"})
 
 
 def test_no_kid_with_a_single_fitting_key(clock, rsa_key):

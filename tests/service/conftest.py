@@ -69,7 +69,8 @@ def open_platform(directory: Path) -> Platform:
     """An embedded platform with JWT auth, customer data, tags and the demo policy."""
     cfg = Config.load(None, overrides={
         "platform_dir": str(directory),
-        "auth": {"jwt": {"issuer": ISSUER, "audience": AUDIENCE, "hs256_secret": JWT_SECRET}},
+        "auth": {"jwt": {"issuer": ISSUER, "audience": AUDIENCE, "hs256_secret": JWT_SECRET,
+                         "claims": {"roles": "roles", "attributes": {"countries": "countries"}}}},
     })
     platform = Platform.open(cfg)
     setup = platform.session("setup")

@@ -17,8 +17,18 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.access._write_guard import (
+    Lazy,
+    post_image,
+    require_exact_columns,
+    resolve_target,
+    stored_columns,
+    stored_keys,
+    typed_keys,
+)
 from headwater.access.cursor import CursorState
 from headwater.access.planner import DerivePlan, Plan, bind_params, parse_derive
+from headwater.catalog import normalise_name
 from headwater.errors import (
     AccessDenied,
     DatasetNotFound,
@@ -32,7 +42,7 @@ from headwater.errors import (
     WriteError,
 )
 from headwater.principal import Principal
-from headwater.stores._sql import bind_template, param_template
+from headwater.stores._sql import bind_template, param_template, reject_case_duplicates
 from headwater.stores.base import WriteMode, WriteResult
 from headwater.stores.duckdb import DuckDBStore, new_connection
 from headwater.telemetry.otel import db_span, policy_denied, query_summary, query_text
@@ -167,7 +177,10 @@ def to_arrow(data: Any, *, dataset: str = "data") -> pa.Table:
                 return pa.table({})
             if not all(isinstance(r, Mapping) for r in data):
                 raise WriteError(f"rows for {dataset} must be dicts (column -> value)", dataset=dataset)
-            return pa.Table.from_pylist(list(data))
+            # Every key of every row is a column (``from_pylist`` would keep only the first
+            # row's keys and drop the others' values silently); a row without a key has NULL there.
+            names = list(dict.fromkeys(k for r in data for k in r))
+            return pa.table({n: pa.array([r.get(n) for r in data]) for n in names})
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
         if isinstance(err, HeadwaterError):
             raise
@@ -389,12 +402,17 @@ class Session:
 
         ``mode`` is ``append``, ``upsert`` (by ``key``, default the primary key) or
         ``overwrite``. ``data`` is an Arrow table, pandas/polars frame, list of dicts or dict of
-        lists. On any error nothing of this call is written.
+        lists. An upsert sets only the columns it is given: the other columns of a matched row
+        keep their stored values, a new row takes the column defaults. Column names are matched
+        as the store matches them; names that differ only in case are refused. The dataset name
+        is normalised (NFKC) and refused when it could pass for another (invisible characters,
+        mixed scripts, surrounding spaces). On any error nothing of this call is written.
         """
         try:
             mode = WriteMode(mode)
         except ValueError:
             raise InvalidInput(f"mode must be one of {[m.value for m in WriteMode]}, not {mode!r}") from None
+        dataset = normalise_name(dataset)
         store_name, _, table = dataset.partition(".")
         if not table or "." in table:
             raise InvalidInput(f"name the dataset as <store>.<table>, not {dataset!r}")
@@ -403,9 +421,6 @@ class Session:
                 f"no store named {store_name!r}; stores are {', '.join(self.platform.config.stores)}",
                 dataset=dataset,
             )
-        existing = self.platform.catalog.find(dataset)
-        if existing is not None:
-            table = existing.table
         if isinstance(data, Result) and data.plan is not None and data.plan.datasets:
             # A query result written somewhere is derived data: record its lineage.
             from headwater.lineage import schema_from_catalog
@@ -420,10 +435,20 @@ class Session:
         arrow = to_arrow(data, dataset=dataset)
         if arrow.num_columns == 0:
             raise WriteError(f"no rows or columns to write to {dataset}", dataset=dataset)
-        keys = [key] if isinstance(key, str) else list(key or [])
-        if mode is WriteMode.UPSERT:
-            _check_upsert_keys(arrow, keys or (existing.primary_key if existing else ()), dataset)
+        reject_case_duplicates(arrow.column_names, dataset)
         store = self.platform.store(store_name)
+        existing = resolve_target(self.platform, dataset, store)
+        if existing is not None:
+            table = existing.table
+            # Bind every name as the store will: the checks below then see the store's columns.
+            arrow = stored_columns(arrow, existing, store)
+        keys = stored_keys([key] if isinstance(key, str) else list(key or []), existing, store)
+        if mode is WriteMode.UPSERT:
+            keys = keys or list(existing.primary_key if existing is not None else ())
+            if not keys:
+                raise WriteError(f"upsert into {dataset} needs key=[...] (the table has no primary key)",
+                                 dataset=dataset)
+            _check_upsert_keys(arrow, keys, dataset)
         operation = {WriteMode.APPEND: "INSERT", WriteMode.UPSERT: "UPSERT", WriteMode.OVERWRITE: "REPLACE"}[mode]
         started = time.perf_counter()
         with db_span(operation, [dataset], store_kind=store.kind, summary=query_summary(operation, [dataset]),
@@ -463,14 +488,19 @@ class Session:
         return result
 
     def _derive_rows(self, derive: DerivePlan, params: Any, timeout_s: float | None) -> Result:
-        existing = self.platform.catalog.find(derive.target)
+        target = normalise_name(derive.target)
+        store_name = target.partition(".")[0]
+        if store_name not in self.platform.config.stores:
+            raise DatasetNotFound(f"no store named {store_name!r}", dataset=target)
+        # A table in the store but not in the catalog exists all the same (never silently replaced).
+        existing = resolve_target(self.platform, target, self.platform.store(store_name))
         if derive.kind == "create" and existing is not None and not derive.replace:
             if derive.if_not_exists:
                 return Result(table=pa.table({"rows_written": pa.array([0], pa.int64())}))
-            raise InvalidInput(f"{derive.target} already exists; use CREATE OR REPLACE TABLE or INSERT INTO")
+            raise InvalidInput(f"{target} already exists; use CREATE OR REPLACE TABLE or INSERT INTO")
         if derive.kind == "insert" and existing is None:
-            raise DatasetNotFound(f"INSERT INTO {derive.target}: no such dataset; use CREATE TABLE ... AS",
-                                  dataset=derive.target)
+            raise DatasetNotFound(f"INSERT INTO {target}: no such dataset; use CREATE TABLE ... AS",
+                                  dataset=target)
         data = self.sql(derive.query, params, timeout_s=timeout_s).to_arrow()
         if derive.columns:
             if len(derive.columns) != data.num_columns:
@@ -484,17 +514,23 @@ class Session:
         else:
             mode = WriteMode.APPEND if derive.kind == "insert" else WriteMode.OVERWRITE
             key = list(existing.primary_key) if existing is not None else []
-            result = self.write(derive.target, data, mode=mode, key=key or None)
+            result = self.write(target, data, mode=mode, key=key or None)
         return Result(table=pa.table({"rows_written": pa.array([result.rows_written], pa.int64())}))
 
     def _replace(self, existing: Any, data: pa.Table) -> WriteResult:
         """CREATE OR REPLACE: authorised as delete of every row plus insert of the new ones."""
+        reject_case_duplicates(data.column_names, existing.name)
         store = self.platform.store(existing.store)
-        self._authorize_write(WriteMode.OVERWRITE, existing.name, existing, data, [], store)
-        target = _new_dataset(existing.name, data, store)
         engine = self.platform.policy_engine()
         if engine is not None:
-            engine.authorize_write(target, self.principal, "insert", list(data.column_names), data)
+            try:
+                engine.authorize_write(existing, self.principal, "delete", [],
+                                       Lazy(lambda: self.platform.system_rows(existing)))
+                target = _replacement(existing, data, store)
+                engine.authorize_write(target, self.principal, "insert", list(data.column_names), data)
+            except AccessDenied as err:
+                self._denied(err, "write", datasets=[existing.name], columns=data.column_names)
+                raise
         result = store.replace(existing.table, data)
         self.platform.catalog.register(existing.store, store.table(existing.table), kind=store.kind)
         return result
@@ -584,29 +620,46 @@ class Session:
     def _authorize_write(
         self, mode: WriteMode, dataset: str, existing: Any, rows: pa.Table, keys: list[str], store: Any,
     ) -> None:
+        """Authorise a write on the rows as the store will hold them (see ``_write_guard``); the
+        pre-image lookup fails closed (a typed error, nothing written)."""
         engine = self.platform.policy_engine()
         if engine is None:
             return
-        target = existing if existing is not None else _new_dataset(dataset, rows, store)
+        who = self.principal
         columns = list(rows.column_names)
-        actions = {WriteMode.APPEND: ("insert",), WriteMode.UPSERT: ("insert", "update"),
-                   WriteMode.OVERWRITE: ("insert", "delete")}[mode]
-        for action in actions:
-            engine.authorize_write(target, self.principal, action, columns, rows)
         if existing is None:
+            target = _new_dataset(dataset, rows, store)
+            actions = {WriteMode.APPEND: ("insert",), WriteMode.UPSERT: ("insert", "update"),
+                       WriteMode.OVERWRITE: ("insert", "delete")}[mode]
+            for action in actions:
+                engine.authorize_write(target, who, action, columns, rows)
             return
-        # The rows a write replaces must be inside the principal's row filter too.
-        if mode is WriteMode.OVERWRITE:
-            before = self.platform.system_rows(existing)
-            if before.num_rows:
-                engine.authorize_write(existing, self.principal, "delete", [], before)
-        elif mode is WriteMode.UPSERT:
-            key_cols = keys or list(existing.primary_key)
-            if key_cols:
-                before = self.platform.system_rows(existing, match=rows.select(
-                    [c for c in rows.column_names if c.lower() in {k.lower() for k in key_cols}]))
-                if before.num_rows:
-                    engine.authorize_write(existing, self.principal, "update", [], before)
+        require_exact_columns(existing, columns)
+        if mode is WriteMode.APPEND:
+            engine.authorize_write(existing, who, "insert", columns, rows)
+        elif mode is WriteMode.OVERWRITE:
+            engine.authorize_write(existing, who, "insert", columns, rows)
+            # Every row it replaces must be inside the principal's row filter too.
+            engine.authorize_write(existing, who, "delete", [], Lazy(lambda: self.platform.system_rows(existing)))
+        else:
+            # Keys typed as the store will cast them, so the rows looked up are the rows written.
+            typed = Lazy(lambda: typed_keys(rows.select(keys), existing))
+            before = Lazy(lambda: self.platform.system_rows(existing, match=typed()))
+            images: dict[str, pa.Table] = {}
+
+            def image(which: str) -> pa.Table:
+                if not images:
+                    sent = rows
+                    for k in keys:
+                        sent = sent.set_column(sent.column_names.index(k), typed().schema.field(k), typed().column(k))
+                    images["new"], images["updated"] = post_image(before(), sent, keys, dataset)
+                return images[which]
+
+            # Rows it updates must be inside the filter before (pre-image) and after (the stored
+            # values of left-out columns with the sent ones over them); new rows after.
+            engine.authorize_write(existing, who, "update", [], before)
+            engine.authorize_write(existing, who, "update", columns, Lazy(lambda: image("updated")))
+            engine.authorize_write(existing, who, "insert", columns, Lazy(lambda: image("new")))
 
     def _execute(
         self, store_name: str | None, plan: Plan, tree: Any, values: list[Any], timeout: float | None,
@@ -754,11 +807,12 @@ class Session:
 
 def _check_upsert_keys(data: pa.Table, keys: Sequence[str], dataset: str) -> None:
     # Every store must refuse null keys (a null never matches, so the row would be duplicated
-    # on each upsert); checked here once rather than trusting each backend.
-    by_lower = {c.lower(): c for c in data.column_names}
+    # on each upsert); checked here once rather than trusting each backend. The key columns
+    # must be in the data: they find the rows to update (and the rows the checks read).
     for k in keys:
-        col = by_lower.get(k.lower())
-        if col is not None and data.column(col).null_count:
+        if k not in data.column_names:
+            raise WriteError(f"upsert into {dataset}: the data has no key column {k!r}", dataset=dataset)
+        if data.column(k).null_count:
             raise WriteError(f"upsert into {dataset}: key columns must not be null", dataset=dataset)
 
 
@@ -864,6 +918,20 @@ def _guarded(reader: pa.RecordBatchReader, cap: int | None, release: Any,
             release()
 
     return pa.RecordBatchReader.from_batches(reader.schema, gen())
+
+
+def _replacement(existing: Any, data: pa.Table, store: Any) -> Any:
+    """The dataset ``CREATE OR REPLACE`` makes: the new columns, keeping the tags of columns that
+    keep their name (the catalog keeps them too), so column rules by tag still apply."""
+    import dataclasses
+
+    from headwater.catalog import CatalogColumn
+
+    key = getattr(store, "name_key", str.lower)
+    old = {key(c.name): c for c in existing.columns}
+    cols = tuple(dataclasses.replace(old[key(f.name)], name=f.name, type=str(f.type)) if key(f.name) in old
+                 else CatalogColumn(f.name, str(f.type)) for f in data.schema)
+    return dataclasses.replace(existing, columns=cols)
 
 
 def _new_dataset(name: str, rows: pa.Table, store: Any) -> Any:

@@ -26,6 +26,7 @@ from headwater.auth._keys import (
     ApiKeys,
     CreatedKey,
     ScryptParams,
+    key_id_of,
 )
 from headwater.auth.config import AuthConfig, JwtConfig
 
@@ -44,4 +45,5 @@ __all__ = [
     "JwtIdentity",
     "JwtVerifier",
     "ScryptParams",
+    "key_id_of",
 ]

@@ -68,6 +68,15 @@ class Authenticator:
             return AuthResult(name, "jwt", roles, attributes)
         raise AuthenticationError(INVALID_CREDENTIALS)
 
+    def is_cached(self, credential: str | tuple[str, str]) -> bool:
+        """Whether an API key credential (a token, or a (key id, secret) pair) would be verified
+        from the cache, without a slow hash (JWTs and everything else: False)."""
+        if self.api_keys is None:
+            return False
+        if isinstance(credential, tuple):
+            return self.api_keys.is_cached(*credential)
+        return isinstance(credential, str) and self.api_keys.is_cached(credential.strip())
+
     def authenticate_basic(self, key_id: str, secret: str) -> AuthResult:
         """Verify an API key given as HTTP Basic user (key id) and password (secret)."""
         if self.api_keys is None:

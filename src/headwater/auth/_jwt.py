@@ -15,11 +15,16 @@ What a token must satisfy, in order (every failure is the same
    ``audience``; ``exp`` is present;
 5. times, against ``clock`` with ``leeway_s`` of skew either way: ``exp`` not passed,
    ``nbf`` (if present) reached, ``iat`` (if present) not in the future;
-6. the ``principal_claim`` (default ``sub``) is a non-empty string; the ``roles_claim`` (default
-   ``roles``), if present, is a list of strings or a space-separated string.
+6. the name claim (``name_claim``, default ``sub``) is a non-empty printable string without
+   surrounding spaces; the roles claim (``roles_claim``, default none), if mapped and present,
+   is a list of strings or a space-separated string; each mapped attribute claim, if present, is
+   a string, number, boolean or a list of those.
 
-The other claims that are not registered/protocol claims (``team``, ``region``, ``countries``,
-``tenant`` ...) become the principal's attributes.
+Identity comes only from mapped claims (``auth.jwt.claims`` in the configuration): the name from
+``name_claim``, roles from ``roles_claim`` and each attribute ``principal.<attribute>`` from the
+claim ``attribute_claims`` maps it to. Every other claim is ignored: a display-name claim
+``name``, a ``region`` the issuer lets users edit, anything an identity provider adds later
+cannot reach a row filter unless the configuration says so.
 
 JWKS come from a dict or a JSON file (``jwks_path``; :meth:`JwtVerifier.reload_jwks` re-reads it
 after a rotation); there is no network fetch. Only RSA (>= 2048 bits) and EC P-256 public keys
@@ -50,13 +55,7 @@ log = logging.getLogger("headwater.auth")
 SUPPORTED_ALGORITHMS = ("HS256", "RS256", "ES256")
 """The algorithms a :class:`JwtVerifier` can be configured with."""
 
-_NOT_ATTRIBUTES = frozenset(
-    {
-        "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "azp", "auth_time", "nonce",
-        "at_hash", "c_hash", "acr", "amr", "sid", "typ", "cnf", "client_id", "scope",
-    }
-)  # fmt: skip
-"""Registered and protocol claims: about the token, not the principal."""
+_SCALARS = (str, int, float, bool)
 
 _MIN_HMAC_BYTES = 32
 _MIN_RSA_BITS = 2048
@@ -160,8 +159,10 @@ class JwtVerifier:
         jwks_path: str | Path | None = None,
         algorithms: Sequence[str] = SUPPORTED_ALGORITHMS,
         leeway_s: float = 60.0,
-        principal_claim: str = "sub",
-        roles_claim: str = "roles",
+        name_claim: str = "sub",
+        roles_claim: str | None = None,
+        attribute_claims: Mapping[str, str] | None = None,
+        principal_claim: str | None = None,
         clock: Callable[[], datetime] | None = None,
         max_token_bytes: int = 16_384,
     ) -> None:
@@ -183,8 +184,12 @@ class JwtVerifier:
         self.audience = audiences
         self.algorithms = tuple(dict.fromkeys(algorithms))
         self.leeway_s = float(leeway_s)
-        self.principal_claim = principal_claim
+        # ``principal_claim`` is the older spelling of ``name_claim``.
+        self.name_claim = principal_claim or name_claim
         self.roles_claim = roles_claim
+        self.attribute_claims = dict(attribute_claims or {})
+        if "name" in self.attribute_claims:
+            raise ConfigError("the attribute 'name' is the principal's name: map it with name_claim")
         self.max_token_bytes = max_token_bytes
         self._clock = clock or (lambda: datetime.now(UTC))
 
@@ -294,18 +299,31 @@ class JwtVerifier:
                     raise _fail()
 
     def _identity(self, claims: Mapping[str, Any]) -> JwtIdentity:
-        name = claims.get(self.principal_claim)
-        if not isinstance(name, str) or not name or len(name) > 255:
+        name = claims.get(self.name_claim)
+        if (not isinstance(name, str) or not name or len(name) > 255 or not name.isprintable()
+                or name != name.strip()):
+            log.debug("JWT rejected: the name claim is missing or not a plain string")
             raise _fail()
-        raw_roles = claims.get(self.roles_claim)
+        roles: tuple[str, ...] = ()
+        raw_roles = claims.get(self.roles_claim) if self.roles_claim is not None else None
         if raw_roles is None:
-            roles: tuple[str, ...] = ()
+            roles = ()
         elif isinstance(raw_roles, str):
             roles = tuple(raw_roles.split())
         elif isinstance(raw_roles, list) and all(isinstance(r, str) and r for r in raw_roles):
             roles = tuple(raw_roles)
         else:
+            log.debug("JWT rejected: the roles claim is not a list of strings")
             raise _fail()
-        skip = _NOT_ATTRIBUTES | {self.principal_claim, self.roles_claim}
-        attributes = {k: v for k, v in claims.items() if k not in skip}
+        attributes: dict[str, Any] = {}
+        for attribute, claim in self.attribute_claims.items():
+            if claim not in claims:
+                continue
+            value = claims[claim]
+            ok = isinstance(value, _SCALARS) or (
+                isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))
+            if not ok:
+                log.debug("JWT rejected: attribute claim for %s is not a value or list of values", attribute)
+                raise _fail()
+            attributes[attribute] = value
         return JwtIdentity(name, roles, attributes)

@@ -58,6 +58,7 @@ __all__ = [
     "ApiKeys",
     "CreatedKey",
     "ScryptParams",
+    "key_id_of",
 ]
 
 log = logging.getLogger("headwater.auth")
@@ -157,6 +158,21 @@ def _dummy_hash(params: ScryptParams) -> str:
     if params not in _DUMMY_HASHES:
         _DUMMY_HASHES[params] = params.encode(secrets.token_urlsafe(32))
     return _DUMMY_HASHES[params]
+
+
+def key_id_of(token_or_id: object, secret: object = None) -> str | None:
+    """The key id of an API key credential well-formed enough to be hashed (a token
+    ``<key_id>.<secret>`` or an id and a secret), else None: malformed ones fail without a hash,
+    so only these need rate limiting before verification."""
+    if not isinstance(token_or_id, str) or (secret is not None and not isinstance(secret, str)):
+        return None
+    if secret is None:
+        key_id, _, secret = token_or_id.partition(".")
+    else:
+        key_id = token_or_id
+    if _KEY_ID_RE.fullmatch(key_id) and _SECRET_RE.fullmatch(secret):  # type: ignore[arg-type]
+        return key_id
+    return None
 
 
 # -- cache --------------------------------------------------------------------------------------
@@ -285,6 +301,8 @@ class ApiKeys:
         self._ttl = timedelta(seconds=cache_ttl_s)
         self._scrypt = scrypt
         self._cache = _cache_for(meta.engine)
+        # Computed now, so that the first unknown key id costs one hash like every other.
+        _dummy_hash(scrypt)
 
     def __repr__(self) -> str:
         return f"ApiKeys(meta={self._meta!r}, cache_ttl_s={self._ttl.total_seconds():g})"
@@ -436,6 +454,16 @@ class ApiKeys:
                 valid_until = min(valid_until, expires_at)
             self._cache.put(digest, _Entry(key_id, row.principal, valid_until))
         return row.principal
+
+    def is_cached(self, token_or_id: str, secret: str | None = None) -> bool:
+        """Whether :meth:`verify` would answer this credential from the cache (no slow hash)."""
+        key_id = key_id_of(token_or_id, secret)
+        if key_id is None or not self._ttl:
+            return False
+        if secret is None:
+            secret = token_or_id.partition(".")[2]
+        digest = hashlib.sha256(f"{key_id}.{secret}".encode()).hexdigest()
+        return self._cache.get(digest, self._now()) is not None
 
     def clear_cache(self) -> None:
         """Forget every cached verification on this database (in this process)."""

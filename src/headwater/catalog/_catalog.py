@@ -12,6 +12,7 @@ import datetime as dt
 import fnmatch
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,69 @@ from headwater.stores.base import TableInfo
 if TYPE_CHECKING:
     from headwater.stores.base import Store
 
-__all__ = ["Catalog", "CatalogColumn", "Dataset", "SyncReport"]
+__all__ = ["Catalog", "CatalogColumn", "Dataset", "SyncReport", "normalise_name"]
+
+
+MAX_NAME_LENGTH = 512
+"""Longest dataset name (``<store>.<table>``) accepted."""
+
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Control, format (zero-width, bidi controls, soft hyphen ...), surrogate, private-use,
+unassigned characters and line/paragraph separators: never part of a name."""
+_MIXABLE = (frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}), frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+            frozenset({"LATIN", "HAN", "HANGUL"}))
+"""Script sets one name part may combine (Unicode TR39 "highly restrictive"); any other
+mix of scripts, such as Latin with Cyrillic or Greek, is the classic look-alike name."""
+_SCRIPT_ALIASES = {"CJK": "HAN", "IDEOGRAPHIC": "HAN"}
+
+
+def _script(ch: str) -> str | None:
+    """The script of a letter or digit (approximated by its Unicode name), None for the rest."""
+    if ch.isascii():
+        return "LATIN" if ch.isalpha() else None
+    if unicodedata.category(ch)[0] not in "LN":
+        return None  # marks, punctuation, symbols: shared by every script
+    word = unicodedata.name(ch, f"UNNAMED-{ord(ch):X}").split(" ")[0]
+    if word == "KATAKANA-HIRAGANA":
+        return None  # the prolonged sound mark, common to both
+    word = word.split("-")[0] if unicodedata.category(ch) == "Nd" else word
+    return _SCRIPT_ALIASES.get(word, word)
+
+
+def normalise_name(name: str, *, what: str = "dataset name") -> str:
+    """``name`` in Unicode NFKC form, or :class:`InvalidInput` when it could pass for another.
+
+    Refused: leading or trailing whitespace, invisible and control characters (zero-width,
+    bidi controls, soft hyphen, unassigned code points), whitespace other than the ASCII space,
+    and a part (between dots) that mixes scripts (``аpp`` with a Cyrillic ``а``) beyond the
+    combinations Unicode TR39 calls highly restrictive (Latin with Han and Japanese kana, with
+    Han and Bopomofo, or with Han and Hangul). Compatibility forms are folded (NFKC): fullwidth
+    ``ｃｕｓｔｏｍｅｒｓ`` names ``customers``. Every door that takes a dataset name (SDK write, CLI,
+    HTTP, catalog registration) calls this.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"a {what} must be a non-empty string")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"a {what} must be at most {MAX_NAME_LENGTH} characters")
+    if name.isascii() and name.isprintable() and name == name.strip():
+        return name  # the common case: plain ASCII is one script and already NFKC
+    shown = ascii(name)  # escapes make invisible characters visible in the message
+    if name != name.strip():
+        raise InvalidInput(f"{what} {shown} has leading or trailing whitespace")
+    out = unicodedata.normalize("NFKC", name)
+    for ch in out:
+        cat = unicodedata.category(ch)
+        if cat in _HIDDEN_CATEGORIES or (cat == "Zs" and ch != " "):
+            raise InvalidInput(f"{what} {shown} contains the invisible or control character "
+                               f"U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')})")
+    if out != out.strip():
+        raise InvalidInput(f"{what} {shown} has leading or trailing whitespace")
+    for part in out.split("."):
+        scripts = {s for s in map(_script, part) if s is not None}
+        if len(scripts) > 1 and not any(scripts <= allowed for allowed in _MIXABLE):
+            raise InvalidInput(f"{what} {shown} mixes scripts ({', '.join(sorted(scripts)).lower()}) "
+                               "and could pass for another name")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +227,8 @@ class Catalog:
     def get(self, name: str) -> Dataset:
         """One dataset by logical name (case-insensitive); ``DatasetNotFound`` otherwise."""
         snap = self._datasets()
+        if not name.isascii():
+            name = unicodedata.normalize("NFKC", name)  # names are catalogued in NFKC form
         ds = snap.get(name) or snap.get(name.lower())
         if ds is None:
             low = name.lower()
@@ -199,6 +264,9 @@ class Catalog:
         Returns the dataset and what happened: ``added``, ``updated`` or ``unchanged``.
         """
         name = f"{store}.{info.name}"
+        if normalise_name(name) != name:
+            raise InvalidInput(f"dataset name {ascii(name)} is not in Unicode NFKC form "
+                               f"({ascii(normalise_name(name))}); rename the table in its store")
         with self.meta.begin() as conn:
             row = conn.execute(sa.select(datasets_table).where(datasets_table.c.name == name)).first()
             now = _now()
@@ -295,7 +363,13 @@ class Catalog:
                 continue
             seen = set()
             for info in infos:
-                ds, outcome = self.register(store_name, info, kind=store.kind)
+                try:
+                    ds, outcome = self.register(store_name, info, kind=store.kind)
+                except InvalidInput as err:
+                    # A table whose name could pass for another stays out of the catalog (and
+                    # so unreadable); the rest of the store is still synced.
+                    report.errors[ascii(f"{store_name}.{info.name}")] = str(err)
+                    continue
                 seen.add(ds.name)
                 getattr(report, outcome).append(ds.name)
             if prune:

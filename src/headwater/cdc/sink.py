@@ -226,6 +226,13 @@ class ReplicaSink:
         for row in rows:
             for c in row:
                 columns.setdefault(c, None)
+        # An upsert keeps the stored value of a column it is not given; a replica row is the
+        # whole source row (a tombstone: the key and nulls), so every replica column is given.
+        replica = self.session.platform.catalog.find(self.dataset)
+        present = {c.casefold() for c in columns}
+        for c in replica.column_names if replica is not None else ():
+            if c.casefold() not in present:
+                columns.setdefault(c, None)
         if len(columns) and any(len(r) != len(columns) for r in rows):
             rows = [{c: r.get(c) for c in columns} for r in rows]
         try:

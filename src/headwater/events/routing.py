@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from headwater._yaml import safe_load
 from headwater.events.bus.base import Bus
 from headwater.events.bus.errors import RoutingError
 from headwater.events.dlq import DeadLetterStore, Stage
@@ -138,11 +139,13 @@ def load_routes(source: str | Path | Mapping[str, Any]) -> list[Route]:
             raise RoutingError(f"cannot read routing rules: {err}") from None
     if isinstance(source, str):
         try:
-            doc = yaml.safe_load(source)
+            doc = safe_load(source)  # within the limits of headwater._yaml (aliases, depth, ints)
         except yaml.YAMLError as err:
             line = getattr(getattr(err, "problem_mark", None), "line", None)
+            where = "" if line is None else f" at line {line + 1}"
+            problem = getattr(err, "problem", None) or "cannot be parsed"
             raise RoutingError(
-                f"routing rules are not valid YAML: {err}", line=None if line is None else line + 1
+                f"routing rules are not valid YAML{where}: {problem}", line=None if line is None else line + 1
             ) from None
     else:
         doc = source

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -627,7 +627,7 @@ class PolicyEngine:
         principal: Principal | str,
         action: str,
         columns: Sequence[str],
-        rows: pa.Table | None = None,
+        rows: pa.Table | Callable[[], pa.Table] | None = None,
     ) -> None:
         """Allow a write or raise :class:`AccessDenied`.
 
@@ -635,7 +635,9 @@ class PolicyEngine:
         column unmasked, and (when ``rows`` are given) whose row filter every row satisfies.
         For update and delete pass the affected rows as they are (pre-image), and for insert
         and update the new rows; :meth:`row_filter` gives the predicate to AND into a
-        ``DELETE``/``UPDATE`` statement's WHERE.
+        ``DELETE``/``UPDATE`` statement's WHERE. ``rows`` may be a callable returning them:
+        it is called only when a row filter applies (reading a pre-image costs a query), and
+        whatever it raises propagates (a lookup that fails denies; it never means "no rows").
         """
         principal = Principal.of(principal)
         who = principal.name
@@ -669,7 +671,11 @@ class PolicyEngine:
             msg, rule = reason or ("no qualifying role", "default-deny")
             raise AccessDenied(f"{who} may not {action} {dataset.name}: {msg}", rule=rule,
                                dataset=dataset.name, action=action, principal=who)
-        if rows is None or rows.num_rows == 0 or any(not fl for _, fl in qualified):
+        if rows is None or any(not fl for _, fl in qualified):
+            return
+        if callable(rows):
+            rows = rows()
+        if rows.num_rows == 0:
             return
         self._check_rows(dataset, rows, qualified, attrs, who, action)
 
@@ -686,10 +692,19 @@ class PolicyEngine:
             parts = [exp.paren(self._render_filter(f, dataset, "hw_rows", binder)) for f in fl]
             ors.append(exp.paren(exp.and_(*parts)))
         pred = exp.or_(*ors) if len(ors) > 1 else ors[0]
-        given = {c.lower() for c in rows.column_names}
+        # DuckDB binds names case-insensitively and renames a second spelling: with two columns
+        # that differ only in case the check would read one while the store writes the other.
+        given: dict[str, str] = {}
+        for name in list(rows.column_names) + [c.name for c in dataset.columns]:
+            if given.setdefault(name.casefold(), name) != name and name in rows.column_names:
+                raise AccessDenied(f"{who} may not {action} {dataset.name}: the rows have columns that differ "
+                                   "only in case, so they cannot be checked against the row filter",
+                                   rule=qualified[0][1][0].rule, dataset=dataset.name, principal=who)
         data = rows
+        present = {c.casefold() for c in rows.column_names}
         for c in dataset.columns:
-            if c.name.lower() not in given:
+            if c.name.casefold() not in present:
+                present.add(c.name.casefold())
                 data = data.append_column(c.name, pa.nulls(data.num_rows, pa.string()))
         sql = exp.select(exp.func("count", exp.Star())).from_(exp.to_table("hw_rows").as_("hw_rows")).where(
             exp.not_(exp.func("coalesce", exp.paren(pred), exp.false()))

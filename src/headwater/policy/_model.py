@@ -14,6 +14,7 @@ import yaml
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from headwater._yaml import compose, construct_scalar
 from headwater.errors import PolicyError
 
 __all__ = [
@@ -226,9 +227,6 @@ class _Doc:
         return self.lines.get(path, 1)
 
 
-_CONSTRUCTOR = yaml.SafeLoader(  # only used for resolving scalars
-    ""
-)
 
 
 def _to_py(node: yaml.Node, path: tuple[Any, ...], doc: _Doc) -> Any:
@@ -239,7 +237,7 @@ def _to_py(node: yaml.Node, path: tuple[Any, ...], doc: _Doc) -> Any:
             if not isinstance(knode, yaml.ScalarNode):
                 doc.lines[path + ("?",)] = knode.start_mark.line + 1
                 raise doc.error(path + ("?",), "keys must be plain names")
-            key = str(_CONSTRUCTOR.construct_object(knode, deep=True))
+            key = str(construct_scalar(knode))
             if key in out:
                 doc.lines[path + (key,)] = knode.start_mark.line + 1
                 raise doc.error(path + (key,), "duplicate key")
@@ -248,14 +246,14 @@ def _to_py(node: yaml.Node, path: tuple[Any, ...], doc: _Doc) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_py(v, path + (i,), doc) for i, v in enumerate(node.value)]
-    return _CONSTRUCTOR.construct_object(node, deep=True)
+    return construct_scalar(node)
 
 
 def load_policy(text: str, *, source: str = "<policy>") -> Policy:
     """Parse and validate a policy document; :class:`PolicyError` names the line on failure."""
     doc = _Doc(source)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = compose(text)  # refuses recursive aliases, alias bombs, deep nesting, huge ints
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
@@ -267,8 +265,9 @@ def load_policy(text: str, *, source: str = "<policy>") -> Policy:
         raise PolicyError(f"{source}:1: empty policy document", line=1, source=source)
     try:
         data = _to_py(node, (), doc)
-    except yaml.YAMLError as err:
-        raise doc.error((), f"not valid YAML: {err}") from None
+    except yaml.MarkedYAMLError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else 1
+        raise PolicyError(f"{source}:{line}: not valid YAML: {err.problem}", line=line, source=source) from None
     return _build(data, doc)
 
 

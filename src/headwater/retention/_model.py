@@ -37,6 +37,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from headwater._yaml import compose, construct_scalar
 from headwater.errors import PolicyError
 
 __all__ = [
@@ -162,7 +163,6 @@ class RetentionPolicy(_Strict):
 
 
 # -- loading ---------------------------------------------------------------------------
-_CONSTRUCTOR = yaml.SafeLoader("")  # only resolves scalars (int, bool, null, str) as safe_load would
 
 
 def _to_py(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str) -> Any:
@@ -172,7 +172,7 @@ def _to_py(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], 
         for knode, vnode in node.value:
             if not isinstance(knode, yaml.ScalarNode):
                 raise _error(source, knode.start_mark.line + 1, "", "keys must be plain names")
-            key = str(_CONSTRUCTOR.construct_object(knode, deep=True))
+            key = str(construct_scalar(knode))
             if key in out:
                 raise _error(source, knode.start_mark.line + 1, _where(path), f"duplicate key {key!r}")
             lines[path + (key,)] = knode.start_mark.line + 1
@@ -180,7 +180,7 @@ def _to_py(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], 
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_py(v, path + (i,), lines, source) for i, v in enumerate(node.value)]
-    return _CONSTRUCTOR.construct_object(node, deep=True)
+    return construct_scalar(node)
 
 
 def _where(path: tuple[Any, ...]) -> str:
@@ -204,7 +204,7 @@ def _line(lines: Mapping[tuple[Any, ...], int], path: tuple[Any, ...]) -> int:
 def load_retention(text: str, *, source: str = "<retention>") -> RetentionPolicy:
     """Parse and validate a retention document; :class:`PolicyError` names the line on failure."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = compose(text)  # within the limits of headwater._yaml
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
@@ -214,7 +214,11 @@ def load_retention(text: str, *, source: str = "<retention>") -> RetentionPolicy
     if node is None:
         raise _error(source, 1, "", "empty retention document (start with `version: 1`)")
     lines: dict[tuple[Any, ...], int] = {}
-    data = _to_py(node, (), lines, source)
+    try:
+        data = _to_py(node, (), lines, source)
+    except yaml.MarkedYAMLError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else 1
+        raise _error(source, line, "", f"not valid YAML: {err.problem}") from None
     if not isinstance(data, dict):
         raise _error(source, 1, "", "a retention document is a mapping with version, rules, platform")
     for key in ("source", "lines"):

@@ -18,7 +18,10 @@ class ServiceConfig(BaseModel):
 
     rate_per_s: float = Field(50.0, gt=0, description="Requests per second each principal may sustain (token bucket refill).")
     rate_burst: int = Field(100, ge=1, description="Token bucket size: requests a principal may send at once.")
-    rate_enabled: bool = Field(True, description="Turn the per-principal rate limit off (benchmarks).")
+    rate_enabled: bool = Field(True, description="Turn the per-principal rate limit and the failed-authentication throttle off (benchmarks).")
+    auth_failure_burst: int = Field(10, ge=1, description="Failed authentications a client address (and, separately, an API key id) may have before more are refused (429) without being verified.")
+    auth_failures_per_s: float = Field(0.2, gt=0, description="Refill rate of the failed-authentication buckets (per second).")
+    max_json_depth: int = Field(64, ge=2, le=1000, description="Deepest nesting of a JSON request body (400 beyond).")
     max_concurrent: int | None = Field(16, ge=1, description="Requests one principal may have in flight (None: no limit).")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1, description="Largest request body accepted (413 beyond).")
     admin_roles: tuple[str, ...] = Field(("admin",), description="Roles that may use the admin routes (policies, audit, dead letters).")

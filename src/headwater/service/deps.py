@@ -9,6 +9,10 @@ Credentials are accepted the ways off-the-shelf clients send them:
 
 Anything missing or invalid is :class:`~headwater.errors.AuthenticationError` (401 with a
 ``WWW-Authenticate`` challenge); the message never says which part was wrong.
+
+A request's credential is verified once: the outcome, success or failure, is kept on
+``request.state`` (the limits middleware verifies first, the route's dependency reuses it), so a
+wrong API key costs one slow hash, not two.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
     from headwater.access.session import Session
     from headwater.platform import Platform
 
-__all__ = ["credentials", "is_admin", "platform_of", "principal", "require_admin", "session"]
+__all__ = ["credentials", "is_admin", "key_id", "platform_of", "principal", "require_admin", "session"]
 
 _MISSING = "missing credentials"
 _INVALID = "invalid credentials"
@@ -63,24 +67,41 @@ def credentials(request: Request) -> str | tuple[str, str] | None:
 
 
 def principal(request: Request) -> Principal:
-    """Authenticate the request; the principal is cached on ``request.state`` for the request."""
+    """Authenticate the request once: the principal, or the failure, is kept on
+    ``request.state`` for the rest of the request."""
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
+    if getattr(request.state, "auth_failed", False):
+        raise AuthenticationError(_INVALID)
     cred = credentials(request)
     if cred is None:
         raise AuthenticationError(_MISSING)
     platform = platform_of(request)
-    if isinstance(cred, tuple):
-        key_id, secret = cred
-        # An API key token is "<key_id>.<secret>": Basic carries the same two halves.
-        if "." in key_id or "." in secret:
-            raise AuthenticationError(_INVALID)
-        who = platform.authenticate(f"{key_id}.{secret}")
-    else:
-        who = platform.authenticate(cred)
+    try:
+        if isinstance(cred, tuple):
+            key_id, secret = cred
+            # An API key token is "<key_id>.<secret>": Basic carries the same two halves.
+            if "." in key_id or "." in secret:
+                raise AuthenticationError(_INVALID)
+            who = platform.authenticate(f"{key_id}.{secret}")
+        else:
+            who = platform.authenticate(cred)
+    except AuthenticationError:
+        request.state.auth_failed = True
+        raise
     request.state.principal = who
     return who
+
+
+def key_id(cred: str | tuple[str, str]) -> str | None:
+    """The API key id of a credential that verifying would hash (None: a JWT, or a key too
+    malformed to be hashed)."""
+    from headwater.auth import KEY_PREFIX, key_id_of
+
+    if isinstance(cred, tuple):
+        return key_id_of(*cred)
+    return key_id_of(cred) if cred.startswith(KEY_PREFIX) else None
 
 
 def session(request: Request) -> Session:

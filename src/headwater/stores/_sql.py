@@ -1,8 +1,14 @@
 """Shared machinery for SQL stores: parameter markers, rendering, Arrow conversion, writes.
 
 Backends subclass :class:`SqlStore` and fill in connection handling, type mapping and
-introspection; the write algorithm (create if missing, validate and cast, stage, delete by key,
-insert, all in one transaction) lives here once.
+introspection; the write algorithm (create if missing, validate and cast, stage, update matched
+keys, insert new ones, all in one transaction) lives here once.
+
+Names. Every store matches identifiers its own way, and a write must bind column names exactly
+as the store will (a check that binds ``country`` while the store writes ``COUNTRY`` is a way
+around a row filter): :meth:`SqlStore.name_key` is the store's rule (SQLite and DuckDB fold ASCII
+case, Snowflake upper-cases unquoted names, Postgres compares quoted names exactly), and data
+whose column names differ only in case is refused outright (:func:`reject_case_duplicates`).
 """
 
 from __future__ import annotations
@@ -25,9 +31,33 @@ from headwater.errors import (
 from headwater.stores.base import Capabilities, RowChange, TableInfo, WriteMode, WriteResult
 
 __all__ = [
-    "SqlStore", "bind_columns", "bind_template", "bound_assignments", "cast_to_schema", "column_of", "param", "param_template",
-    "rows_to_batch", "split_params",
+    "SqlStore", "ascii_fold", "bind_columns", "bind_template", "bound_assignments", "cast_to_schema", "column_of",
+    "param", "param_template", "reject_case_duplicates", "rows_to_batch", "split_params",
 ]
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_fold(name: str) -> str:
+    """``name`` with ASCII letters lower-cased: how SQLite and DuckDB compare identifiers (other
+    letters keep their case there: ``"É"`` and ``"é"`` are two columns)."""
+    return name.translate(_ASCII_LOWER)
+
+
+def reject_case_duplicates(names: Sequence[str], dataset: str) -> None:
+    """``WriteError`` when two column names differ only in case (Unicode case folding).
+
+    A store that folds case would write one of them and a check that folds case would read the
+    other (DuckDB binds the first and renames the second), so such data is never written.
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str):
+            raise WriteError(f"column names of data for {dataset} must be strings", dataset=dataset)
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise WriteError(f"the data for {dataset} has columns {other!r} and {name!r}, which differ only "
+                             "in case; send each column once", dataset=dataset, columns=[other, name])
 
 _MARKER = "__hwparam{}__"
 _MARKER_RE = re.compile(r"__hwparam(\d+)__")
@@ -163,15 +193,21 @@ def _cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def cast_to_schema(data: pa.Table, target: pa.Schema, dataset: str) -> pa.Table:
+def cast_to_schema(
+    data: pa.Table, target: pa.Schema, dataset: str, *, fold: Callable[[str], str] = ascii_fold,
+    partial: bool = False,
+) -> pa.Table:
     """Check ``data`` against an existing table's schema and cast it, or raise ``WriteError``.
 
-    Columns are matched case-insensitively; unknown columns and failed casts name the column.
-    Columns of the target that ``data`` lacks are filled with nulls when nullable.
+    Columns are matched by the store's identifier rule ``fold`` (default: ASCII case folded);
+    columns that differ only in case, unknown columns and failed casts name the column. Columns of
+    the target that ``data`` lacks are filled with nulls when nullable, or (``partial``, for
+    upserts that keep the stored values of omitted columns) left out.
     """
-    by_lower = {f.name.lower(): f for f in target}
-    given = {name.lower(): name for name in data.column_names}
-    unknown = [name for low, name in given.items() if low not in by_lower]
+    reject_case_duplicates(data.column_names, dataset)
+    by_key = {fold(f.name): f for f in target}
+    given = {fold(name): name for name in data.column_names}
+    unknown = [name for key, name in given.items() if key not in by_key]
     if unknown:
         raise WriteError(
             f"{dataset} has no column(s) {', '.join(sorted(unknown))}; "
@@ -180,9 +216,12 @@ def cast_to_schema(data: pa.Table, target: pa.Schema, dataset: str) -> pa.Table:
             columns=sorted(unknown),
         )
     arrays = []
+    fields = []
     for field in target:
-        src = given.get(field.name.lower())
+        src = given.get(fold(field.name))
         if src is None:
+            if partial:
+                continue
             if not field.nullable:
                 raise WriteError(
                     f"{dataset}.{field.name} is required (NOT NULL) but the data has no such column",
@@ -190,6 +229,7 @@ def cast_to_schema(data: pa.Table, target: pa.Schema, dataset: str) -> pa.Table:
                     column=field.name,
                 )
             arrays.append(pa.nulls(data.num_rows, type=field.type))
+            fields.append(field)
             continue
         col = data.column(src)
         if not col.type.equals(field.type):
@@ -209,7 +249,8 @@ def cast_to_schema(data: pa.Table, target: pa.Schema, dataset: str) -> pa.Table:
                 column=field.name,
             )
         arrays.append(col)
-    return pa.Table.from_arrays(arrays, schema=target)
+        fields.append(field)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _scrub(err: BaseException) -> BaseException | None:
@@ -263,6 +304,11 @@ class SqlStore:
 
     def _quote(self, ident: str) -> str:
         return exp.to_identifier(ident, quoted=True).sql(dialect=self.capabilities.dialect)
+
+    def name_key(self, name: str) -> str:
+        """The key under which this store considers two identifiers the same (ASCII case
+        folded: SQLite and DuckDB; Postgres and Snowflake override)."""
+        return ascii_fold(name)
 
     def _insert_arrow(self, cur: Any, physical: str, data: pa.Table) -> None:
         """Insert an Arrow table with the open cursor (override for a faster bulk path)."""
@@ -321,11 +367,21 @@ class SqlStore:
     def _merge_from_stage(
         self, cur: Any, physical: str, stage: str, key: Sequence[str], columns: Sequence[str]
     ) -> None:
-        """Replace rows whose key is in the staging table, then insert the staged rows."""
-        match = " AND ".join(f"{physical}.{self._quote(k)} = s.{self._quote(k)}" for k in key)
-        cur.execute(f"DELETE FROM {physical} WHERE EXISTS (SELECT 1 FROM {stage} s WHERE {match})")
-        cols = ", ".join(self._quote(c) for c in columns)
-        cur.execute(f"INSERT INTO {physical} ({cols}) SELECT {cols} FROM {stage}")
+        """Upsert the staged rows: set the staged non-key columns of rows whose key is staged,
+        then insert the staged rows whose key is new. Columns the data left out keep their
+        stored values on matched rows and take their defaults on new ones (an upsert never sets
+        a column it was not given)."""
+        q = self._quote
+        rest = [c for c in columns if c not in key]
+        if rest:
+            sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in rest)
+            on = " AND ".join(f"{physical}.{q(k)} = s.{q(k)}" for k in key)
+            cur.execute(f"UPDATE {physical} SET {sets} FROM {stage} AS s WHERE {on}")
+        cols = ", ".join(q(c) for c in columns)
+        picked = ", ".join(f"s.{q(c)}" for c in columns)
+        match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in key)
+        cur.execute(f"INSERT INTO {physical} ({cols}) SELECT {picked} FROM {stage} AS s "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {physical} AS t WHERE {match})")
 
     def _staging_name(self) -> str:
         return "hw_stage"
@@ -348,14 +404,17 @@ class SqlStore:
         """Write ``data`` into ``table`` atomically (see :class:`headwater.stores.base.Store`)."""
         mode = WriteMode(mode)
         dataset = f"{self.name}.{table}"
+        reject_case_duplicates(data.column_names, dataset)
         info = self._table_or_none(table)
         created = info is None
         key = upsert_key(mode, key, info, dataset)
         if info is not None:
-            data = cast_to_schema(data, info.schema, dataset)
-            key = tuple(_match_names(key, data.column_names, dataset))
+            # An upsert writes only the columns it was given (omitted ones keep their values).
+            data = cast_to_schema(data, info.schema, dataset, fold=self.name_key,
+                                  partial=mode is WriteMode.UPSERT)
+            key = tuple(_match_names(key, data.column_names, dataset, self.name_key))
         else:
-            key = tuple(_match_names(key, data.column_names, dataset))
+            key = tuple(_match_names(key, data.column_names, dataset, self.name_key))
             data = _normalise_new(data)
         if mode is WriteMode.UPSERT:
             if any(data.column(k).null_count for k in key):
@@ -444,7 +503,8 @@ def bound_assignments(
 
 def _replace_table(store: SqlStore, table: str, data: pa.Table, key: Sequence[str]) -> WriteResult:
     dataset = f"{store.name}.{table}"
-    key = tuple(_match_names(key, data.column_names, dataset))
+    reject_case_duplicates(data.column_names, dataset)
+    key = tuple(_match_names(key, data.column_names, dataset, store.name_key))
     data = _normalise_new(data)
     physical = store._physical(table)
     try:
@@ -470,13 +530,16 @@ def upsert_key(mode: WriteMode, key: Sequence[str], info: TableInfo | None, data
     return key
 
 
-def _match_names(key: Sequence[str], columns: Sequence[str], dataset: str) -> list[str]:
-    by_lower = {c.lower(): c for c in columns}
+def _match_names(
+    key: Sequence[str], columns: Sequence[str], dataset: str, fold: Callable[[str], str] = ascii_fold,
+) -> list[str]:
+    """The data's spelling of each key column, matched by the store's rule ``fold``."""
+    by_key = {fold(c): c for c in columns}
     out = []
     for k in key:
-        if k.lower() not in by_lower:
-            raise WriteError(f"key column {k!r} is not a column of {dataset}", dataset=dataset)
-        out.append(by_lower[k.lower()])
+        if not isinstance(k, str) or fold(k) not in by_key:
+            raise WriteError(f"key column {k!r} is not a column of the data for {dataset}", dataset=dataset)
+        out.append(by_key[fold(k)])
     return out
 
 

@@ -38,11 +38,14 @@ from headwater.errors import (
     WriteError,
 )
 from headwater.stores._sql import (
+    _match_names,
+    ascii_fold,
     bind_columns,
     bound_assignments,
     cast_to_schema,
     dedupe_last,
     param_template,
+    reject_case_duplicates,
     split_params,
 )
 from headwater.stores.base import (
@@ -102,6 +105,11 @@ class ParquetStore:
 
     def __repr__(self) -> str:
         return f"ParquetStore(name={self.name!r}, root={self.root!r})"
+
+    def name_key(self, name: str) -> str:
+        """Column names compare as DuckDB (which queries the lake) compares them: ASCII case
+        folded."""
+        return ascii_fold(name)
 
     # -- manifests ---------------------------------------------------------------------
     def _dir(self, table: str) -> str:
@@ -261,6 +269,7 @@ class ParquetStore:
         """Write new files, then swap the manifest; see the module docstring."""
         mode = WriteMode(mode)
         dataset = f"{self.name}.{table}"
+        reject_case_duplicates(data.column_names, dataset)
         with self._lock:
             manifest = self._read_manifest(table)
             replaced: list[str] = []
@@ -291,7 +300,9 @@ class ParquetStore:
                 parts = manifest.get("partition_by", [])
                 key = list(key) or manifest.get("key", [])
                 old_files = list(manifest["files"])
-                data = cast_to_schema(data, schema, dataset)
+                # An upsert writes only the columns it was given (omitted ones keep their values).
+                data = cast_to_schema(data, schema, dataset, fold=self.name_key,
+                                      partial=mode is WriteMode.UPSERT)
             missing = [p for p in parts if p not in data.column_names]
             if missing:
                 raise WriteError(f"{dataset} is partitioned by {missing} but the data lacks them",
@@ -299,9 +310,7 @@ class ParquetStore:
             if mode is WriteMode.UPSERT:
                 if not key:
                     raise WriteError(f"upsert into {dataset} needs key=[...]", dataset=dataset)
-                unknown = [k for k in key if k not in data.column_names]
-                if unknown:
-                    raise WriteError(f"key column(s) {unknown} not in {dataset}", dataset=dataset)
+                key = _match_names(key, data.column_names, dataset, self.name_key)
                 if any(data.column(k).null_count for k in key):
                     raise WriteError(f"upsert into {dataset}: key columns must not be null",
                                      dataset=dataset)
@@ -314,8 +323,11 @@ class ParquetStore:
                 if mode is WriteMode.OVERWRITE:
                     keep_files = []
                 elif mode is WriteMode.UPSERT and old_files:
-                    keep_files, rewritten = self._remove_keys(table, old_files, schema, parts, key, data)
+                    keep_files, rewritten, matched = self._remove_keys(table, old_files, schema, parts, key, data)
+                    data = _complete(data, matched, key, schema)
                     data = pa.concat_tables([rewritten, data]) if rewritten.num_rows else data
+                elif mode is WriteMode.UPSERT:
+                    data = _complete(data, schema.empty_table(), key, schema)
                 written = self._write_files(base, data, schema, parts)
                 new_manifest = {
                     "format": "headwater-lake/1",
@@ -340,12 +352,14 @@ class ParquetStore:
     def _remove_keys(
         self, table: str, files: list[str], schema: pa.Schema, parts: list[str], key: list[str],
         data: pa.Table,
-    ) -> tuple[list[str], pa.Table]:
-        """Split existing files into untouched ones and the surviving rows of touched ones."""
+    ) -> tuple[list[str], pa.Table, pa.Table]:
+        """Split existing files into untouched ones, the surviving rows of touched ones, and the
+        rows the upsert replaces (their stored values fill the columns the data left out)."""
         base = self._dir(table)
         new_keys = data.select(key)
         keep: list[str] = []
         survivors: list[pa.Table] = []
+        matched: list[pa.Table] = []
         partitioning = ds.partitioning(pa.schema([schema.field(p) for p in parts]), flavor="hive") if parts else None
         for rel in files:
             one = ds.dataset(f"{base}/{rel}", schema=schema, format="parquet", filesystem=self.fs,
@@ -356,9 +370,10 @@ class ParquetStore:
                 keep.append(rel)
                 continue
             survivors.append(existing.join(new_keys, keys=key, join_type="left anti").select(schema.names))
+            matched.append(existing.join(new_keys, keys=key, join_type="left semi").select(schema.names))
         if not survivors:
-            return keep, data.schema.empty_table()
-        return keep, pa.concat_tables(survivors).cast(schema)
+            return keep, data.schema.empty_table(), schema.empty_table()
+        return keep, pa.concat_tables(survivors).cast(schema), pa.concat_tables(matched).cast(schema)
 
     def _write_files(self, base: str, data: pa.Table, schema: pa.Schema, parts: list[str]) -> list[str]:
         if data.num_rows == 0:
@@ -518,6 +533,27 @@ class ParquetStore:
         """Delete a dataset and all its files."""
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.delete_dir(self._dir(table))
+
+
+def _complete(data: pa.Table, matched: pa.Table, key: list[str], schema: pa.Schema) -> pa.Table:
+    """Upserted rows with every column of ``schema``: the columns ``data`` holds, and for the
+    others the stored value of the row with the same key in ``matched`` (null for a new key)."""
+    omitted = [n for n in schema.names if n not in data.column_names]
+    if not omitted:
+        return data.select(schema.names)
+    matched = dedupe_last(matched, key)
+    # Join only keys and row numbers (any key type joins), then take the omitted columns by
+    # row number, which works for every column type (Arrow joins refuse some payload types).
+    pos = pa.array(range(data.num_rows), pa.int64())
+    rows = pa.array(range(matched.num_rows), pa.int64())
+    pairs = data.select(key).append_column("__hw_pos", pos).join(
+        matched.select(key).append_column("__hw_row", rows), keys=key, join_type="left outer",
+    ).sort_by("__hw_pos")
+    take = pairs.column("__hw_row").combine_chunks()
+    out = data
+    for name in omitted:
+        out = out.append_column(schema.field(name), matched.column(name).take(take))
+    return out.select(schema.names)
 
 
 def _lake_schema(schema: pa.Schema) -> pa.Schema:

@@ -204,6 +204,10 @@ class PostgresStore(SqlStore):
     def _placeholder(self, n: int) -> str:
         return "%s"
 
+    def name_key(self, name: str) -> str:
+        """Headwater quotes every Postgres identifier, and quoted names compare exactly."""
+        return name
+
     def _physical(self, table: str) -> str:
         return f"{self._quote(self.schema)}.{self._quote(table)}"
 

@@ -56,6 +56,7 @@ from headwater.stores._sql import (
     _normalise_new,
     cast_to_schema,
     dedupe_last,
+    reject_case_duplicates,
     rows_to_batch,
     upsert_key,
 )
@@ -338,6 +339,10 @@ class SnowflakeStore(SqlStore):
     def _placeholder(self, n: int) -> str:
         return "%s"
 
+    def name_key(self, name: str) -> str:
+        """Names compare as Snowflake compares unquoted identifiers: upper-cased."""
+        return _fold(name).upper()
+
     def _physical(self, table: str) -> str:
         """Quoted ``schema.table`` for a name as stored (callers resolve names first)."""
         return f"{self._quote(self._schema)}.{self._quote(table)}"
@@ -547,12 +552,15 @@ class SnowflakeStore(SqlStore):
         """Write ``data`` atomically, keeping DDL out of the transaction (module docstring)."""
         mode = WriteMode(mode)
         dataset = f"{self.name}.{table}"
+        reject_case_duplicates(data.column_names, dataset)
         info = self._table_or_none(table)
         created = info is None
         key = upsert_key(mode, key, info, dataset)
         if info is not None:
             stored = info.name
-            data = cast_to_schema(data, info.schema, dataset)
+            # An upsert writes only the columns it was given (omitted ones keep their values).
+            data = cast_to_schema(data, info.schema, dataset, fold=self.name_key,
+                                  partial=mode is WriteMode.UPSERT)
         else:
             stored = _fold(table)
             data = _normalise_new(data)
@@ -561,7 +569,7 @@ class SnowflakeStore(SqlStore):
                 raise WriteError(f"{dataset}: column names collide once upper-cased: "
                                  f"{', '.join(data.column_names)}", dataset=dataset)
             data = data.rename_columns(folded)
-        key = tuple(_match_names(key, data.column_names, dataset))
+        key = tuple(_match_names(key, data.column_names, dataset, self.name_key))
         if (created or mode is WriteMode.UPSERT) and any(data.column(k).null_count for k in key):
             raise WriteError(f"write to {dataset}: key columns must not be null", dataset=dataset)
         if mode is WriteMode.UPSERT:

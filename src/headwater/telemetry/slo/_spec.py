@@ -64,6 +64,7 @@ from typing import Any
 
 import yaml
 
+from headwater._yaml import compose_all, construct_scalar
 from headwater.errors import ConfigError
 
 __all__ = [
@@ -282,7 +283,6 @@ class _Doc:
         return self.lines.get(path, 1)
 
 
-_SCALARS = yaml.SafeLoader("")
 
 
 def _to_py(node: yaml.Node, path: tuple[Any, ...], doc: _Doc) -> Any:
@@ -290,7 +290,7 @@ def _to_py(node: yaml.Node, path: tuple[Any, ...], doc: _Doc) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for knode, vnode in node.value:
-            key = str(_SCALARS.construct_object(knode, deep=True)) if isinstance(knode, yaml.ScalarNode) else None
+            key = str(construct_scalar(knode)) if isinstance(knode, yaml.ScalarNode) else None
             doc.lines[path + (key,)] = knode.start_mark.line + 1
             if key is None:
                 raise doc.error(path + (key,), "keys must be plain names")
@@ -301,7 +301,7 @@ def _to_py(node: yaml.Node, path: tuple[Any, ...], doc: _Doc) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_py(v, path + (i,), doc) for i, v in enumerate(node.value)]
-    return _SCALARS.construct_object(node, deep=True)
+    return construct_scalar(node)
 
 
 def load_slo_file(path: str | Path) -> list[SLO]:
@@ -320,7 +320,7 @@ def load_slos(text: str, *, source: str = "<slos>") -> list[SLO]:
     Raises :class:`~headwater.errors.ConfigError` naming the source and line on failure.
     """
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = compose_all(text)  # within the limits of headwater._yaml
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
@@ -336,8 +336,10 @@ def load_slos(text: str, *, source: str = "<slos>") -> list[SLO]:
         doc = _Doc(source)
         try:
             data = _to_py(node, (), doc)
-        except yaml.YAMLError as err:
-            raise doc.error((), f"not valid YAML: {err}") from None
+        except yaml.MarkedYAMLError as err:
+            line = err.problem_mark.line + 1 if err.problem_mark else 1
+            raise ConfigError(f"{source}:{line}: not valid YAML: {err.problem}", line=line, source=source,
+                              path="") from None
         slos.extend(_build(data, doc))
     seen: dict[str, int] = {}
     for slo in slos:
