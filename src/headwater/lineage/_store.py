@@ -272,6 +272,8 @@ class LineageStore:
         """
         if not isinstance(producer, str) or not producer.strip():
             raise InvalidInput("an outside producer is named by its principal")
+        if len(producer) > _LIMITS["namespace"]:
+            raise InvalidInput(f"a producer's principal name is at most {_LIMITS['namespace']} characters")
         self.check_namespace(job_namespace(event), principal=producer)
         return self._store(event, producer=producer)
 
