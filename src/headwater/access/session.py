@@ -206,6 +206,13 @@ class Session:
     def __repr__(self) -> str:
         return f"Session(principal={self.principal.name!r})"
 
+    @property
+    def lineage(self) -> Any:
+        """Lineage as this principal may post and read it (:class:`headwater.lineage.LineageAccess`)."""
+        from headwater.lineage import LineageAccess
+
+        return LineageAccess(self.platform, self.principal)
+
     # -- reads -------------------------------------------------------------------------
     def sql(
         self,

@@ -379,6 +379,10 @@ def policy_show(
         sys.stdout.write(doc.document if doc.document.endswith("\n") else doc.document + "\n")
 
 
+LineageAsOpt = Annotated[str | None, typer.Option("--as", help="Principal to act as (trusted local use).")]
+LineageTokenOpt = Annotated[str | None, typer.Option("--token", envvar="HEADWATER_TOKEN", help="API key or JWT to authenticate with.")]
+
+
 @lineage_app.command("show")
 @handle_errors
 def lineage_show(
@@ -388,13 +392,19 @@ def lineage_show(
     downstream: Annotated[bool, typer.Option("--downstream", help="What depends on it.")] = False,
     depth: Annotated[int | None, typer.Option("--depth", help="Edges to follow (default: all).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    as_: LineageAsOpt = None,
+    token: LineageTokenOpt = None,
 ) -> None:
-    """Show the lineage graph around a dataset or a column."""
+    """Show the lineage graph around a dataset or a column (only datasets you hold a grant on)."""
     if upstream and downstream:
         raise InvalidInput("pick one of --upstream and --downstream")
+    if fmt not in {"table", "json"}:
+        raise InvalidInput(f"unknown format {fmt!r}; use table or json")
+    if depth is not None and depth < 0:
+        raise InvalidInput("--depth must be >= 0")
     with open_platform(config) as platform:
-        walk = platform.lineage.downstream if downstream else platform.lineage.upstream
-        graph = walk(node, depth)
+        access = (platform.session(token=token) if token else platform.session(as_)).lineage
+        graph = access.downstream(node, depth) if downstream else access.upstream(node, depth)
         doc = graph.to_dict()
         if fmt == "json":
             sys.stdout.write(json.dumps(doc) + "\n")
@@ -403,14 +413,49 @@ def lineage_show(
         console.print(f"[bold]{escape(node)}[/bold] — {direction}: {len(doc['datasets'])} dataset(s), "
                       f"{len(doc['columns'])} column(s)")
         t = Table(header_style="bold cyan")
-        for col in ("source", "target", "type", "subtype"):
+        for col in ("source", "target", "type", "subtype", "recorded by"):
             t.add_column(col)
         for e in doc["edges"]:
             t.add_row(escape(str(e["source"])), escape(str(e["target"])), str(e.get("type") or ""),
-                      str(e.get("subtype") or ""))
+                      str(e.get("subtype") or ""),
+                      "platform" if e["trusted"] else escape(f"{e['producer'] or '?'} (outside)"))
         console.print(t)
+        if doc["hidden"]:
+            console.print(f"[dim]{doc['hidden']} dataset{'s' if doc['hidden'] != 1 else ''} you cannot see "
+                          "(shown as <hidden dataset N>)[/dim]")
         if not doc["edges"]:
             console.print("[dim]no lineage recorded for this node[/dim]")
+
+
+@lineage_app.command("post")
+@handle_errors
+def lineage_post(
+    path: Annotated[Path, typer.Argument(help="A JSON file holding one OpenLineage RunEvent ('-' for stdin).")],
+    config: ConfigOpt = None,
+    as_: LineageAsOpt = None,
+    token: LineageTokenOpt = None,
+) -> None:
+    """Record an OpenLineage event as an outside producer (needs the lineage.write grant)."""
+    text = sys.stdin.read() if str(path) == "-" else _read_lineage_file(path)
+    try:
+        event = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidInput(f"{path} does not hold valid JSON") from None
+    if not isinstance(event, dict):
+        raise InvalidInput("an OpenLineage event is a JSON object")
+    with open_platform(config) as platform:
+        access = (platform.session(token=token) if token else platform.session(as_)).lineage
+        stored = access.post(event)
+        job = stored["job"]
+        console.print(f"recorded {escape(str(stored.get('eventType') or 'OTHER'))} of "
+                      f"{escape(job['namespace'])}/{escape(job['name'])} (run {escape(str(stored['run']['runId']))})")
+
+
+def _read_lineage_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"cannot read {path}: {type(err).__name__}") from None
 
 
 def _when(text: str | None) -> Any:

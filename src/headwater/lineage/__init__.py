@@ -10,6 +10,24 @@
   (``headwater://<platform>``, ``<store>.<table>``) whichever integration reported it.
 * :class:`LineageStore` validates, stores and optionally sends events (:class:`HttpTransport`)
   and answers ``upstream``, ``downstream`` and ``impact`` to any depth.
+* :class:`LineageAccess` (``session.lineage``) is lineage as one principal may use it: posting
+  events needs the ``lineage.write`` grant on the job namespace; reads show only datasets the
+  principal holds a grant on (others are ``<hidden dataset N>`` placeholders).
+* :func:`scrub_sql`: the SQL lineage records (facets, stored events) has no literals.
+
+Trust (what erasure may follow). Events are recorded with their provenance:
+
+* ``LineageStore.emit(event)`` — the platform's own runs (the SDK write path, CDC). Its edges
+  are **trusted** (``LineageEdge.trusted``).
+* ``LineageStore.ingest(event, producer=<principal>)`` — events posted from outside (HTTP
+  ``POST /api/v1/lineage``, ``session.lineage.post``, ``headwater lineage post``). Untrusted;
+  never in the platform's job namespace (``LineageStore.reserved``: its ``job_namespace`` and any
+  ``headwater`` namespace); a COMPLETE replaces only that producer's edges of that job; an output
+  without ``columnLineage`` keeps its column edges.
+* Graph queries on the store follow **trusted edges only unless asked otherwise**
+  (``upstream/downstream/impact(..., trusted_only=True)``), and
+  ``LineageStore.copies_of(dataset, column, trusted_only=True)`` lists the ``DIRECT``/``IDENTITY``
+  edges out of a column (the copies erasure must reach), trusted only.
 
 Typical use on the SDK write path::
 
@@ -22,6 +40,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from headwater.lineage._access import LineageAccess
 from headwater.lineage._events import (
     FACET_SCHEMA_URLS,
     PRODUCER,
@@ -41,7 +60,9 @@ from headwater.lineage._extract import (
     column_lineage,
 )
 from headwater.lineage._identity import IdentityMap, dataset_identity, postgres_identity
+from headwater.lineage._sql import scrub_sql
 from headwater.lineage._store import (
+    WITHHELD,
     LineageEdge,
     LineageGraph,
     LineageNode,
@@ -58,12 +79,14 @@ __all__ = [
     "FACET_SCHEMA_URLS",
     "PRODUCER",
     "RUN_EVENT_SCHEMA_URL",
+    "WITHHELD",
     "ColumnLineage",
     "EventValidator",
     "HttpTransport",
     "IdentityMap",
     "InputField",
     "InvalidLineageEvent",
+    "LineageAccess",
     "LineageDeliveryError",
     "LineageEdge",
     "LineageGraph",
@@ -83,6 +106,7 @@ __all__ = [
     "fail_event",
     "postgres_identity",
     "schema_from_catalog",
+    "scrub_sql",
 ]
 
 

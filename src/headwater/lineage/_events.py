@@ -3,7 +3,8 @@
 A run is a START event (sent before the statement runs) and then COMPLETE or FAIL. Both carry
 the inputs and outputs with their ``schema`` facet, the output with its ``columnLineage`` facet
 (1-2-0: per-field ``inputFields`` with ``transformations``, whole-dataset indirect inputs under
-``dataset``), and the job with its ``sql`` and ``jobType`` facets. Lineage the extractor could
+``dataset``), and the job with its ``sql`` (literals replaced by placeholders, :func:`~headwater.lineage._sql.scrub_sql`)
+and ``jobType`` facets. Lineage the extractor could
 not follow is reported in an ``extractionError`` run facet; a failure in an ``errorMessage`` one.
 
 Every facet carries ``_producer`` (this package, with its version) and the ``_schemaURL`` of the
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from headwater.lineage._identity import IdentityMap
+from headwater.lineage._sql import scrub_sql, scrub_text
 
 if TYPE_CHECKING:
     from headwater.lineage._extract import LineageResult
@@ -165,6 +167,8 @@ def build_fail_event(
 def _start_event(job_namespace, job_name, sql, result, inputs, outputs, *, schemas, identity,  # type: ignore[no-untyped-def]
                  run_id, event_time, producer) -> dict[str, Any]:
     identity = identity or IdentityMap()
+    # Lineage is read by whoever may see its datasets: the statement's shape, never its values.
+    sql = scrub_sql(sql, result.dialect)
     inputs = list(result.inputs) if inputs is None else list(inputs)
     outputs = ([result.target] if result.target else []) if outputs is None else list(outputs)
     run_facets: dict[str, Any] = {}
@@ -241,12 +245,13 @@ def fail_event(start: Mapping[str, Any], error: BaseException | str, *,
     ev["eventType"] = "FAIL"
     ev["eventTime"] = event_time or _now()
     body: dict[str, Any] = {"programmingLanguage": "PYTHON"}
+    # Error messages can quote SQL and values: quoted text and PII spans are removed.
     if isinstance(error, BaseException):
-        body["message"] = f"{type(error).__name__}: {error}"
+        body["message"] = scrub_text(f"{type(error).__name__}: {error}")
         if error.__traceback__ is not None:
-            body["stackTrace"] = "".join(traceback.format_exception(error))
+            body["stackTrace"] = scrub_text("".join(traceback.format_exception(error)))
     else:
-        body["message"] = str(error)
+        body["message"] = scrub_text(str(error))
     run = ev.setdefault("run", {})
     run.setdefault("facets", {})["errorMessage"] = facet("errorMessage", body, producer=ev["producer"])
     return ev

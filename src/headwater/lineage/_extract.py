@@ -33,6 +33,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 
 from headwater.errors import InvalidInput, QueryParseError
+from headwater.lineage._sql import strip_literals
 
 __all__ = [
     "ColumnLineage",
@@ -234,7 +235,7 @@ class _Walker:
         elif isinstance(node, exp.Select):
             out = self._select(scope, node)
         else:
-            self.gap(f"cannot follow {node.key.upper()} ({node.sql(dialect='duckdb')[:80]})")
+            self.gap(f"cannot follow {node.key.upper()} ({_shown(node)[:80]})")
             out = _ScopeLineage([], [], {})
         self._memo[key] = out
         return out
@@ -260,7 +261,7 @@ class _Walker:
             for col in order.find_all(exp.Column):
                 refs = self._output_ref(out, col)
                 if refs is None:
-                    self.gap(f"ORDER BY {col.sql(dialect='duckdb')} of a set operation names no output column")
+                    self.gap(f"ORDER BY {_shown(col)} of a set operation names no output column")
                 else:
                     _merge(out.indirect, refs, SORT)
         return out
@@ -274,14 +275,14 @@ class _Walker:
             elif isinstance(src, exp.Table):
                 self._dataset_of(src, name)
             else:
-                self.gap(f"source {name!r} ({src.sql(dialect='duckdb')[:60]}) is not a dataset; "
+                self.gap(f"source {name!r} ({_shown(src)[:60]}) is not a dataset; "
                          "columns read from it have no lineage")
         names: list[str] = []
         columns: list[Refs] = []
         for proj in node.expressions:
             refs: Refs = {}
             if isinstance(proj, exp.Star) or (isinstance(proj, exp.Column) and proj.is_star):
-                self.gap(f"cannot expand {proj.sql(dialect='duckdb')}: a source has no known schema")
+                self.gap(f"cannot expand {_shown(proj)}: a source has no known schema")
                 continue
             inner = proj.unalias()
             self._collect(scope, inner, IDENTITY if isinstance(inner, exp.Column) else TRANSFORM, refs)
@@ -367,7 +368,7 @@ class _Walker:
 
     def _resolve(self, scope: Scope, col: exp.Column, outputs: _ScopeLineage | None) -> Refs | None:
         if col.is_star:
-            self.gap(f"cannot expand {col.sql(dialect='duckdb')}: a source has no known schema")
+            self.gap(f"cannot expand {_shown(col)}: a source has no known schema")
             return None
         table = col.table
         if not table:
@@ -381,7 +382,7 @@ class _Walker:
                 self.gap(f"column {col.name!r} was assumed to come from {self._name(sources[0][1])} "
                          "(its schema is unknown)")
             else:
-                self.gap(f"column {col.sql(dialect='duckdb')!r} could not be resolved to a source")
+                self.gap(f"column {_shown(col)!r} could not be resolved to a source")
                 return None
         s: Scope | None = scope
         while s is not None:
@@ -402,7 +403,7 @@ class _Walker:
                     return None
                 break
             s = s.parent
-        self.gap(f"column {col.sql(dialect='duckdb')!r} comes from {table!r}, which is not a dataset "
+        self.gap(f"column {_shown(col)!r} comes from {table!r}, which is not a dataset "
                  "or a query Headwater can follow")
         return None
 
@@ -422,7 +423,7 @@ class _Walker:
 
     def _dataset_of(self, table: exp.Table, alias: str) -> str | None:
         if not isinstance(table.this, exp.Identifier):
-            self.gap(f"source {alias!r} ({table.sql(dialect='duckdb')[:60]}) is a table function, "
+            self.gap(f"source {alias!r} ({_shown(table)[:60]}) is a table function, "
                      "not a dataset; columns read from it have no lineage")
             return None
         name = self._name(table)
@@ -626,3 +627,8 @@ def _table_name(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Table):
         return ".".join(p for p in (node.catalog, node.db, node.name) if p)
     return None
+
+
+def _shown(node: exp.Expression) -> str:
+    """``node`` as SQL for a gap message, without its literals (gaps reach lineage facets)."""
+    return strip_literals(node).sql(dialect="duckdb")

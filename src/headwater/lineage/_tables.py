@@ -8,7 +8,12 @@
   JOIN/FILTER/GROUP_BY/SORT);
 * ``hw_lineage_aliases``: names other producers use for a dataset -> its one identity.
 
-The latest COMPLETE event of a job replaces that job's edges into the datasets it wrote.
+Every event and edge carries its provenance (migration ``0013_lineage_provenance``): ``trusted``
+is true only for what the platform itself recorded (``LineageStore.emit``), and ``principal``
+(events) / ``producer`` (edges) names the outside principal that posted it (``''`` for the
+platform). The latest COMPLETE event of a job replaces that job's edges into the datasets it
+wrote *from the same producer* only: an outside producer can never replace or delete the
+platform's edges, nor another producer's.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ events_table = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("delivered", sa.Boolean),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("trusted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("principal", sa.String(255), nullable=False, server_default=""),
     sa.Index("ix_hw_lineage_events_job", "job_namespace", "job_name"),
 )
 
@@ -47,6 +54,8 @@ dataset_edges_table = sa.Table(
     sa.Column("dst_namespace", sa.String(255), nullable=False),
     sa.Column("dst_name", sa.String(512), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("trusted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("producer", sa.String(255), nullable=False, server_default=""),
     sa.Index("ix_hw_lineage_dataset_edges_src", "src_name", "src_namespace"),
     sa.Index("ix_hw_lineage_dataset_edges_dst", "dst_name", "dst_namespace"),
 )
@@ -67,6 +76,8 @@ column_edges_table = sa.Table(
     sa.Column("type", sa.String(16), nullable=False),
     sa.Column("subtype", sa.String(32), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("trusted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("producer", sa.String(255), nullable=False, server_default=""),
     sa.Index("ix_hw_lineage_column_edges_src", "src_name", "src_field"),
     sa.Index("ix_hw_lineage_column_edges_dst", "dst_name", "dst_field"),
 )

@@ -24,6 +24,7 @@ class ServiceConfig(BaseModel):
     max_json_depth: int = Field(64, ge=2, le=1000, description="Deepest nesting of a JSON request body (400 beyond).")
     max_concurrent: int | None = Field(16, ge=1, description="Requests one principal may have in flight (None: no limit).")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1, description="Largest request body accepted (413 beyond).")
+    max_inflated_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest gzip/deflate request body once inflated (413 beyond; inflated incrementally, never whole).")
     admin_roles: tuple[str, ...] = Field(("admin",), description="Roles that may use the admin routes (policies, audit, dead letters).")
     default_page_size: int = Field(1000, ge=1, description="Rows per page when a request names none.")
     max_page_size: int = Field(10_000, ge=1, description="Largest page a request may ask for.")
