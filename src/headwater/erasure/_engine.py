@@ -78,10 +78,11 @@ class ErasureEngine:
         return f"ErasureEngine(report_dir={str(self.report_dir)!r})"
 
     # -- planning ----------------------------------------------------------------------
-    def plan(self, subject: str | Subject, *, actor: Actor) -> ErasurePlan:
+    def plan(self, subject: str | Subject, *, actor: Actor | None = None) -> ErasurePlan:
         """Every target with the subject's row count (a store that cannot be reached gets its
         error instead), and the legal holds that would refuse a run. Changes nothing; needs the
-        ``erase`` grant (``AccessDenied`` otherwise)."""
+        ``erase`` grant (``AccessDenied`` otherwise). ``actor`` defaults to the OS user, as
+        ``Platform.session()`` does."""
         subj, root = resolve_subject(self.platform, parse_subject(subject))
         self._authorize(actor, subj.dataset, "plan")
         targets = discover(self.platform, subj, root)
@@ -96,8 +97,10 @@ class ErasureEngine:
                 t.error = _scrub(_describe(err), subj.value)
         return ErasurePlan(subj, targets, self._blocking(subj, targets))
 
-    def _authorize(self, actor: Actor, dataset: str, what: str, job_id: str | None = None) -> Principal:
+    def _authorize(self, actor: Actor | None, dataset: str, what: str, job_id: str | None = None) -> Principal:
         """The principal, once the policy lets it erase in ``dataset``; a denial is audited."""
+        if actor is None:
+            actor = os.environ.get("USER") or "local"
         if isinstance(actor, str) and not actor.strip():
             raise InvalidInput("an erasure needs an actor (who asked for it)")
         principal = Principal.of(actor)
@@ -417,16 +420,17 @@ class ErasureEngine:
                 self.jobs.update_target(job_id, s.position, state=s.state.value, verified=False)
 
     # -- reading -----------------------------------------------------------------------
-    def status(self, job_id: str, *, actor: Actor) -> ErasureReport:
+    def status(self, job_id: str, *, actor: Actor | None = None) -> ErasureReport:
         """A job's report as stored now (``NotFound`` for an unknown job; the ``erase`` grant on
-        its subject's dataset is needed to read it)."""
+        its subject's dataset is needed to read it; ``actor`` defaults to the OS user)."""
         job = self.jobs.job(job_id)
         self._authorize(actor, job.subject_dataset, "status", job_id)
         return self.jobs.report(job_id)
 
-    def list_jobs(self, limit: int = 50, *, actor: Actor) -> list[ErasureReport]:
-        """The newest jobs whose subject's dataset ``actor`` may erase, newest first."""
-        principal = Principal.of(actor)
+    def list_jobs(self, limit: int = 50, *, actor: Actor | None = None) -> list[ErasureReport]:
+        """The newest jobs whose subject's dataset ``actor`` (default: the OS user) may erase,
+        newest first."""
+        principal = Principal.of(actor if actor is not None else os.environ.get("USER") or "local")
         policy = self.platform.policy_engine()
         return [self.jobs.report(j.job_id) for j in self.jobs.jobs(limit)
                 if policy is None or policy.allowed(principal, "datasets", j.subject_dataset, "erase")]
