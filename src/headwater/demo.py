@@ -65,11 +65,15 @@ roles:
       - {tag: pii.ssn, mask: last4}
     row_filters:
       - {datasets: app.customers, where: "country IN principal.countries"}
+  dpo:
+    grants:
+      - {datasets: "*", actions: [erase]}
 principals:
   alice: {roles: [admin]}
   bob: {roles: [analyst]}
   carol: {roles: [support_eu], attributes: {countries: [DE, FR, IT, ES, NL, IE, PL]}}
   demo: {roles: [admin], kind: service}
+  demo-dpo: {roles: [dpo]}
 """
 DEMO_TAGS = {"email": "pii.email", "phone": "pii.phone", "ssn": "pii.ssn", "name": "pii.name"}
 

@@ -121,3 +121,91 @@ def lake_files_text(platform: Platform, table: str) -> str:
 
 def new_id() -> str:
     return uuid.uuid4().hex[:8]
+
+
+# -- distinctive values, for byte scans ---------------------------------------------------
+def token(n: int = 24) -> str:
+    """A random alphanumeric value: long and varied enough that compression (snappy, FSST)
+    does not split it, so a byte scan that finds it proves the scan can see values."""
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(n))
+
+
+PII_ROWS = 12
+"""Customers of :func:`seed_pii`; 7 is the subject, 8 the control (both archived by retention)."""
+
+
+def seed_pii(platform: Platform, *, capture: bool = True) -> dict[int, dict[str, str]]:
+    """Every copy the platform writes of customers with distinctive email and name values:
+
+    * ``app.customers`` with SQLite change capture (``_hw_changes`` holds full row images of an
+      update of every row) when the app store is SQLite and ``capture``;
+    * ``warehouse.dim_customer`` (CTAS), ``warehouse.customers_replica`` (a CDC replica),
+      ``lake.customer_export`` (a query result on the lake);
+    * a retention archive of customers 7 and 8 (older than the policy keeps);
+    * dead letters of 7 and 8 in clear, and sealed under each one's subject key.
+
+    Returns each customer's ``{"email", "name"}`` values."""
+    import datetime as dt
+
+    from headwater.retention import RetentionEngine
+
+    values = {i: {"email": f"{token()}@example.com", "name": token()} for i in range(1, PII_ROWS + 1)}
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    rows = [{"id": i, "email": v["email"], "name": v["name"], "country": "DE",
+             "created_at": now - dt.timedelta(days=400 if i in (7, 8) else 1)} for i, v in values.items()]
+    s = platform.session("etl")
+    s.write("app.customers", [{**r, "name": "pending"} for r in rows], key="id")
+    platform.catalog.set_tags("app.customers", "email", ["pii.email"])
+    if capture and platform.store("app").kind == "sqlite":
+        from headwater.cdc.sqlite import SQLiteCDC
+
+        SQLiteCDC(platform.store("app"), bus=platform.bus, tables=["customers"]).ensure_capture()
+    s.write("app.customers", rows, mode="upsert", key="id")  # captured: before and after images
+    s.sql("CREATE TABLE warehouse.dim_customer AS SELECT id AS customer_id, email, name FROM app.customers")
+    s.write("warehouse.customers_replica",
+            [{"id": r["id"], "email": r["email"], "name": r["name"], "_lsn": 100 + r["id"], "_seq": 0,
+              "_deleted": False} for r in rows], key="id")
+    s.write("lake.customer_export", s.sql("SELECT customer_id, email, name FROM warehouse.dim_customer"))
+    RetentionEngine(platform).apply("version: 1\ndefaults:\n  archive: lake\nrules:\n"
+                                    "  - dataset: app.customers\n    by: created_at\n    keep: 365d\n", actor="ops")
+    dlq = DeadLetterStore.for_platform(platform)
+    keys = platform.subject_keys
+    for i in (7, 8):
+        clear = Event(type="io.debezium.change", source="/cdc/app",
+                      data={"op": "u", "after": {"id": i, "email": values[i]["email"]}})
+        sealed = Event(type="customer.updated", source="/shop",
+                       data={"ref": keys.seal_text("app.customers.id", i, str(i)),
+                             "email": keys.seal_text("app.customers.id", i, values[i]["email"])})
+        for n, ev in enumerate((clear, sealed)):
+            dlq.add(ev.to_json(), stage="handle", error=("ValueError", "handler failed"), attempts=1,
+                    consumer_group="g", topic="cdc.app.main.customers" if n == 0 else "shop", partition=0,
+                    offset=i * 10 + n)
+    return values
+
+
+def platform_files(root: Path) -> list[Path]:
+    """Every file under the platform folder (databases, WAL and journal files, lake, archives)."""
+    return sorted(f for f in root.rglob("*") if f.is_file())
+
+
+def scan_bytes(files: list[Path], needles: list[str]) -> dict[str, list[str]]:
+    """For each needle, the files whose bytes hold it; Parquet files are also decoded (their
+    pages are compressed), so a value in one is found either way."""
+    import pyarrow.parquet as pq
+
+    found: dict[str, list[str]] = {n: [] for n in needles}
+    for f in files:
+        data = f.read_bytes()
+        text = b""
+        if f.suffix == ".parquet":
+            try:
+                text = str(pq.read_table(f).to_pylist()).encode()
+            except Exception:  # noqa: BLE001 - a file being rewritten: its raw bytes still count
+                text = b""
+        for n in needles:
+            if n.encode() in data or n.encode() in text:
+                found[n].append(str(f))
+    return found

@@ -25,6 +25,9 @@ COPIES = {  # dataset -> key column holding the customer id
     "lake.customer_export": "customer_id",
     "warehouse.customers_replica": "id",
 }
+PLATFORM_COPIES = {"lake.archive", "headwater.subject_keys", "storage:app", "storage:warehouse", "storage:lake",
+                   "storage:headwater.metadata"}
+"""Targets every seeded job has beside the datasets and dead letters (archives, keys, storage)."""
 
 
 def _dead_ids(platform) -> set[int]:
@@ -33,7 +36,7 @@ def _dead_ids(platform) -> set[int]:
 
 def test_plan_finds_every_copy_and_changes_nothing(seeded):
     platform, _ = seeded
-    plan = ErasureEngine(platform).plan(SUBJECT)
+    plan = ErasureEngine(platform).plan(SUBJECT, actor="dpo")
     assert str(plan.subject) == "app.customers.id=7"
     by_name = {t.dataset: t for t in plan.targets}
     for ds, col in COPIES.items():
@@ -74,16 +77,17 @@ def test_delete_everywhere_verified_and_others_untouched(seeded):
     doc = json.loads(text)
     assert doc["subject"] == "app.customers.id=7" and doc["status"] == "completed" and doc["job_id"] == report.job_id
     assert SUBJECT_EMAIL not in text and "Person 7" not in text
-    assert {t["dataset"] for t in doc["targets"] if t["verified"]} == {*COPIES, "headwater.dead_letters"}
+    assert {t["dataset"] for t in doc["targets"] if t["verified"]} == {*COPIES, "headwater.dead_letters",
+                                                                        *PLATFORM_COPIES}
     # audit: one record per target plus one for the run, none holding the subject's value
     records = [r for r in platform.audit.query(action="erase", limit=None) if r.extra.get("job_id") == report.job_id]
     per_target = [r for r in records if "target" in r.extra]
-    assert len(per_target) == len(COPIES) + 1 and len(records) == len(per_target) + 1
+    assert len(per_target) == len(COPIES) + 1 + len(PLATFORM_COPIES) and len(records) == len(per_target) + 1
     run = next(r for r in records if "target" not in r.extra)
     assert run.extra["status"] == "completed" and run.rows == report.rows == len(COPIES) + 2
     assert all("=7" not in json.dumps(r.to_dict()) for r in records)
     # status reads the same job back
-    again = engine.status(report.job_id)
+    again = engine.status(report.job_id, actor="dpo")
     assert again.status is JobStatus.COMPLETED and [t.state for t in again.targets] == [t.state for t in report.targets]
 
 
@@ -118,7 +122,7 @@ def test_legal_hold_refuses_before_touching_anything_then_resume(embedded):
     hold = holds.place(dataset="warehouse.*", reason="litigation 2026-17", actor="legal")
     before = _dead_ids(embedded)
     engine = ErasureEngine(embedded)
-    assert [h.id for h in engine.plan(SUBJECT).holds] == [hold.id]
+    assert [h.id for h in engine.plan(SUBJECT, actor="dpo").holds] == [hold.id]
     with pytest.raises(LegalHoldActive) as err:
         engine.run(SUBJECT, actor="dpo")
     assert hold.id in str(err.value)
@@ -126,7 +130,7 @@ def test_legal_hold_refuses_before_touching_anything_then_resume(embedded):
     for ds, col in COPIES.items():
         assert count(embedded, ds, f"{col} = 7") == 1, ds
     assert _dead_ids(embedded) == before
-    assert engine.status(job_id).status is JobStatus.REFUSED
+    assert engine.status(job_id, actor="dpo").status is JobStatus.REFUSED
     denied = [r for r in embedded.audit.query(action="erase", limit=None) if r.decision == "deny"]
     assert denied and denied[-1].extra["holds"] == [hold.id]
     # still held: resume refuses too
@@ -157,17 +161,17 @@ def test_bad_subjects_get_typed_errors(embedded):
     seed(embedded)
     engine = ErasureEngine(embedded)
     with pytest.raises(InvalidInput):
-        engine.plan("customers")
+        engine.plan("customers", actor="dpo")
     with pytest.raises(DatasetNotFound):
-        engine.plan("nobody.id=1")
+        engine.plan("nobody.id=1", actor="dpo")
     with pytest.raises(ColumnNotFound):
-        engine.plan("customers.nope=1")
+        engine.plan("customers.nope=1", actor="dpo")
     with pytest.raises(InvalidInput, match="int64"):
-        engine.plan("customers.id=abc")
+        engine.plan("customers.id=abc", actor="dpo")
     with pytest.raises(InvalidInput, match="mode"):
         engine.run(SUBJECT, actor="dpo", mode="shred")
     with pytest.raises(NotFound):
-        engine.status("erase_nope")
+        engine.status("erase_nope", actor="dpo")
     with pytest.raises(NotFound):
         engine.run(actor="dpo", resume="erase_nope")
 
@@ -177,12 +181,12 @@ def test_short_name_shared_with_a_derived_copy(embedded):
     s.write("app.people", [{"id": 1, "email": "a@x.io"}, {"id": 2, "email": "b@x.io"}], key="id")
     s.sql("CREATE TABLE warehouse.people AS SELECT id, email FROM app.people")
     engine = ErasureEngine(embedded)
-    plan = engine.plan("people.id=1")  # resolves to the source; the copy is found by lineage
+    plan = engine.plan("people.id=1", actor="dpo")  # resolves to the source; the copy is found by lineage
     assert str(plan.subject) == "app.people.id=1"
     assert {t.dataset for t in plan.erasable} >= {"app.people", "warehouse.people"}
     s.write("lake.people", [{"id": 1, "email": "a@x.io"}])  # unrelated, same name: ambiguous
     with pytest.raises(InvalidInput, match="qualify"):
-        engine.plan("people.id=1")
+        engine.plan("people.id=1", actor="dpo")
 
 
 def test_topics_are_reported_not_claimed(embedded):
@@ -211,7 +215,7 @@ def test_join_on_a_foreign_key_makes_derived_rows_addressable(embedded):
           "FROM app.orders o JOIN app.customers c ON c.id = o.customer_id "
           "JOIN app.products p ON p.id = o.product_id")
     engine = ErasureEngine(embedded)
-    facts = next(t for t in engine.plan("customers.id=7").targets if t.dataset == "warehouse.order_facts")
+    facts = next(t for t in engine.plan("customers.id=7", actor="dpo").targets if t.dataset == "warehouse.order_facts")
     assert facts.addressable and facts.columns == ("customer_id",)  # never product_id
     assert "app.orders.customer_id" in facts.found_by
     mine = count(embedded, "warehouse.order_facts", "customer_id = 7")

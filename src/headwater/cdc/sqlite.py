@@ -22,6 +22,9 @@ SQLite has no write-ahead-log decoding, so :class:`SQLiteCDC` captures with trig
    changed gets its row schema registered (:mod:`headwater.cdc.schemas`) and its triggers
    rebuilt; an incompatible shape halts the table (its changes stay in ``_hw_changes``). SQLite
    refuses to drop or rename a column that the capture triggers reference.
+5. **Erasure.** Pending rows hold full before/after images, so :func:`subject_changes` finds
+   and prunes a data subject's rows (``headwater.erasure`` calls it after erasing the source,
+   whose delete is captured too): the subject's changes, its erasure included, are never shipped.
 
 One connector per database file: the change table is shared by every captured table.
 """
@@ -45,7 +48,7 @@ from headwater.cdc.base import CHANGE_TYPE, SNAPSHOT_TYPE, StatusFileWriter, mes
 from headwater.cdc.errors import CDCError, CDCUnavailable
 from headwater.cdc.schemas import SchemaTracker, json_type_of_sqlite
 
-__all__ = ["CHANGE_TABLE", "STATE_TABLE", "SQLiteCDC"]
+__all__ = ["CHANGE_TABLE", "STATE_TABLE", "SQLiteCDC", "has_change_table", "subject_changes"]
 
 log = logging.getLogger("headwater.cdc")
 
@@ -599,3 +602,69 @@ class SQLiteCDC(StatusFileWriter):
             self._published += published
             if max_events is not None and self._published - start >= max_events:
                 return
+
+
+# -- erasure: a data subject's rows in the change table ------------------------------------------
+def has_change_table(path: str | Path) -> bool:
+    """Whether the SQLite database at ``path`` has a capture change table."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=10.0)) as con:
+            return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (CHANGE_TABLE,)).fetchone() is not None
+    except sqlite3.Error as err:
+        raise CDCUnavailable(f"cannot open SQLite database {path.name}: {err}") from None
+
+
+def _subject_where(matches: Sequence[tuple[str, str]], value: str) -> tuple[str, list[Any]]:
+    """``(tbl = ? AND (before.col IN (...) OR after.col IN (...))) OR ...`` for the subject."""
+    candidates: list[Any] = [value]
+    with contextlib.suppress(ValueError):
+        candidates.append(int(value))
+    with contextlib.suppress(ValueError):
+        f = float(value)
+        if f not in candidates:
+            candidates.append(f)
+    marks = ", ".join("?" * len(candidates))
+    clauses, params = [], []
+    for table, column in matches:
+        path = '$."' + column.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        clauses.append(f"(lower(tbl) = lower(?) AND (json_extract(before, ?) IN ({marks}) "
+                       f"OR json_extract(after, ?) IN ({marks})))")
+        params += [table, path, *candidates, path, *candidates]
+    return " OR ".join(clauses), params
+
+
+def subject_changes(path: str | Path, matches: Sequence[tuple[str, str]], value: str, *,
+                    delete: bool = False) -> int:
+    """Rows of the change table whose before or after image holds ``value`` in one of the
+    ``(table, column)`` pairs: counted, or deleted when ``delete`` (erasure).
+
+    The change table holds full row images until the bus has acknowledged them, and the
+    erasure's own delete of the source row adds one more (its before image): erasure prunes
+    them all, so the delete is never shipped with the subject's data. Deletes run with
+    ``secure_delete`` on, then the WAL is checkpointed and truncated (the erasure's storage
+    step vacuums the file afterwards). A value compares as text and as a number (``7`` and
+    ``'7'`` are one subject, as in the capture's JSON)."""
+    path = Path(path)
+    if not matches or not has_change_table(path):
+        return 0
+    where, params = _subject_where(matches, value)
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=30.0, isolation_level=None)) as con:
+            if not delete:
+                return int(con.execute(f"SELECT count(*) FROM {CHANGE_TABLE} WHERE {where}", params).fetchone()[0])
+            con.execute("PRAGMA secure_delete=ON")
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                n = con.execute(f"DELETE FROM {CHANGE_TABLE} WHERE {where}", params).rowcount
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return int(n or 0)
+    except sqlite3.Error as err:
+        raise CDCUnavailable(f"change table of {path.name}: {err}") from None

@@ -1,5 +1,9 @@
 """``headwater erase --subject customers.id=123 [--anonymise] [--dry-run] [--resume JOB] [--json]``,
-``headwater erase status JOB``, ``headwater erase verify JOB`` and ``headwater erase ls``."""
+``headwater erase status JOB``, ``headwater erase verify JOB`` and ``headwater erase ls``.
+
+Every command runs as a principal (``--token``: an API key or JWT; ``--as NAME``: trusted local
+use; default the OS user) that needs the ``erase`` grant on the subject's dataset once a policy
+is applied; a denial exits 1 with ``AccessDenied`` and is audited."""
 
 from __future__ import annotations
 
@@ -25,10 +29,24 @@ erase_app = typer.Typer(
 app.add_typer(erase_app, name="erase")
 
 
-def _actor() -> str:
+AsOpt = Annotated[str | None, typer.Option("--as", help="Principal to run as (trusted local use; default: $USER).")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="HEADWATER_TOKEN",
+                                              help="API key or JWT to authenticate with.")]
+
+
+def _principal(platform: Any, as_: str | None, token: str | None) -> Any:
+    """Who runs the command: the token's principal, else ``--as``, else the OS user."""
     import os
 
-    return os.environ.get("USER") or "local"
+    from headwater.principal import Principal
+
+    if token:
+        if as_:
+            from headwater.errors import InvalidInput
+
+            raise InvalidInput("pass either --token or --as, not both")
+        return platform.authenticate(token)
+    return Principal.of(as_ or os.environ.get("USER") or "local")
 
 
 @erase_app.callback()
@@ -41,7 +59,8 @@ def erase(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and row counts; change nothing.")] = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue a partial or crashed job.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan or report as JSON.")] = False,
-    actor: Annotated[str | None, typer.Option("--actor", help="Who asked for the erasure (default: $USER).")] = None,
+    as_: AsOpt = None,
+    token: TokenOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Find every copy of a data subject, delete or anonymise it, verify, report."""
@@ -54,12 +73,13 @@ def erase(
 
     with open_platform(config) as platform:
         engine = ErasureEngine(platform)
+        who = _principal(platform, as_, token)
         if dry_run:
             if subject is None:
                 from headwater.errors import InvalidInput
 
                 raise InvalidInput("--dry-run needs --subject")
-            plan = engine.plan(subject)
+            plan = engine.plan(subject, actor=who)
             if as_json:
                 sys.stdout.write(json.dumps(plan.to_dict(), default=json_default) + "\n")
             else:
@@ -80,7 +100,7 @@ def erase(
                     if quiet and not as_json:
                         console.print(f"{escape(target.dataset)}: {target.state.value}")
 
-            report = engine.run(subject, actor=actor or _actor(), mode=mode, resume=resume, progress=progress)
+            report = engine.run(subject, actor=who, mode=mode, resume=resume, progress=progress)
         _emit(report, as_json, path=True, fail=True)
 
 
@@ -101,13 +121,15 @@ def _emit(report: Any, as_json: bool, *, path: bool = False, fail: bool = False)
 def erase_status(
     job_id: Annotated[str, typer.Argument(help="The job id (erase_...).")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_: AsOpt = None,
+    token: TokenOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """A job's targets and their states."""
     from headwater.erasure import ErasureEngine
 
     with open_platform(config) as platform:
-        _emit(ErasureEngine(platform).status(job_id), as_json)
+        _emit(ErasureEngine(platform).status(job_id, actor=_principal(platform, as_, token)), as_json)
 
 
 @erase_app.command("verify")
@@ -115,30 +137,34 @@ def erase_status(
 def erase_verify(
     job_id: Annotated[str, typer.Argument(help="The job id (erase_...).")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    actor: Annotated[str | None, typer.Option("--actor")] = None,
+    as_: AsOpt = None,
+    token: TokenOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Query a job's verified targets again; re-open any where the subject reappeared."""
     from headwater.erasure import ErasureEngine
 
     with open_platform(config) as platform:
-        _emit(ErasureEngine(platform).verify(job_id, actor=actor or _actor()), as_json, fail=True)
+        _emit(ErasureEngine(platform).verify(job_id, actor=_principal(platform, as_, token)), as_json, fail=True)
 
 
 @erase_app.command("ls")
 @handle_errors
 def erase_ls(
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    as_: AsOpt = None,
+    token: TokenOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The newest erasure jobs."""
+    """The newest erasure jobs (those whose subject's dataset you may erase)."""
     from headwater.erasure import ErasureEngine
 
     with open_platform(config) as platform:
+        who = _principal(platform, as_, token)
         t = Table(header_style="bold cyan", title="erasure jobs")
         for col in ("job", "mode", "status", "actor", "created", "runs", "rows", "verified", "open"):
             t.add_column(col)
-        for r in ErasureEngine(platform).list_jobs(limit):
+        for r in ErasureEngine(platform).list_jobs(limit, actor=who):
             style = STATUS_STYLE.get(r.status.value, "white")
             t.add_row(r.job_id, r.mode.value, f"[{style}]{r.status.value}[/{style}]", escape(r.actor),
                       r.created_at.strftime("%Y-%m-%d %H:%M:%S"), str(r.runs), f"{r.rows:,}",

@@ -6,7 +6,11 @@ the subject's value anywhere in its data (``customer_id: 123``, or ``after.id: 1
 Debezium change event), or when its key or CloudEvents subject is the value. A generic field
 name (``id``) or a bare key only counts when the event is about the subject's dataset: its
 topic, type or source names the table (``cdc.app.public.customers``, ``customer.updated``),
-so order 123 is not mistaken for customer 123. Messages that are not JSON cannot be searched;
+so order 123 is not mistaken for customer 123. A dead letter also carries the subject when any
+value in it is sealed under one of the subject's keys (``hwenc:v1:...``, see
+:mod:`headwater.subject_keys`): the sealed payload names its key id, which erasure recomputes
+from the subject (even once the key is shredded), so sealed payloads are found whether or not
+the key field is in clear, JSON or not. Other messages that are not JSON cannot be searched;
 they are counted and reported, never silently passed over.
 
 Dead letters are deleted in both erasure modes: an anonymised copy of a failed event has no
@@ -15,6 +19,8 @@ use, and the record of the failure is in the audit log.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -29,6 +35,9 @@ from headwater.retention.holds import Subject
 __all__ = ["DeadLetterMatch", "delete_dead_letters", "match_dead_letters"]
 
 _TOKENS = re.compile(r"[^a-z0-9]+")
+_SEALED = re.compile(rb"hwenc:v1:([A-Za-z0-9+/]+={0,2})")
+_KEY_ID = slice(4, 20)
+"""Where a sealed blob carries its key id (after the ``HWS1`` magic)."""
 _BATCH = 500
 
 
@@ -106,10 +115,25 @@ def _rows(engine: sa.Engine) -> Iterator[Any]:
         last = rows[-1].id
 
 
-def match_dead_letters(engine: sa.Engine, subject: Subject, derived: Iterable[str] = ()) -> DeadLetterMatch:
-    """Every dead letter (any status) that carries ``subject``."""
+def _sealed_for(raw: bytes, key_ids: set[bytes]) -> bool:
+    """Whether ``raw`` holds a value sealed under one of ``key_ids``."""
+    for m in _SEALED.finditer(raw):
+        try:
+            blob = base64.b64decode(m.group(1), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if blob[_KEY_ID] in key_ids:
+            return True
+    return False
+
+
+def match_dead_letters(engine: sa.Engine, subject: Subject, derived: Iterable[str] = (),
+                       key_ids: Iterable[bytes] = ()) -> DeadLetterMatch:
+    """Every dead letter (any status) that carries ``subject``; ``key_ids`` are the subject's
+    key ids (:meth:`SubjectKeys.key_id`), matched in sealed values."""
     specific, generic = subject_fields(subject, derived)
     wanted = subject.value
+    kids = set(key_ids)
     ids: list[int] = []
     unparseable = 0
     for r in _rows(engine):
@@ -117,8 +141,12 @@ def match_dead_letters(engine: sa.Engine, subject: Subject, derived: Iterable[st
         if about and wanted in (r.message_key, r.event_subject):
             ids.append(r.id)
             continue
+        raw = bytes(r.value)
+        if kids and b"hwenc:v1:" in raw and _sealed_for(raw, kids):
+            ids.append(r.id)
+            continue
         try:
-            doc = json.loads(bytes(r.value))
+            doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             unparseable += 1
             continue

@@ -3,6 +3,10 @@
 * **The subject's dataset** is resolved in the catalog (``app.customers`` or the short
   ``customers``; a short name that several datasets share resolves to the one the others are
   derived from, else it is ambiguous and must be qualified).
+* **Trusted lineage only.** Every lineage question goes through :func:`_trusted_copies`, which
+  keeps the edges the platform recorded itself (job namespace = the platform's own: its writes,
+  derived tables, CDC pipelines). An edge posted by an outside producer never makes erasure
+  touch a dataset (a forged ``IDENTITY`` edge would otherwise delete another subject's rows).
 * **Derived datasets** are found by walking column lineage down from the key column: a column
   reached through ``DIRECT``/``IDENTITY`` edges holds the key's values unchanged, so the subject's
   rows can be found in its dataset (CTAS, ``INSERT ... SELECT``, query results written to the
@@ -18,9 +22,13 @@
 * **CDC replicas** (:mod:`headwater.cdc.sink`) do not report lineage; a catalogued dataset with
   the replica bookkeeping columns (``_lsn``, ``_seq``, ``_deleted``), the key column and the
   source's table name (``customers``, ``customers_replica``, ``replica_customers``) is one.
-* **Dead letters** are one target (searched at run time); **event topics** whose name or last
-  segment names an affected table are reported as residual copies: bus logs are append-only,
-  their messages leave when the topic's retention expires.
+* **Copies the platform keeps for itself** (:mod:`headwater.erasure._copies`): rows of a CDC
+  change table (SQLite capture's ``_hw_changes``), retention archives on each Parquet store,
+  dead letters (one target, searched at run time, sealed payloads included), the subject's
+  crypto-shredding keys, and one storage step per store that leaves no recoverable bytes.
+* **Event topics** whose name or last segment names an affected table are reported as residual
+  copies: bus logs are append-only; fields sealed under the subject's key are unreadable once
+  the key is shredded, anything else leaves with the topic's retention.
 """
 
 from __future__ import annotations
@@ -29,8 +37,11 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from headwater.catalog import Dataset
 from headwater.catalog._catalog import arrow_type_from_text
+from headwater.erasure._copies import platform_copies
 from headwater.erasure._deadletters import subject_fields
 from headwater.erasure._execute import NOFIT, coerce
 from headwater.erasure._model import DEAD_LETTERS, ErasureTarget, TargetKind
@@ -38,9 +49,10 @@ from headwater.errors import DatasetNotFound, HeadwaterError, InvalidInput
 from headwater.retention.holds import Subject
 
 if TYPE_CHECKING:
+    from headwater.lineage._store import LineageEdge
     from headwater.platform import Platform
 
-__all__ = ["discover", "resolve_subject"]
+__all__ = ["discover", "resolve_subject", "trusted_walk"]
 
 log = logging.getLogger("headwater.erasure")
 
@@ -88,9 +100,78 @@ def resolve_subject(platform: Platform, subject: Subject) -> tuple[Subject, Data
 
 def _upstream(platform: Platform, name: str) -> list[str]:
     try:
-        return platform.lineage.upstream(name).datasets
+        return sorted({e.source for e in trusted_walk(platform, name, None, up=True)})
     except HeadwaterError:
         return []
+
+
+def _trusted_copies(platform: Platform, dataset: str, column: str | None = None, *,
+                    up: bool = False) -> list[LineageEdge]:
+    """The lineage edges one hop from a node that the platform recorded itself.
+
+    ``column`` None: every column edge out of (``up``: into) ``dataset`` plus its dataset edges;
+    with a column: the column edges out of that column (``up``: into it or into the whole
+    dataset). An edge is trusted when its job ran in the platform's own job namespace (its
+    writes, CTAS and ``INSERT ... SELECT``, CDC pipelines); edges that outside OpenLineage
+    producers posted are left out. This is the one place that decides which lineage erasure
+    follows (switch it to the lineage store's trusted-only query when that exists).
+    """
+    from headwater.lineage._store import LineageEdge
+    from headwater.lineage._tables import column_edges_table as ce
+    from headwater.lineage._tables import dataset_edges_table as de
+
+    lineage = platform.lineage
+    ns = lineage.identity.namespace
+    disp = lineage.identity.display
+    near = "dst" if up else "src"
+    where = ((ce.c.job_namespace == lineage.job_namespace) & (ce.c[f"{near}_namespace"] == ns)
+             & (ce.c[f"{near}_name"] == dataset))
+    if column is not None:
+        fields = [column, ""] if up else [column]
+        where &= ce.c[f"{near}_field"].in_(fields)
+    out: set[LineageEdge] = set()
+
+    def name(side: str, r: Any) -> str:
+        d = disp(r[f"{side}_namespace"], r[f"{side}_name"])
+        return f"{d}.{r[f'{side}_field']}" if r.get(f"{side}_field") else d
+
+    with platform.meta.connect() as conn:
+        for r in conn.execute(sa.select(ce).where(where)).mappings():
+            out.add(LineageEdge(name("src", r), name("dst", r), r["type"], r["subtype"], r["job_name"]))
+        if column is None:
+            dwhere = ((de.c.job_namespace == lineage.job_namespace) & (de.c[f"{near}_namespace"] == ns)
+                      & (de.c[f"{near}_name"] == dataset))
+            for r in conn.execute(sa.select(de).where(dwhere)).mappings():
+                out.add(LineageEdge(name("src", r), name("dst", r), "DATASET", "", r["job_name"]))
+    return sorted(out)
+
+
+def trusted_walk(platform: Platform, dataset: str, column: str | None = None, *, up: bool = False,
+                 identity_only: bool = False, limit: int = 10_000) -> list[LineageEdge]:
+    """Every trusted edge reachable from a node, breadth first, through :func:`_trusted_copies`:
+    dataset edges from a dataset; column edges from a column (``identity_only``: unchanged
+    copies only, ``DIRECT``/``IDENTITY``)."""
+    seen: set[tuple[str, str | None]] = {(dataset, column)}
+    queue: deque[tuple[str, str | None]] = deque(seen)
+    edges: list[LineageEdge] = []
+    while queue and len(edges) < limit:
+        ds, col = queue.popleft()
+        for e in _trusted_copies(platform, ds, col, up=up):
+            there = e.source if up else e.target
+            if col is None:
+                if e.type != "DATASET":
+                    continue
+                nxt: tuple[str, str | None] = (there, None)
+            else:
+                if e.type == "DATASET" or (identity_only and not (e.type == "DIRECT" and e.subtype == "IDENTITY")):
+                    continue
+                d, _, f = there.rpartition(".")
+                nxt = (d, f)
+            edges.append(e)
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return edges
 
 
 def discover(platform: Platform, subject: Subject, root: Dataset) -> list[ErasureTarget]:
@@ -99,7 +180,6 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
     targets: dict[str, ErasureTarget] = {
         root.name: ErasureTarget(TargetKind.DATASET, root.name, root.store, (subject.column,), "subject")}
     residual: dict[str, ErasureTarget] = {}
-    lineage = platform.lineage
     queue: deque[tuple[str, str, int]] = deque([(root.name, subject.column, 0)])
     seen = {(root.name.lower(), subject.column.lower())}
     specific, generic = subject_fields(subject, ())
@@ -120,18 +200,18 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
         ds_name, col, depth = queue.popleft()
         node = f"{ds_name}.{col}"
         try:
-            graph = lineage.downstream(node, depth=1)
-        except HeadwaterError as err:
+            edges = _trusted_copies(platform, ds_name, col)
+        except (HeadwaterError, sa.exc.SQLAlchemyError) as err:
             log.warning("lineage of %s unavailable: %s", node, err)
             continue
-        for edge in graph.edges:
+        for edge in edges:
             if edge.source.lower() != node.lower() or edge.type == "DATASET":
                 continue
             if edge.type == "INDIRECT" and edge.subtype == "JOIN":
                 # The key joined a foreign key whose column the output copies: its rows are the
                 # subject's (``orders o JOIN customers c ON c.id = o.customer_id``).
                 fk = specific | ({col.lower()} if col.lower() not in generic else set())
-                for partner, copy in _join_partners(lineage, node, edge, fk):
+                for partner, copy in _join_partners(platform, node, edge, fk):
                     tds, _, tcol = copy.rpartition(".")
                     target_ds = catalog.find(tds)
                     stored = _has_column(target_ds, tcol) if target_ds is not None else None
@@ -163,8 +243,8 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
                     "so the key's values do not survive and the subject's rows cannot be found"))
     _add_replicas(platform, subject, root, targets)
     try:
-        downstream = lineage.downstream(root.name).datasets
-    except HeadwaterError:
+        downstream = sorted({e.target for e in trusted_walk(platform, root.name)} - {root.name})
+    except (HeadwaterError, sa.exc.SQLAlchemyError):
         downstream = []
     for name in downstream:
         if name not in targets and name not in residual:
@@ -173,8 +253,8 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
                 f"not subject-addressable: derived from {root.name} but no column carries "
                 f"{subject.column} unchanged (aggregate, filter or transformation)")
     try:
-        upstream = lineage.upstream(f"{root.name}.{subject.column}").edges
-    except HeadwaterError:
+        upstream = trusted_walk(platform, root.name, subject.column, up=True, identity_only=True)
+    except (HeadwaterError, sa.exc.SQLAlchemyError):
         upstream = []
     for edge in upstream:
         src = edge.source.rpartition(".")[0]
@@ -187,23 +267,26 @@ def discover(platform: Platform, subject: Subject, root: Dataset) -> list[Erasur
         if name in targets:
             del residual[name]  # reached unchanged through another path: erasable
     ordered = sorted(targets.values(), key=lambda t: (-t.depth, t.dataset))
+    before, after = platform_copies(platform, subject, ordered)
+    ordered += before
     ordered.append(ErasureTarget(TargetKind.DEAD_LETTERS, DEAD_LETTERS, None, (), "dead letters"))
+    ordered += after
     ordered += sorted(residual.values(), key=lambda t: t.dataset)
     ordered += _topics(platform, [t.dataset for t in targets.values()] + list(residual))
     return ordered
 
 
-def _join_partners(lineage: Any, node: str, edge: Any, fk_names: set[str]) -> list[tuple[str, str]]:
+def _join_partners(platform: Platform, node: str, edge: Any, fk_names: set[str]) -> list[tuple[str, str]]:
     """(foreign key column, output column copying it unchanged) pairs of the job behind a JOIN
     edge from ``node`` into a dataset, for foreign keys named after the subject's table."""
     try:
-        graph = lineage.upstream(edge.target, depth=1)
-    except HeadwaterError:
+        into = _trusted_copies(platform, edge.target, None, up=True)
+    except (HeadwaterError, sa.exc.SQLAlchemyError):
         return []
-    joined = {e.source for e in graph.edges if e.type == "INDIRECT" and e.subtype == "JOIN"
+    joined = {e.source for e in into if e.type == "INDIRECT" and e.subtype == "JOIN"
               and e.job == edge.job and e.source.lower() != node.lower()}
     out = []
-    for e in graph.edges:
+    for e in into:
         if (e.type == "DIRECT" and e.subtype == "IDENTITY" and e.job == edge.job and e.source in joined
                 and e.source.rpartition(".")[2].lower() in fk_names):
             out.append((e.source, e.target))

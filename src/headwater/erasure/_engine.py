@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from headwater.erasure._copies import count_copy, erase_copy, namespaces, storage_name
 from headwater.erasure._deadletters import delete_dead_letters, match_dead_letters
-from headwater.erasure._discover import discover, resolve_subject
+from headwater.erasure._discover import discover, resolve_subject, trusted_walk
 from headwater.erasure._execute import anonymise_rows, count_rows, delete_rows
 from headwater.erasure._jobs import JobStore, _now
 from headwater.erasure._model import (
@@ -26,7 +27,8 @@ from headwater.erasure._model import (
     TargetResult,
     TargetState,
 )
-from headwater.errors import Conflict, HeadwaterError, InvalidInput, LegalHoldActive
+from headwater.errors import AccessDenied, Conflict, HeadwaterError, InvalidInput, LegalHoldActive
+from headwater.principal import Principal
 from headwater.retention.holds import LegalHold, LegalHolds, Subject, parse_subject
 
 if TYPE_CHECKING:
@@ -42,15 +44,28 @@ PAUSE_ENV = "HEADWATER_ERASE_PAUSE_S"
 Progress = Callable[[TargetResult, str], None]
 """Called with a target and ``"start"`` or ``"done"`` while a job runs."""
 
+Actor = Principal | str
+"""Who asks: a principal (authenticated, e.g. ``platform.authenticate(token)``) or, for trusted
+in-process callers, a principal's name (its roles then come from the policy)."""
+
+_COPIES = (TargetKind.CHANGE_TABLE, TargetKind.ARCHIVE, TargetKind.SUBJECT_KEY, TargetKind.STORAGE)
+
 
 class ErasureEngine:
     """Erase a data subject (``customers.id=123``) from every dataset that holds it.
 
+    Every call needs the ``erase`` grant on the subject's dataset
+    (``Platform.authorize(actor, "datasets", <dataset>, "erase")``; the platform is open until a
+    policy is applied): planning too, since a plan shows where the subject's data is. A denial
+    raises ``AccessDenied`` and is audited.
+
     ``plan`` is a dry run. ``run`` discovers the targets, refuses with ``LegalHoldActive`` when
     a legal hold covers any of them (before touching anything), stores the job and its targets
-    in the metadata store, then erases and verifies target by target; ``run(resume=job_id)``
-    continues a job that crashed or ended ``partial`` and never re-does a verified target. The
-    JSON report goes to ``<platform dir>/erasure/<job id>.json`` (or ``report_dir``).
+    in the metadata store, then erases and verifies target by target, re-checks every target
+    once all are done, and finally rewrites the storage of every store it touched;
+    ``run(resume=job_id)`` continues a job that crashed or ended ``partial`` and never re-does a
+    verified target. The JSON report goes to ``<platform dir>/erasure/<job id>.json`` (or
+    ``report_dir``).
     """
 
     def __init__(self, platform: Platform, *, report_dir: str | Path | None = None) -> None:
@@ -63,26 +78,48 @@ class ErasureEngine:
         return f"ErasureEngine(report_dir={str(self.report_dir)!r})"
 
     # -- planning ----------------------------------------------------------------------
-    def plan(self, subject: str | Subject) -> ErasurePlan:
+    def plan(self, subject: str | Subject, *, actor: Actor | None = None) -> ErasurePlan:
         """Every target with the subject's row count (a store that cannot be reached gets its
-        error instead), and the legal holds that would refuse a run. Changes nothing."""
+        error instead), and the legal holds that would refuse a run. Changes nothing; needs the
+        ``erase`` grant (``AccessDenied`` otherwise). ``actor`` defaults to the OS user, as
+        ``Platform.session()`` does."""
         subj, root = resolve_subject(self.platform, parse_subject(subject))
+        self._authorize(actor, subj.dataset, "plan")
         targets = discover(self.platform, subj, root)
         derived = _derived_columns(targets)
+        datasets = [t for t in targets if t.kind is TargetKind.DATASET and t.addressable]
         for t in targets:
-            if not t.addressable:
+            if not t.addressable or t.kind is TargetKind.STORAGE:
                 continue
             try:
-                t.rows = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived)
+                t.rows = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived, datasets)
             except Exception as err:  # noqa: BLE001 - a plan reports every failure per target
                 t.error = _scrub(_describe(err), subj.value)
         return ErasurePlan(subj, targets, self._blocking(subj, targets))
+
+    def _authorize(self, actor: Actor | None, dataset: str, what: str, job_id: str | None = None) -> Principal:
+        """The principal, once the policy lets it erase in ``dataset``; a denial is audited."""
+        if actor is None:
+            actor = os.environ.get("USER") or "local"
+        if isinstance(actor, str) and not actor.strip():
+            raise InvalidInput("an erasure needs an actor (who asked for it)")
+        principal = Principal.of(actor)
+        try:
+            self.platform.authorize(principal, "datasets", dataset, "erase")
+        except AccessDenied as err:
+            from headwater.audit import AuditEvent
+
+            self.platform.record(AuditEvent(
+                actor=principal.name, action="erase", decision="deny", reason=str(err)[:300],
+                datasets=[dataset], extra={"operation": what, **({"job_id": job_id} if job_id else {})}))
+            raise
+        return principal
 
     def _blocking(self, subject: Subject, targets: list[Any]) -> list[LegalHold]:
         found: dict[str, LegalHold] = {}
         for t in targets:
             erasable = t.addressable if isinstance(t, ErasureTarget) else t.state is not TargetState.RESIDUAL
-            if erasable:
+            if erasable and t.kind is not TargetKind.STORAGE:
                 for hold in self.holds.blocking(t.dataset, subject=subject):
                     found.setdefault(hold.id, hold)
         return list(found.values())
@@ -92,7 +129,7 @@ class ErasureEngine:
         self,
         subject: str | Subject | None = None,
         *,
-        actor: str,
+        actor: Actor,
         mode: ErasureMode | str = ErasureMode.DELETE,
         resume: str | None = None,
         progress: Progress | None = None,
@@ -100,11 +137,13 @@ class ErasureEngine:
         """Erase ``subject`` everywhere (or continue job ``resume``); returns the report.
 
         The report's ``status`` is ``completed`` only when every erasable target was verified
-        empty of the subject; otherwise ``partial`` (resume the job). Raises
+        empty of the subject, re-checked after the last one, and every touched store's storage
+        rewritten; otherwise ``partial`` with the reason per target (resume the job). Raises
+        ``AccessDenied`` without the ``erase`` grant on the subject's dataset (audited),
         ``LegalHoldActive`` when a hold covers a target (nothing is touched) and
         ``InvalidInput`` for a bad subject or mode.
         """
-        if not actor:
+        if isinstance(actor, str) and not actor.strip():
             raise InvalidInput("an erasure needs an actor (who asked for it)")
         if resume is not None:
             return self._resume(resume, subject, actor, progress)
@@ -115,6 +154,7 @@ class ErasureEngine:
         except ValueError:
             raise InvalidInput(f"mode must be 'delete' or 'anonymise', not {mode!r}") from None
         subj, root = resolve_subject(self.platform, parse_subject(subject))
+        actor = self._authorize(actor, subj.dataset, "run").name
         targets = discover(self.platform, subj, root)
         job_id = f"erase_{secrets.token_hex(8)}"
         holds = self._blocking(subj, targets)
@@ -126,10 +166,11 @@ class ErasureEngine:
             self._refuse(job_id, subj, actor, holds)
         return self._execute(job_id, actor, progress)
 
-    def _resume(self, job_id: str, subject: str | Subject | None, actor: str,
+    def _resume(self, job_id: str, subject: str | Subject | None, who: Actor,
                 progress: Progress | None) -> ErasureReport:
         job = self.jobs.job(job_id)
         subj = _job_subject(job)
+        actor = self._authorize(who, subj.dataset, "resume", job_id).name
         if subject is not None and not parse_subject(subject).same_as(subj):
             raise InvalidInput(f"job {job_id} erases a different subject; resume it without --subject",
                                job_id=job_id)
@@ -159,43 +200,76 @@ class ErasureEngine:
         subj = _job_subject(job)
         targets = self.jobs.targets(job_id)
         derived = _derived_columns(targets)
+        datasets = [t for t in targets if t.kind is TargetKind.DATASET and t.state is not TargetState.RESIDUAL]
         if not self.jobs.claim(job_id, job.runs):
             raise Conflict(f"erasure job {job_id} was started by another process just now; "
                            "check `headwater erase status`", job_id=job_id)
         pause = float(os.environ.get(PAUSE_ENV) or 0)
-        for t in targets:
-            if t.state in (TargetState.VERIFIED, TargetState.RESIDUAL):
-                continue
+        touched: set[str] = set()
+
+        def one(t: TargetResult) -> None:
             if progress is not None:
                 progress(t, "start")
-            self._erase_one(job_id, actor, t, subj, job.mode, job.surrogate, derived)
+            self._erase_one(job_id, actor, t, subj, job.mode, job.surrogate, derived, datasets)
             if progress is not None:
                 progress(t, "done")
             if pause:
                 time.sleep(pause)
+
+        storage = [t for t in targets if t.kind is TargetKind.STORAGE]
+        for t in targets:
+            if t.kind is TargetKind.STORAGE or t.state in (TargetState.VERIFIED, TargetState.RESIDUAL):
+                continue
+            one(t)
+            touched.add(_storage_of(t))
+        # Copies can come back while later targets run (a CDC change applied to a replica, a
+        # dead letter, a key created by a sealing producer): every target is checked once more.
+        self._recheck(job_id, actor, job.mode, targets, subj, derived, datasets)
+        for t in storage:
+            if t.state is TargetState.RESIDUAL or (t.state is TargetState.VERIFIED and t.dataset not in touched):
+                continue
+            one(t)
         return self._finish(job_id, actor, subj)
 
+    def _recheck(self, job_id: str, actor: str, mode: ErasureMode, targets: list[TargetResult], subj: Subject,
+                 derived: set[str], datasets: list[TargetResult]) -> None:
+        for t in targets:
+            if t.kind is TargetKind.STORAGE or t.state is not TargetState.VERIFIED:
+                continue
+            try:
+                left = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived, datasets)
+            except Exception as err:  # noqa: BLE001 - not proven clean: left to a resume
+                left, why = 1, _scrub(f"re-check failed: {_describe(err)}", subj.value)
+            else:
+                why = (f"{left} {_unit(t.kind)} of the subject appeared again before the run ended "
+                       "(e.g. a CDC change applied meanwhile); resume the job")
+            if left:
+                t.state, t.verified, t.error = TargetState.FAILED, False, why
+                self._audit_target(actor, job_id, mode, t)
+                self.jobs.update_target(job_id, t.position, state=t.state.value, verified=False, error=t.error)
+
     def _erase_one(self, job_id: str, actor: str, t: TargetResult, subj: Subject, mode: ErasureMode,
-                   surrogate: str | None, derived: set[str]) -> None:
+                   surrogate: str | None, derived: set[str], datasets: list[TargetResult]) -> None:
         """Change one target, commit, verify, audit, commit; ``t`` is updated in place.
 
         The audit record is appended before the final state is committed: a crash between the
         two makes a resume verify (and audit) the target again, never leaves it unaudited."""
         try:
-            held = self.holds.blocking(t.dataset, subject=subj)
+            held = [] if t.kind is TargetKind.STORAGE else self.holds.blocking(t.dataset, subject=subj)
             if held:  # placed while this job ran: leave the target for a resume after release
                 raise LegalHoldActive(f"legal hold(s) {', '.join(h.id for h in held)} placed during the run "
                                       f"cover {t.dataset}", holds=[h.id for h in held])
-            n, changed = self._change(t, subj, mode, surrogate, derived)
-            t.rows = (t.rows or 0) + n
+            n, note = self._change(t, subj, mode, surrogate, derived, datasets)
+            if n is not None:
+                t.rows = (t.rows or 0) + n
             t.state, t.error = TargetState.EXECUTED, None
-            if changed:
-                t.reason = f"anonymised columns: {', '.join(changed)}"
+            if note:
+                t.reason = note
             self.jobs.update_target(job_id, t.position, state=t.state.value, rows=t.rows, error=None,
                                     reason=t.reason)
-            left = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived)
+            left = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived, datasets)
             if left:
-                t.state, t.error = TargetState.FAILED, f"{left} row(s) of the subject remain after the erase"
+                t.state, t.error = TargetState.FAILED, f"{left} {_unit(t.kind)} of the subject remain after the erase"
             else:
                 t.state, t.verified = TargetState.VERIFIED, True
         except Exception as err:  # noqa: BLE001 - any failure leaves the target to a resume
@@ -207,19 +281,27 @@ class ErasureEngine:
         self.jobs.update_target(job_id, t.position, state=t.state.value, verified=t.verified, error=t.error)
 
     def _change(self, t: TargetResult, subj: Subject, mode: ErasureMode, surrogate: str | None,
-                derived: set[str]) -> tuple[int, list[str]]:
+                derived: set[str], datasets: list[TargetResult]) -> tuple[int | None, str | None]:
         if t.kind is TargetKind.DEAD_LETTERS:
             engine = self.platform.meta.engine
-            return delete_dead_letters(engine, match_dead_letters(engine, subj, derived).ids), []
+            return delete_dead_letters(engine, match_dead_letters(engine, subj, derived,
+                                                                  self._key_ids(subj, datasets)).ids), None
+        if t.kind in _COPIES:
+            return erase_copy(self.platform, t.kind, t.store, t.columns, subj.value, datasets)
         store, table, ds = self._locate(t.dataset, t.store)
         if mode is ErasureMode.ANONYMISE:
-            return anonymise_rows(store, table, t.columns, subj.value, t.dataset, surrogate or "0",
-                                  self._pii_columns(ds))
-        return delete_rows(store, table, t.columns, subj.value, t.dataset), []
+            n, changed = anonymise_rows(store, table, t.columns, subj.value, t.dataset, surrogate or "0",
+                                        self._pii_columns(ds))
+            return n, (f"anonymised columns: {', '.join(changed)}" if changed else None)
+        return delete_rows(store, table, t.columns, subj.value, t.dataset), None
+
+    def _key_ids(self, subj: Subject, datasets: list[Any]) -> list[bytes]:
+        keys = self.platform.subject_keys
+        return [keys.key_id(ns, subj.value) for ns in namespaces(subj, datasets)]
 
     def _pii_columns(self, ds: Any) -> list[str]:
-        """Columns tagged ``pii*`` in the catalog, or copied unchanged from such a column (lineage
-        carries the tag to CTAS tables and lake copies that were never scanned)."""
+        """Columns tagged ``pii*`` in the catalog, or copied unchanged from such a column (trusted
+        lineage carries the tag to CTAS tables and lake copies that were never scanned)."""
         if ds is None:
             return []
         out = []
@@ -228,11 +310,10 @@ class ErasureEngine:
                 out.append(c.name)
                 continue
             try:
-                graph = self.platform.lineage.upstream(f"{ds.name}.{c.name}")
+                edges = trusted_walk(self.platform, ds.name, c.name, up=True, identity_only=True)
             except HeadwaterError:
                 continue
-            identity = {e.source for e in graph.edges if e.type == "DIRECT" and e.subtype == "IDENTITY"}
-            for ref in identity:
+            for ref in {e.source for e in edges}:
                 name, _, col = ref.rpartition(".")
                 up = self.platform.catalog.find(name)
                 if up is not None and any(x.name == col and _is_pii(x.tags) for x in up.columns):
@@ -241,9 +322,12 @@ class ErasureEngine:
         return out
 
     def _count(self, kind: TargetKind, dataset: str, store_name: str | None, columns: tuple[str, ...],
-               subj: Subject, derived: set[str]) -> int:
+               subj: Subject, derived: set[str], datasets: list[Any]) -> int:
         if kind is TargetKind.DEAD_LETTERS:
-            return len(match_dead_letters(self.platform.meta.engine, subj, derived).ids)
+            return len(match_dead_letters(self.platform.meta.engine, subj, derived,
+                                          self._key_ids(subj, datasets)).ids)
+        if kind in _COPIES:
+            return count_copy(self.platform, kind, store_name, columns, subj.value, datasets)
         store, table, _ = self._locate(dataset, store_name)
         return count_rows(store, table, columns, subj.value, dataset)
 
@@ -296,41 +380,60 @@ class ErasureEngine:
         os.replace(tmp, path)
         return path
 
-    def verify(self, job_id: str, *, actor: str) -> ErasureReport:
-        """Query every verified target of a job again. A target where the subject reappeared
-        (a CDC pipeline applying the source delete writes a tombstone row carrying the key;
-        a late dead letter) is re-opened and the job becomes ``partial``: resume it. Targets
-        that cannot be reached keep their state and get the error."""
+    def verify(self, job_id: str, *, actor: Actor) -> ErasureReport:
+        """Query every verified target of a job again (needs the ``erase`` grant). A target where
+        the subject reappeared (a CDC pipeline applying the source delete writes a tombstone
+        row carrying the key; a late dead letter; a key created again by a sealing producer) is
+        re-opened and the job becomes ``partial``: resume it. Targets that cannot be reached
+        keep their state and get the error."""
         job = self.jobs.job(job_id)
+        subj = _job_subject(job)
+        who = self._authorize(actor, subj.dataset, "verify", job_id).name
         if job.status is JobStatus.REFUSED:
             return self.jobs.report(job_id)
-        subj = _job_subject(job)
         targets = self.jobs.targets(job_id)
         derived = _derived_columns(targets)
+        datasets = [t for t in targets if t.kind is TargetKind.DATASET and t.state is not TargetState.RESIDUAL]
         for t in targets:
             if t.state is not TargetState.VERIFIED:
                 continue
             try:
-                left = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived)
+                left = self._count(t.kind, t.dataset, t.store, t.columns, subj, derived, datasets)
             except Exception as err:  # noqa: BLE001 - unreachable now: not proof the subject is back
                 self.jobs.update_target(job_id, t.position, error=_scrub(f"re-check failed: {_describe(err)}",
                                                                           subj.value))
                 continue
             if left:
                 t.state, t.verified = TargetState.FAILED, False
-                t.error = f"{left} row(s) of the subject reappeared after the erasure; resume the job"
-                self._audit_target(actor, job_id, job.mode, t)
+                t.error = f"{left} {_unit(t.kind)} of the subject reappeared after the erasure; resume the job"
+                self._audit_target(who, job_id, job.mode, t)
                 self.jobs.update_target(job_id, t.position, state=t.state.value, verified=False, error=t.error)
-        return self._finish(job_id, actor, subj, "erasure re-check")
+                self._reopen_storage(job_id, targets, t)
+        return self._finish(job_id, who, subj, "erasure re-check")
+
+    def _reopen_storage(self, job_id: str, targets: list[TargetResult], t: TargetResult) -> None:
+        """A target re-opened by ``verify`` needs its store's storage step again after the resume."""
+        where = _storage_of(t)
+        for s in targets:
+            if s.kind is TargetKind.STORAGE and s.dataset == where and s.state is TargetState.VERIFIED:
+                s.state, s.verified = TargetState.PENDING, False
+                self.jobs.update_target(job_id, s.position, state=s.state.value, verified=False)
 
     # -- reading -----------------------------------------------------------------------
-    def status(self, job_id: str) -> ErasureReport:
-        """A job's report as stored now (``NotFound`` for an unknown job)."""
+    def status(self, job_id: str, *, actor: Actor | None = None) -> ErasureReport:
+        """A job's report as stored now (``NotFound`` for an unknown job; the ``erase`` grant on
+        its subject's dataset is needed to read it; ``actor`` defaults to the OS user)."""
+        job = self.jobs.job(job_id)
+        self._authorize(actor, job.subject_dataset, "status", job_id)
         return self.jobs.report(job_id)
 
-    def list_jobs(self, limit: int = 50) -> list[ErasureReport]:
-        """The newest jobs, newest first."""
-        return [self.jobs.report(j.job_id) for j in self.jobs.jobs(limit)]
+    def list_jobs(self, limit: int = 50, *, actor: Actor | None = None) -> list[ErasureReport]:
+        """The newest jobs whose subject's dataset ``actor`` (default: the OS user) may erase,
+        newest first."""
+        principal = Principal.of(actor if actor is not None else os.environ.get("USER") or "local")
+        policy = self.platform.policy_engine()
+        return [self.jobs.report(j.job_id) for j in self.jobs.jobs(limit)
+                if policy is None or policy.allowed(principal, "datasets", j.subject_dataset, "erase")]
 
 
 def _is_pii(tags: Any) -> bool:
@@ -341,6 +444,17 @@ def _job_subject(job: Any) -> Subject:
     """The stored subject, exactly (the value is what follows ``<dataset>.<column>=``)."""
     prefix = f"{job.subject_dataset}.{job.subject_column}="
     return Subject(job.subject_dataset, job.subject_column, job.subject[len(prefix):])
+
+
+def _storage_of(t: Any) -> str:
+    """The storage step that follows a change to target ``t``."""
+    if t.kind in (TargetKind.DEAD_LETTERS, TargetKind.SUBJECT_KEY):
+        return storage_name(None)
+    return storage_name(t.store) if t.store else ""
+
+
+def _unit(kind: TargetKind) -> str:
+    return {TargetKind.SUBJECT_KEY: "key(s)", TargetKind.STORAGE: "unlisted file(s)"}.get(kind, "row(s)")
 
 
 def _derived_columns(targets: list[Any]) -> set[str]:

@@ -23,6 +23,10 @@ __all__ = [
 
 DEAD_LETTERS = "headwater.dead_letters"
 """The name dead letters go by in plans, reports and legal-hold patterns."""
+SUBJECT_KEYS = "headwater.subject_keys"
+"""The name of the subject-key target (crypto-shredding of event topics)."""
+METADATA = "headwater.metadata"
+"""The name of the metadata database's storage target."""
 
 
 class ErasureMode(enum.StrEnum):
@@ -40,6 +44,14 @@ class TargetKind(enum.StrEnum):
     DATASET = "dataset"
     DEAD_LETTERS = "dead_letters"
     TOPIC = "topic"
+    CHANGE_TABLE = "change_table"
+    """Rows of a CDC change table (SQLite capture's ``_hw_changes``) holding the subject."""
+    ARCHIVE = "archive"
+    """Retention archives (Parquet) on a lake store."""
+    SUBJECT_KEY = "subject_key"
+    """The subject's crypto-shredding keys (sealed event fields)."""
+    STORAGE = "storage"
+    """A store's files rewritten so that no bytes of erased rows remain (run last)."""
 
 
 class TargetState(enum.StrEnum):
@@ -74,10 +86,14 @@ class ErasureTarget:
 
     kind: TargetKind
     dataset: str
-    """Qualified catalog name; ``headwater.dead_letters``; ``topic:<name>`` for a topic."""
+    """Qualified catalog name; ``headwater.dead_letters``; ``topic:<name>`` for a topic;
+    ``<store>._hw_changes``, ``<store>.archive``, ``headwater.subject_keys``;
+    ``storage:<store>`` (``storage:headwater.metadata``) for a storage step."""
     store: str | None
     columns: tuple[str, ...]
-    """Columns that carry the subject's key value (empty for dead letters and residuals)."""
+    """Columns that carry the subject's key value (empty for dead letters and residuals);
+    ``<table>.<column>`` for a change table, ``<dataset>.<column>`` for archives, namespaces
+    for subject keys, tables for a storage step."""
     found_by: str
     """How discovery reached it (``subject``, ``lineage app.customers.id -> ...``, ``cdc replica``)."""
     addressable: bool = True

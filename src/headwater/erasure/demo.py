@@ -22,7 +22,7 @@ def erasure_demo_step(platform: Platform, console: Console, subject: str,
 
     engine = ErasureEngine(platform)
     console.rule(f"[bold]Erasure[/bold]: {subject}")
-    plan = engine.plan(subject)
+    plan = engine.plan(subject, actor=actor)
     print_erasure_plan(console, plan)
     report = engine.run(plan.subject, actor=actor)
     print_erasure_report(console, report)

@@ -1,9 +1,15 @@
-"""Copy rows to the lake as Parquet before retention deletes them, and prove the copy is there."""
+"""Copy rows to the lake as Parquet before retention deletes them, and prove the copy is there;
+find and remove a data subject's archived rows (erasure reaches archives too).
+
+A rewrite replaces the file in one step (a rename locally: the old file's bytes are no longer in
+any file; one PUT on S3: with bucket versioning on, older versions stay until the bucket's
+lifecycle removes them), and a file left without rows is deleted."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -18,7 +24,15 @@ if TYPE_CHECKING:
     from headwater.platform import Platform
     from headwater.stores.base import Store
 
-__all__ = ["ArchiveError", "archive_files", "archive_store", "erase_from_archives", "write_archive"]
+__all__ = [
+    "ArchiveError",
+    "archive_files",
+    "archive_store",
+    "erase_from_archives",
+    "subject_rows_in_archives",
+    "subject_rows_in_file",
+    "write_archive",
+]
 
 
 class ArchiveError(StoreError):
@@ -70,8 +84,12 @@ def write_archive(lake: Any, path: str, store: Store, sql: str, params: list[Any
 
 def verify_archive(lake: Any, path: str, rows: int, schema: pa.Schema) -> None:
     """Read the archive file back in full: same schema, same number of rows, or ``ArchiveError``."""
+    _verify_file(lake.fs, path, rows, schema)
+
+
+def _verify_file(fs: pafs.FileSystem, path: str, rows: int, schema: pa.Schema) -> None:
     try:
-        with lake.fs.open_input_file(path) as f:
+        with fs.open_input_file(path) as f:
             pf = pq.ParquetFile(f)
             got_schema = pf.schema_arrow
             counted = sum(b.num_rows for b in pf.iter_batches(batch_size=65_536))
@@ -96,39 +114,74 @@ def archive_files(lake: Any, dataset: str | None = None) -> list[str]:
     return sorted(i.path for i in infos if i.is_file and i.path.endswith(".parquet"))
 
 
-def erase_from_archives(platform: Platform, dataset: str, column: str, value: Any, *,
+def erase_from_archives(platform: Platform, dataset: str, column: str | Sequence[str], value: Any, *,
                         archive: str = "lake") -> int:
-    """Remove the rows of ``dataset``'s archives whose ``column`` equals ``value`` (erasure must
-    reach archived copies too). Each touched file is replaced in one step (a rename locally, one
-    PUT on S3); returns the number of rows removed."""
+    """Remove the rows of ``dataset``'s archives whose ``column`` (or any of several columns)
+    equals ``value`` (erasure must reach archived copies too). Each touched file is replaced in
+    one step (a rename locally, one PUT on S3) or deleted when no row is left; returns the number
+    of rows removed."""
+    columns = [column] if isinstance(column, str) else list(column)
+    return subject_rows_in_archives(platform, {dataset: columns}, value, archive=archive, remove=True)
+
+
+def subject_rows_in_archives(platform: Platform, columns: Mapping[str, Sequence[str]], value: Any, *,
+                             archive: str = "lake", remove: bool = False) -> int:
+    """Archived rows of each dataset in ``columns`` (dataset -> key columns) holding ``value``
+    in one of its key columns, on the Parquet store ``archive``: counted, or removed when
+    ``remove`` (the file is rewritten without them; a file left empty is deleted)."""
     lake = archive_store(platform, archive)
-    removed = 0
-    for path in archive_files(lake, dataset):
+    found = 0
+    for dataset, cols in columns.items():
+        for path in archive_files(lake, dataset):
+            found += subject_rows_in_file(lake.fs, path, cols, value, remove=remove)
+    return found
+
+
+def subject_rows_in_file(fs: pafs.FileSystem, path: str, columns: Sequence[str], value: Any, *,
+                         remove: bool = False, delete_file: bool = False) -> int:
+    """Rows of one Parquet file whose ``columns`` hold ``value`` (compared as each column's
+    type: ``"15"`` matches an integer 15). With ``remove`` the file is rewritten without them
+    (deleted when none is left, or always with ``delete_file``); returns how many there were."""
+    try:
+        with fs.open_input_file(path) as f:
+            table = pq.read_table(f)
+    except FileNotFoundError:
+        return 0
+    except (OSError, pa.ArrowException) as err:
+        raise StoreUnavailable(f"cannot read {path}: {_first_line(err)}", path=path) from None
+    hit = _subject_mask(table, columns, value)
+    n = 0 if hit is None else (pc.sum(hit).as_py() or 0)
+    if not n or not remove:
+        return n
+    kept = table.filter(pc.invert(hit))
+    if delete_file or kept.num_rows == 0:
         try:
-            with lake.fs.open_input_file(path) as f:
-                table = pq.read_table(f)
-        except (OSError, pa.ArrowException) as err:
-            raise StoreUnavailable(f"cannot read archive {path}: {_first_line(err)}", path=path) from None
-        names = {n.lower(): n for n in table.column_names}
-        if column.lower() not in names:
+            fs.delete_file(path)
+        except OSError as err:
+            raise ArchiveError(f"cannot delete {path}: {_first_line(err)}", path=path) from None
+    else:
+        _replace_file(fs, path, kept)
+    return n
+
+
+def _subject_mask(table: pa.Table, columns: Sequence[str], value: Any) -> pa.Array | None:
+    names = {n.lower(): n for n in table.column_names}
+    mask = None
+    for column in columns:
+        name = names.get(column.lower())
+        if name is None:
             continue
-        col = table.column(names[column.lower()])
+        col = table.column(name)
         try:
             target = pa.scalar(value).cast(col.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             continue  # no row can hold a value of another type
         hit = pc.fill_null(pc.equal(col, target), False)
-        n = pc.sum(hit).as_py() or 0
-        if not n:
-            continue
-        kept = table.filter(pc.invert(hit))
-        _replace_file(lake, path, kept)
-        removed += n
-    return removed
+        mask = hit if mask is None else pc.or_(mask, hit)
+    return mask
 
 
-def _replace_file(lake: Any, path: str, table: pa.Table) -> None:
-    fs: pafs.FileSystem = lake.fs
+def _replace_file(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
     local = isinstance(fs, pafs.LocalFileSystem)
     target = f"{path}.tmp" if local else path
     try:
@@ -139,8 +192,8 @@ def _replace_file(lake: Any, path: str, table: pa.Table) -> None:
     except (OSError, pa.ArrowException) as err:
         if local:
             _remove(fs, target)
-        raise ArchiveError(f"cannot rewrite archive {path}: {_first_line(err)}", path=path) from None
-    verify_archive(lake, path, table.num_rows, table.schema)
+        raise ArchiveError(f"cannot rewrite {path}: {_first_line(err)}", path=path) from None
+    _verify_file(fs, path, table.num_rows, table.schema)
 
 
 def _remove(fs: pafs.FileSystem, path: str) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import importlib.util
 import itertools
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -370,3 +371,48 @@ class DuckDBStore(SqlStore):
         """Close the database handle."""
         with contextlib.suppress(duckdb.Error):
             self._db.close()
+
+    def rewrite_file(self) -> None:
+        """Rewrite the database file from its live data, then reopen it (for erasure).
+
+        DuckDB keeps deleted rows, and blocks freed by dropped tables, in the file. The database
+        is copied into a new file (``COPY FROM DATABASE``: schemas, tables with their keys,
+        views, sequences, macros) that then replaces the old one. The store's cursors are
+        closed (a read streaming meanwhile fails). Refused with ``StoreUnavailable`` (nothing
+        changed) while another handle on the file is open in this process: it would be left on
+        the old file.
+        """
+        if self.path == ":memory:" or getattr(self, "_single", False):
+            return
+        path = Path(self.path)
+        tmp = path.with_name(f"{path.name}.hw-rewrite")
+        with self._lock:
+            self._db.close()
+            try:
+                for stale in (tmp, Path(f"{tmp}.wal")):
+                    stale.unlink(missing_ok=True)
+                # A handle still open shares the database instance, and DuckDB refuses a new
+                # connection with another configuration than that instance's: the guard.
+                con = duckdb.connect(str(path), config={**_CONFIG, "threads": 1})
+                try:
+                    db = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+                    con.execute("CHECKPOINT")
+                    con.execute("ATTACH " + "'" + str(tmp).replace("'", "''") + "' AS hw_rewrite")
+                    con.execute(f"COPY FROM DATABASE {self._quote(db)} TO hw_rewrite")
+                    con.execute("DETACH hw_rewrite")
+                finally:
+                    con.close()
+                if Path(f"{path}.wal").exists():
+                    raise StoreUnavailable(f"DuckDB store {self.name!r} kept a WAL after a checkpoint; "
+                                           "not rewritten", store=self.name)
+                os.replace(tmp, path)
+            except duckdb.Error as err:
+                tmp.unlink(missing_ok=True)
+                raise StoreUnavailable(f"cannot rewrite DuckDB store {self.name!r}: "
+                                       f"{str(err).splitlines()[0][:300]}", store=self.name) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+                try:
+                    self._db = new_connection(self.path)
+                except duckdb.CatalogException:  # another handle kept the instance (and its functions)
+                    self._db = duckdb.connect(self.path, config=dict(_CONFIG))
