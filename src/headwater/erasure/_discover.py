@@ -114,7 +114,7 @@ def _trusted_copies(platform: Platform, dataset: str, column: str | None = None,
     dataset). An edge is trusted when its job ran in the platform's own job namespace (its
     writes, CTAS and ``INSERT ... SELECT``, CDC pipelines); edges that outside OpenLineage
     producers posted are left out. This is the one place that decides which lineage erasure
-    follows (switch it to the lineage store's trusted-only query when that exists).
+    follows.
     """
     from headwater.lineage._store import LineageEdge
     from headwater.lineage._tables import column_edges_table as ce
@@ -124,8 +124,10 @@ def _trusted_copies(platform: Platform, dataset: str, column: str | None = None,
     ns = lineage.identity.namespace
     disp = lineage.identity.display
     near = "dst" if up else "src"
-    where = ((ce.c.job_namespace == lineage.job_namespace) & (ce.c[f"{near}_namespace"] == ns)
-             & (ce.c[f"{near}_name"] == dataset))
+    # Both marks: the platform's own job namespace (reserved: outside producers may not post
+    # into it) and the lineage store's ``trusted`` flag (set only for what the platform emits).
+    where = ((ce.c.job_namespace == lineage.job_namespace) & ce.c.trusted.is_(True)
+             & (ce.c[f"{near}_namespace"] == ns) & (ce.c[f"{near}_name"] == dataset))
     if column is not None:
         fields = [column, ""] if up else [column]
         where &= ce.c[f"{near}_field"].in_(fields)
@@ -139,8 +141,8 @@ def _trusted_copies(platform: Platform, dataset: str, column: str | None = None,
         for r in conn.execute(sa.select(ce).where(where)).mappings():
             out.add(LineageEdge(name("src", r), name("dst", r), r["type"], r["subtype"], r["job_name"]))
         if column is None:
-            dwhere = ((de.c.job_namespace == lineage.job_namespace) & (de.c[f"{near}_namespace"] == ns)
-                      & (de.c[f"{near}_name"] == dataset))
+            dwhere = ((de.c.job_namespace == lineage.job_namespace) & de.c.trusted.is_(True)
+                      & (de.c[f"{near}_namespace"] == ns) & (de.c[f"{near}_name"] == dataset))
             for r in conn.execute(sa.select(de).where(dwhere)).mappings():
                 out.add(LineageEdge(name("src", r), name("dst", r), "DATASET", "", r["job_name"]))
     return sorted(out)
