@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from headwater.pii._ids import ID_KINDS, find_ids
+from headwater.pii._names import find_addresses, find_names
 from headwater.pii._validators import (
     IBAN_LENGTHS,
     MONTH_WORDS,
@@ -31,13 +33,15 @@ from headwater.pii._validators import (
 
 __all__ = ["DEFAULT_REGIONS", "KINDS", "Finding", "detect"]
 
-KINDS = ("email", "phone", "ssn", "card", "iban", "ip", "dob", "secret")
+KINDS = ("email", "phone", "ssn", "card", "iban", "ip", "dob", "secret", "name", "address", "national_id", "tax_id",
+         "passport", "driving_licence")
 """Kinds the text detectors find; the tag of a kind is ``pii.<kind>``."""
 
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "JP")
 """Region hints for phone numbers written without a country code, tried in order."""
 
 DEFAULT_MIN_CONFIDENCE = 0.5
+_ID_WANTED = frozenset(ID_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,8 @@ class Finding:
     start: int
     end: int
     confidence: float
+    scheme: str | None = None
+    """The identifier scheme for identifiers (``es.dni``, ``eu.vat``, ``mrz``), else None."""
 
     @property
     def tag(self) -> str:
@@ -356,4 +362,11 @@ def detect(
             findings.extend(_phones(text, excluded, regions))
     elif "ip" in wanted and "::" in text:
         findings.extend(_ips(text, excluded))
+    if has_digit and wanted & _ID_WANTED:
+        findings.extend(Finding(s.kind, s.start, s.end, s.confidence, s.scheme)
+                        for s in find_ids(text, excluded) if s.kind in wanted)
+    if has_digit and "address" in wanted:
+        findings.extend(Finding("address", a, b, c) for a, b, c in find_addresses(text))
+    if "name" in wanted:
+        findings.extend(Finding("name", a, b, c) for a, b, c in find_names(text) if c >= min_confidence)
     return [f for f in _resolve(findings) if f.confidence >= min_confidence]

@@ -1,0 +1,368 @@
+"""Person names and postal addresses in free text, from gazetteers, token shape and context.
+
+**Names.** One pattern finds runs of capitalised words (with particles such as ``van``/``de la``
+and initials). Each word is looked up: a known first name (F), last name (L), both a name and
+a common word (A: ``May``, ``Rose``), a common word or title (a break), a street type or place
+(a break), or unknown (U). A run is cut into segments of name-like words and each segment is
+scored: ``F L``, ``F U`` (an unknown word after a first name is most likely a surname) and
+``U L`` are names on their own; a single word or unknown words need context -- a title
+(``Mr``, ``Frau``, ``Mme``, ``Sr.``), a greeting (``Dear``, ``Hallo``), a phrase that introduces a
+name (``my name is``, ``customer``, ``signed by``) or a verb after it (``John wrote``).
+
+**Addresses.** Every address this finds has a house number: the digits anchor it, which keeps
+the cost off ordinary prose. Around a number it looks for a street: number first with a street
+type after the name (``221B Baker Street``) or a type first (``12, rue de la Paix``), or the name
+first (``Hauptstraße 5``, ``Via Roma 10``, ``Keizersgracht 123``, ``ul. Długa 5``). The span then
+extends over a unit (``Apt 4``) and a postcode with its city on the same or the next line, using
+the postal-code patterns of ~45 countries. Street types that are common words (``Green``,
+``Park``) count only with a postcode or an address word nearby.
+
+Offsets are returned; no value is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+from headwater.pii._gazetteer import DIRECTIONS, PARTICLES, TITLES, WEAK_TYPES, gazetteer, normalise, upper_class
+
+__all__ = ["find_addresses", "find_names"]
+
+# -- names ------------------------------------------------------------------------------------
+
+_STRONG_LEFT = re.compile(
+    r"(?:\b(?:dear|hi|hello|hey|hallo|liebe|lieber|hola|ciao|salut|bonjour|cher|chère|querid[oa]|estimad[oa]|"
+    r"gentile|caro|cara|beste|geachte|hej|witam|"
+    r"name is|name's|named|called|i am|i'm|this is|ich bin|ich heiße|je suis|je m'appelle|me llamo|soy|"
+    r"mi chiamo|sono|mijn naam is|ik ben|nazywam się|meu nome é|eu sou|"
+    r"name|nom|nombre|nome|naam|imię|namn|navn|nimi|attn|attention|c/o|z\. ?hd\.?|zu händen|"
+    r"signed|sincerely|regards|cheers|thanks|thank you|grüße|gruß|cordialement|saludos|saluti|groeten|pozdrawiam|"
+    r"atenciosamente|mvh|hälsningar)[\s,.:;!-]*)$",
+    re.I,
+)
+_WEAK_LEFT = re.compile(
+    r"(?:\b(?:customer|client|patient|employee|tenant|applicant|user|member|guest|passenger|driver|agent|contact|"
+    r"contacted|spoke|spoke to|spoke with|talked to|met|meet|from|by|with|for|to|and|cc|manager|owner|holder|"
+    r"kunde|kundin|mitarbeiter|patientin|von|mit|und|für|an|cliente|de|par|pour|avec|et|con|para|y|e|per|da|"
+    r"met|voor|en|van|från|och|til|og|ja|dla|i)[\s,.:;-]*)$",
+    re.I,
+)
+_RIGHT = re.compile(
+    r"[ \t]*(?:'s\b|’s\b|\(|,[ \t]*(?:who|our|your|the|der|die|qui|que|che)\b|[ \t](?:called|wrote|said|says|asked|"
+    r"reported|phoned|emailed|mentioned|requested|confirmed|complained|replied|will|would|has|had|is|was|"
+    r"hat|ist|war|schrieb|rief|a écrit|a appelé|est|escribió|llamó|es|ha|è|heeft|is|har|jest|ma)\b)",
+    re.I,
+)
+_SENTENCE_END = re.compile(r"(?:^|[.!?:;\n]\s*|[\"“„«(]\s*)$")
+
+_RUNS: re.Pattern[str] | None = None
+
+
+def _runs() -> re.Pattern[str]:
+    global _RUNS
+    if _RUNS is None:
+        up = upper_class()
+        word = rf"[{up}][^\W\d_]*(?:['’][^\W\d_]+)*(?:-[{up}][^\W\d_]+)*\.?"
+        particle = r"(?:" + "|".join(sorted(PARTICLES, key=len, reverse=True)) + r")"
+        _RUNS = re.compile(rf"(?<![\w'’.@/-]){word}(?:[ \t]+(?:{particle}[ \t]+){{0,3}}{word}){{0,5}}(?![\w@/])")
+    return _RUNS
+
+
+_F, _L, _A, _U, _I, _P, _B = "F", "L", "A", "U", "I", "P", "B"  # first, last, ambiguous, unknown, initial, particle, break
+
+
+def _classify(token: str) -> str:
+    g = gazetteer()
+    bare = token.rstrip(".")
+    key = normalise(bare)
+    if key in TITLES or normalise(token) in TITLES:
+        return "T"
+    if len(bare) == 1:
+        return _I
+    if key in PARTICLES and token[0].islower():
+        return _P
+    first, last = key in g.first, key in g.last
+    common = key in g.common
+    if first or last:
+        if common or key in g.street_after or key in g.street_before:
+            return _A
+        if bare.isupper() and len(bare) > 3 and not (first and last):
+            return _A
+        return _F if first else _L
+    if common or key in g.street_after or key in g.street_before or key in g.regions:
+        return _B
+    if bare.isupper():
+        return _B  # an acronym (API, USB, GmbH) unless it is a known name
+    if key.endswith(g.street_glued) or key in g.city:
+        return _B
+    return _U
+
+
+def _score(kinds: list[str], strong: bool, weak: bool, right: bool, sentence_start: bool) -> float:
+    core = [k for k in kinds if k not in (_P, _I)]
+    if not core:
+        return 0.0
+    n = len(core)
+    nf, nl, na, nu = core.count(_F), core.count(_L), core.count(_A), core.count(_U)
+    if n >= 2:
+        if core[0] == _F and (nl or nu or na):
+            return 0.93 if nu == 0 else 0.88
+        if nf and nl:
+            return 0.9
+        if nl and nu:
+            return 0.8 if (strong or weak or right) else 0.72
+        if nf + nl + na == n:  # all names, some ambiguous (Will Long)
+            return 0.85 if (strong or weak or right) else 0.6
+        if nf and nu:
+            return 0.8
+        if nu == n or nu + na == n:
+            if strong:
+                return 0.85
+            if (weak or right) and not sentence_start:
+                return 0.7
+            return 0.3
+        return 0.5 if (strong or weak) else 0.3
+    k = core[0]
+    if strong:
+        return {_F: 0.9, _L: 0.88, _A: 0.75, _U: 0.8}[k]
+    if right and k in (_F, _L):
+        return 0.75
+    if weak and k in (_F, _L) and not sentence_start:
+        return 0.6
+    return 0.3
+
+
+def find_names(text: str) -> Iterator[tuple[int, int, float]]:
+    """(start, end, confidence) of each person name found in ``text``."""
+    for m in _runs().finditer(text):
+        run = m.group()
+        base = m.start()
+        # token offsets
+        tokens: list[tuple[int, int]] = []
+        pos = 0
+        for part in run.split():
+            i = run.index(part, pos)
+            tokens.append((base + i, base + i + len(part)))
+            pos = i + len(part)
+        kinds = [_classify(text[a:b]) for a, b in tokens]
+        i = 0
+        n = len(tokens)
+        while i < n:
+            if kinds[i] in ("T", _B, _P):
+                i += 1
+                continue
+            j = i
+            while j < n and kinds[j] not in ("T", _B):
+                j += 1
+            # trim particles at the edges
+            a, b = i, j
+            while a < b and kinds[a] == _P:
+                a += 1
+            while b > a and kinds[b - 1] == _P:
+                b -= 1
+            if a < b:
+                yield from _segment(text, tokens, kinds, a, b, titled=i > 0 and kinds[i - 1] == "T")
+            i = j
+
+
+def _segment(text: str, tokens: list[tuple[int, int]], kinds: list[str], a: int, b: int,
+             *, titled: bool) -> Iterator[tuple[int, int, float]]:
+    start = tokens[a][0]
+    before = text[max(0, start - 40):start]
+    sentence_start = bool(_SENTENCE_END.search(before)) and not titled
+    seg = kinds[a:b]
+    # "Unfortunately John Smith": an unknown capitalised word at a sentence start before a first
+    # name is the sentence's first word, not part of the name
+    if sentence_start and len(seg) >= 2 and seg[0] == _U and seg[1] in (_F, _A):
+        a += 1
+        seg = seg[1:]
+        start = tokens[a][0]
+        before = text[max(0, start - 40):start]
+        sentence_start = False
+    strong = titled or bool(_STRONG_LEFT.search(before))
+    weak = not strong and bool(_WEAK_LEFT.search(before))
+    end = tokens[b - 1][1]
+    if text[end - 1] == "." and kinds[b - 1] != _I:
+        end -= 1  # a sentence's full stop, not part of the name
+    right = bool(_RIGHT.match(text, end, end + 24))
+    conf = _score(seg, strong, weak, right, sentence_start)
+    if conf > 0:
+        yield start, end, conf
+
+
+# -- addresses ----------------------------------------------------------------------------------
+
+_ADDRESS_WORDS = re.compile(
+    r"(?:address|addr\.|live at|lives at|living at|located at|ship to|deliver(?:ed)? to|send to|mail to|moved to|"
+    r"residing at|adresse|anschrift|wohnhaft|wohne|wohnt|domicile|habite|dirección|direccion|domicilio|vivo en|"
+    r"indirizzo|abito|adres|woon|endereço|moro|adress|bor på|osoite|asun|adresa|bydlím|адрес)",
+    re.I,
+)
+_NUMBER = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4}[A-Za-z]?)?"
+_WORD = r"[^\W\d_][\w'’.]*(?:-[^\W\d_][\w'’.]*)*"
+_UNIT = (r"(?:,?[ \t]*(?:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.|#|piso|planta|étage|etg\.?|bus|app\.?|"
+         r"appartamento|int\.?|scala|wohnung|whg\.?|top|lgh|m\.|lok\.|lokal|m)[ \t]*\d{1,4}[A-Za-z]?)?")
+_CITY = rf"[^\W\d_][\w'’.]*(?:[ \t-]+(?:[^\W\d_][\w'’.]*)){{0,3}}"
+
+
+@lru_cache(maxsize=1)
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    up = upper_class()
+    postcode = gazetteer().postcode
+    # number first: "221B Baker Street", "12, rue de la Paix", "1600 Pennsylvania Ave NW"
+    number_first = re.compile(rf"(?<![\w.,:/#+-]){_NUMBER},?[ \t]+({_WORD}(?:[ \t]+{_WORD}){{0,6}})")
+    # name first: the words before a number ("Hauptstraße 5", "Via Roma, 10")
+    name_first = re.compile(rf"(?:{_WORD}[ \t]+){{0,4}}{_WORD},?[ \t]+$")
+    cap = rf"[{up}][\w'’.]*(?:[ \t-]+[{up}][\w'’.]*){{0,3}}"
+    # after the street: unit, then "<postcode> <City>" or "<City>, <ST> <postcode>" or "<City> <PC>"
+    tail = re.compile(
+        rf"{_UNIT}(?:,[ \t]*|[ \t]*\n[ \t]*|[ \t]+)"
+        rf"(?:(?:[A-Z]{{1,2}}-)?{postcode}[ \t]+{cap}(?:,[ \t]*{cap})?"
+        rf"|{cap},?[ \t]+(?:[A-Z]{{2,3}}\.?[ \t]+|[A-Z]{{2,3}},?[ \t]+)?{postcode}(?![\w-])"
+        rf"|{cap}(?:[ \t]*\n[ \t]*|,[ \t]*){postcode}(?![\w-]))"
+    )
+    po_box = re.compile(r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Postfach|Apartado(?: de correos)?|Boîte postale|B\.?P\.|"
+                        r"Casella postale|Caixa postal|Postbus|Skrytka pocztowa)[ \t]*\d{1,6}", re.I)
+    return number_first, name_first, tail, po_box
+
+
+_DIGIT_RUN = re.compile(r"(?<![\w.,:/#+-])\d{1,5}[A-Za-z]?(?:[-/]\d{1,4}[A-Za-z]?)?(?![\d])")
+
+
+def _type_of(token: str) -> str | None:
+    """``after``/``before``/``glued`` when ``token`` is a street type, else None."""
+    g = gazetteer()
+    key = normalise(token)
+    bare = key.rstrip(".")
+    if key in g.street_after or bare in g.street_after:
+        return "after"
+    if key in g.street_before or bare in g.street_before:
+        return "before"
+    if len(bare) > 4 and bare.endswith(g.street_glued):
+        return "glued"
+    return None
+
+
+def _is_cap(token: str) -> bool:
+    return token[:1].isupper()
+
+
+def _near_address_word(text: str, start: int, end: int) -> bool:
+    return bool(_ADDRESS_WORDS.search(text, max(0, start - 60), start) or _ADDRESS_WORDS.search(text, end, end + 30))
+
+
+def _number_first(text: str, m: re.Match[str]) -> tuple[int, float] | None:
+    """End and confidence of a street written number first, from the words after the number."""
+    words = m.group(1)
+    base = m.start(1)
+    parts: list[tuple[int, int]] = []
+    pos = 0
+    for w in words.split():
+        i = words.index(w, pos)
+        parts.append((base + i, base + i + len(w)))
+        pos = i + len(w)
+    toks = [text[a:b] for a, b in parts]
+    kind0 = _type_of(toks[0])
+    if kind0 == "before" and len(toks) >= 2:
+        # "rue de la Paix": the type, then lower-case particles and the capitalised name
+        k = 1
+        while k < len(toks) and (toks[k].lower() in PARTICLES or toks[k].lower() in ("des", "d'", "l'", "of")):
+            k += 1
+        if k < len(toks) and _is_cap(toks[k]):
+            end_i = k
+            while end_i + 1 < len(toks) and _is_cap(toks[end_i + 1]) and _type_of(toks[end_i + 1]) is None:
+                end_i += 1
+            return parts[end_i][1], 0.85
+        return None
+    for i in range(1, len(toks)):
+        t = _type_of(toks[i])
+        if t == "after" and all(_is_cap(x) for x in toks[:i]) and _is_cap(toks[i]) or (
+                t == "after" and toks[i][0].islower() and all(_is_cap(x) for x in toks[:i]) and len(toks[i]) > 3):
+            end = parts[i][1]
+            if i + 1 < len(toks) and normalise(toks[i + 1]) in DIRECTIONS and toks[i + 1][0].isupper():
+                end = parts[i + 1][1]
+            if text[end - 1] == "." and normalise(toks[i]).rstrip(".") not in ("st", "ave", "rd", "blvd", "ln", "dr", "ct",
+                                                                             "pl", "sq", "hwy", "pkwy", "str"):
+                end -= 1
+            weak = normalise(toks[i]).rstrip(".") in WEAK_TYPES
+            return end, (0.6 if weak else 0.85)
+        if not _is_cap(toks[i]):
+            break
+    if kind0 == "glued" and _is_cap(toks[0]):
+        return parts[0][1], 0.75
+    return None
+
+
+def _name_first(text: str, num_start: int) -> tuple[int, float] | None:
+    """Start and confidence of a street whose name comes before its number."""
+    _nf, name_first, _tail, _po = _patterns()
+    lo = max(0, num_start - 48)
+    m = name_first.search(text, lo, num_start)
+    if m is None:
+        return None
+    words = m.group().rstrip(", \t")
+    base = m.start()
+    parts: list[tuple[int, int]] = []
+    pos = 0
+    for w in words.split():
+        i = words.index(w, pos)
+        parts.append((base + i, base + i + len(w)))
+        pos = i + len(w)
+    toks = [text[a:b] for a, b in parts]
+    last = toks[-1]
+    t = _type_of(last)
+    if t in ("glued", "after") and _is_cap(last) or t == "after" and len(toks) >= 2 and _is_cap(toks[-2]):
+        # "Hauptstraße 5", "Lange Straße 5", "Am Alten Markt 3": include capitalised words before
+        k = len(toks) - 1
+        while k > 0 and _is_cap(toks[k - 1]) and _type_of(toks[k - 1]) is None and len(toks) - k < 4:
+            k -= 1
+        weak = normalise(last).rstrip(".") in WEAK_TYPES
+        if t == "glued" and k == len(toks) - 1 and normalise(last) in gazetteer().common:
+            return None
+        return parts[k][0], (0.6 if weak else 0.85)
+    # a type word first: "Via Roma 10", "Calle Mayor, 5", "ul. Długa 5", "Avenida Paulista 1000"
+    for k in range(len(toks) - 1):
+        if _type_of(toks[k]) == "before":
+            rest = toks[k + 1:]
+            if rest and _is_cap(rest[-1]) and all(_is_cap(x) or x.lower() in PARTICLES or x.lower() in ("dei", "delle", "degli")
+                                                  for x in rest):
+                return parts[k][0], 0.85
+    return None
+
+
+def find_addresses(text: str) -> Iterator[tuple[int, int, float]]:
+    """(start, end, confidence) of each postal address found in ``text``."""
+    number_first, _name_first_re, tail, po_box = _patterns()
+    last_end = -1
+    for m in _DIGIT_RUN.finditer(text):
+        s, e = m.span()
+        if s < last_end:
+            continue
+        span: tuple[int, int, float] | None = None
+        nf = number_first.match(text, s)
+        if nf is not None and not text[e:e + 1].isdigit():
+            found = _number_first(text, nf)
+            if found is not None:
+                span = (s, found[0], found[1])
+        if span is None:
+            found2 = _name_first(text, s)
+            if found2 is not None:
+                span = (found2[0], e, found2[1])
+        if span is None:
+            continue
+        start, end, conf = span
+        t = tail.match(text, end)
+        if t is not None:
+            end = t.end()
+            conf = max(conf, 0.9)
+        elif _near_address_word(text, start, end):
+            conf = max(conf, 0.85)
+        if conf >= 0.5:
+            last_end = end
+            yield start, end, conf
+    if "ox" in text or "ost" in text or "B" in text or "ado" in text or "krytka" in text:
+        for m in po_box.finditer(text):
+            t = tail.match(text, m.end())
+            yield m.start(), (t.end() if t else m.end()), 0.85
