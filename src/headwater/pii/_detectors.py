@@ -77,11 +77,16 @@ _VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\brelease|\bbuild|\brev
 
 # -- context words -------------------------------------------------------------------------------
 _NEGATIVE = re.compile(
-    r"(?:\b(?:order|invoice|ref(?:erence)?|tracking|ticket|shipment|sku|isbn|po|case|id|no\.?|nr\.?)|#)\W{0,3}$",
+    r"(?:\b(?:order|invoice|ref(?:erence)?|tracking|ticket|shipment|sku|isbn|po|case|id|no\.|nr\.?|nº|n°|"
+    r"account|factura|facture|fattura|rechnung|factuur|faktura|bestellung|commande|pedido|ordine|ärende|sag)|#)\W{0,3}$",
     re.I,
 )
 _CONTEXT = {
-    "phone": re.compile(r"\b(?:tel|phone|mobile|mob|cell|call|fax|whatsapp|sms|contact|reach|telefon|handy|rufnummer|téléphone|portable|tél|numéro|appel|電話|携帯)", re.I),
+    "phone": re.compile(
+        r"\b(?:tel|phone|mobile|mob|cell|call|fax|whatsapp|sms|contact|reach|telefon|handy|rufnummer|rückruf|"
+        r"téléphone|portable|tél|numéro|appel|rappeler|llam|teléfono|móvil|número|richiamare|chiamare|cellulare|"
+        r"retornar|ligar|celular|terugbellen|bel|mobiel|zadzwo|telefonu|ring|mobil|soita|numeroon|puhelin|電話|携帯)",
+        re.I),
     "card": re.compile(r"\b(?:card|visa|mastercard|amex|discover|credit|debit|cc|pan|kreditkarte|carte)", re.I),
     "ssn": re.compile(r"\b(?:ssn|social security|soc\.? sec|tax id|tin)\b", re.I),
     "dob": re.compile(
@@ -114,6 +119,7 @@ _DATE = re.compile(
     rf"|(?:{MONTH_WORDS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})(?![\w/-])",
     re.I,
 )
+_YEAR_REF = re.compile(r"(?:19|20)\d\d[/-]\d{3,7}")
 _DATE_SHAPE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _SECRET_PREFIXED = re.compile(
     r"(?<![\w])(?:"
@@ -258,14 +264,22 @@ def _phones(text: str, excluded: list[tuple[int, int]], regions: tuple[str, ...]
         if seps == {"."}:
             # dotted numbers: a version string or an IP unless every group is 2-4 digits
             groups = core.split(".")
-            if len(groups) < 3 or any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
+            if core.startswith("+") and len(groups) >= 3:
+                groups = groups[2:]  # "+61.2.0252.7634": country and area codes may be one digit
+            if len(groups) < 2 or any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
                 continue
         if re.fullmatch(r"\d{3}-\d{2}-\d{4}", core):
             continue  # SSN shape
+        if _YEAR_REF.fullmatch(core):
+            continue  # a year-numbered reference (2024/04474, 2019-00123)
         if 12 <= len(digits) <= 19 and luhn_valid(digits) and card_issuer(digits) and not core.startswith("+"):
             continue  # card shape
+        if start and text[start - 1] == "#":
+            continue  # "#7928684" is a reference whatever words are near
         context = _near(text, start, end, "phone")
         negative = _NEGATIVE.search(_before(text, start, 16))
+        if negative and not formatted:
+            continue  # "pedido 1053051738": a bare run right after a reference word
         if not context and (negative or not formatted):
             continue  # a bare digit run, or one labelled as an order/invoice number
         verdict = phone_verdict(raw, regions)

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from headwater.pii._gazetteer_build import DATA_FILE, normalise
 
-__all__ = ["Gazetteer", "gazetteer", "normalise", "upper_class"]
+__all__ = ["Gazetteer", "gazetteer", "name_likeness", "normalise", "upper_class"]
 
 TITLES = frozenset("""
 mr mr. mrs mrs. ms ms. miss mx dr dr. prof prof. sir lady lord rev rev. herr herrn frau fräulein hr hr. fr.
@@ -48,10 +48,14 @@ class Gazetteer:
     city: frozenset[str]
     street: frozenset[str]
     common: frozenset[str]
+    lorem: frozenset[str]
+    """Ordinary words of many languages (Faker's lorem lists): names too, now and then."""
     regions: frozenset[str]
     street_before: frozenset[str]
     street_after: frozenset[str]
     street_glued: tuple[str, ...]
+    model: dict[str, float]
+    """Character n-gram -> log-odds that a word is a person's name (see ``_gazetteer_build._model``)."""
     postcode: str
     """One regular expression (no groups) for the postal codes of the countries in :data:`POSTAL`."""
 
@@ -82,10 +86,19 @@ def gazetteer() -> Gazetteer:
     doc = json.loads(gzip.decompress(DATA_FILE.read_bytes()))
     return Gazetteer(
         first=frozenset(doc["first"]), last=frozenset(doc["last"]), city=frozenset(doc["city"]),
-        street=frozenset(doc["street"]), common=frozenset(doc["common"]), regions=frozenset(doc["regions"]),
+        street=frozenset(doc["street"]), common=frozenset(doc["common"]), lorem=frozenset(doc["lorem"]), regions=frozenset(doc["regions"]),
         street_before=frozenset(doc["street_before"]), street_after=frozenset(doc["street_after"]),
         street_glued=tuple(sorted(doc["street_glued"], key=len, reverse=True)), postcode=_postcode(doc["zip"]),
+        model=doc["model"],
     )
+
+
+def name_likeness(key: str) -> float:
+    """Log-odds that the normalised word ``key`` is a person's name rather than an ordinary word."""
+    model = gazetteer().model
+    s = f"^{key}$"
+    get = model.get
+    return sum(get(s[i:i + n], 0.0) for n in (2, 3, 4) for i in range(len(s) - n + 1))
 
 
 def _ranges(pred: object) -> str:

@@ -24,6 +24,7 @@ import hashlib
 import importlib
 import io
 import json
+import math
 import pkgutil
 import re
 import sys
@@ -31,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATA_FILE", "build", "held_out", "main", "normalise"]
+__all__ = ["DATA_FILE", "build", "grams", "held_out", "main", "normalise"]
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "gazetteer.json.gz"
 HELD_OUT_PERCENT = 30
@@ -91,7 +92,7 @@ STREET_GLUED = (
 COMMON = """
 the a an and or but if then so to of in on at by for with from as is are was were be been being this that these
 those it its we you he she they i me my our your his her their them us hi hello hey dear thanks thank regards
-best kind yours sincerely cheers please note re fw fwd subject sent date cc bcc attn attention team support
+best kind yours sincerely cheers please note re fw fwd subject sent date cc bcc attn attention team support ihr ihre ihren ihrem ihrer sie wir uns unser unsere vielen dank herzlichen
 customer client user admin manager service services order orders invoice invoices ticket tickets case account
 payment refund delivery shipping shipment package parcel product products item items price total amount balance
 status update updated issue issues error errors warning info debug trace request response server client api
@@ -175,9 +176,56 @@ def sources() -> dict[str, set[str]]:
         for attr in ("streets", "street_names", "street_titles"):
             streets |= _phrases(_values(getattr(a, attr, ())))
     common: set[str] = set(COMMON)
+    lorem: set[str] = set()
     for loc in _locales("lorem"):
-        common |= _words(_values(getattr(_provider("lorem", loc), "word_list", ())))
-    return {"first": first, "last": last, "title": titles, "city": cities, "street": streets, "common": common}
+        lorem |= _words(_values(getattr(_provider("lorem", loc), "word_list", ())))
+    # more ordinary vocabulary for the name-likeness model: job titles and business words
+    vocabulary: set[str] = common | lorem
+    for loc in _locales("job"):
+        vocabulary |= _words(_values(getattr(_provider("job", loc), "jobs", ())))
+    for loc in _locales("company"):
+        c = _provider("company", loc)
+        for attr in ("catch_phrase_words", "bsWords"):
+            for group in getattr(c, attr, ()):
+                vocabulary |= _words(_values(group))
+    return {"first": first, "last": last, "title": titles, "city": cities, "street": streets, "common": common,
+            "lorem": lorem, "vocabulary": vocabulary}
+
+
+def _alphabetic(word: str) -> bool:
+    return len(word) >= 3 and all(ch.isalpha() and ord(ch) < 0x530 for ch in word)
+
+
+def grams(word: str) -> list[str]:
+    """Character 2-, 3- and 4-grams of ``^word$`` (the name-likeness model's features)."""
+    s = f"^{word}$"
+    return [s[i:i + n] for n in (2, 3, 4) for i in range(len(s) - n + 1)]
+
+
+def _model(names: set[str], words: set[str]) -> dict[str, float]:
+    """Naive Bayes log-odds per character n-gram: a person's name (kept names) vs an ordinary word.
+
+    Deterministic (counts, add-one smoothing, rounded weights); n-grams seen fewer than three
+    times or with a weight under 0.2 are left out to keep the file small.
+    """
+    from collections import Counter
+
+    pos = sorted(w for w in names - words if _alphabetic(w))
+    neg = sorted(w for w in words - names if _alphabetic(w))
+    cp: Counter[str] = Counter()
+    cn: Counter[str] = Counter()
+    for w in pos:
+        cp.update(set(grams(w)))
+    for w in neg:
+        cn.update(set(grams(w)))
+    out: dict[str, float] = {}
+    for g in sorted(set(cp) | set(cn)):
+        if cp[g] + cn[g] < 3:
+            continue
+        weight = round(math.log((cp[g] + 1) / (len(pos) + 2)) - math.log((cn[g] + 1) / (len(neg) + 2)), 1)
+        if abs(weight) >= 0.2:
+            out[g] = weight
+    return out
 
 
 def _postal() -> dict[str, Any]:
@@ -210,9 +258,11 @@ def build() -> bytes:
     doc["title"] = sorted(src["title"])
     # a common word that is also a kept name stays common (the detector asks for more evidence)
     doc["common"] = sorted(src["common"])
+    doc["lorem"] = sorted(src["lorem"] - src["common"])
     doc["street_before"] = sorted(set(STREET_BEFORE))
     doc["street_after"] = sorted(set(STREET_AFTER))
     doc["street_glued"] = sorted(set(STREET_GLUED))
+    doc["model"] = _model(set(doc["first"]) | set(doc["last"]), src["vocabulary"])
     doc.update(_postal())
     raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
     buf = io.BytesIO()

@@ -52,7 +52,7 @@ SCHEMES: tuple[Scheme, ...] = (
     _S("sk.rc", "national_id", r"\d{9,10}", False, r"rodné číslo|RČ|birth number"),
     _S("dk.cpr", "national_id", r"\d{10}", False, r"CPR"),
     _S("ee.ik", "national_id", r"\d{11}", False, r"isikukood|personal code"),
-    _S("fi.hetu", "national_id", r"\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]", True, r"henkilötunnus|hetu|personal identity"),
+    _S("fi.hetu", "national_id", r"\d{6}[+A-FU-Y]?\d{3}[0-9A-Y]", True, r"henkilötunnus|hetu|personal identity"),
     _S("fr.nir", "national_id", r"[12]\d{4}[0-9AB]\d{7}\d{2}", True, r"sécurité sociale|securite sociale|NIR|INSEE"),
     _S("de.idnr", "national_id", r"[1-9]\d{10}", False,
        r"steuer-?id|steueridentifikations|identifikationsnummer|IdNr|tax id"),
@@ -78,7 +78,7 @@ SCHEMES: tuple[Scheme, ...] = (
     _S("ca.sin", "national_id", r"\d{9}", False, r"SIN|social insurance|NAS|assurance sociale"),
     _S("br.cpf", "national_id", r"\d{11}", False, r"CPF"),
     _S("in_.aadhaar", "national_id", r"[2-9]\d{11}", False, r"aadhaar|aadhar|आधार|UIDAI"),
-    _S("in_.pan", "national_id", r"[A-Z]{3}[ABCFGHJLPT][A-Z]\d{4}[A-Z]", True, r"PAN|permanent account"),
+    _S("in_.pan", "national_id", r"[A-Z]{3}[ABCFGHJLPT][A-Z]\d{4}[A-Z]", False, r"PAN|permanent account"),
     _S("cn.ric", "national_id", r"\d{17}[0-9X]", True, r"身份证|居民身份|resident identity|ID card"),
     _S("jp.in_", "national_id", r"\d{12}", False, r"個人番号|マイナンバー|my ?number|individual number"),
     _S("au.tfn", "national_id", r"\d{8,9}", False, r"TFN|tax file"),
@@ -129,7 +129,15 @@ def _validator(module: str) -> Callable[[str], bool]:
 
         raise MissingDependency("national identifier checks need python-stdnum (pip install 'headwater[pii]')",
                                 package="python-stdnum") from err
-    return mod.is_valid  # type: ignore[no-any-return]
+    check = mod.is_valid
+
+    def valid(value: str) -> bool:
+        try:
+            return bool(check(value))
+        except Exception:  # noqa: BLE001 - some validators raise KeyError/IndexError on odd input
+            return False
+
+    return valid
 
 
 def _by_length() -> dict[int, list[tuple[re.Pattern[str], Scheme]]]:
@@ -160,15 +168,24 @@ def _table() -> dict[int, list[tuple[re.Pattern[str], Scheme]]]:
     return _TABLE
 
 
+def _words(alternatives: list[str]) -> str:
+    """Context words as one alternation: short ones whole words, long ones also as a compound's start
+    (``rijksregister`` in ``rijksregisternummer``)."""
+    parts = []
+    for alt in alternatives:
+        for word in alt.split("|"):
+            parts.append(word if len(word) >= 6 else word + r"(?![^\W\d_])")
+    return r"(?<![^\W\d_])(?:" + "|".join(sorted(set(parts), key=len, reverse=True)) + ")"
+
+
 @lru_cache(maxsize=None)
 def _context(kind_or_module: str) -> re.Pattern[str]:
     words = [s.context for s in SCHEMES if s.module == kind_or_module or (not s.module and kind_or_module == "nino")]
-    return re.compile(r"(?<![^\W\d_])(?:" + "|".join(words) + r")(?![^\W\d_])", re.I)
+    return re.compile(_words(words), re.I)
 
 
-_ANY_CONTEXT = re.compile(
-    r"(?<![^\W\d_])(?:" + "|".join(sorted({s.context for s in SCHEMES}, key=len, reverse=True))
-    + r"|\bID\b|\bno\.|number|nummer|numéro|número|numero|nr\.?)(?![^\W\d_])", re.I)
+_ANY_CONTEXT = re.compile(_words([s.context for s in SCHEMES] + [r"ID|no\.|number|nummer|numéro|número|numero|nr"]),
+                          re.I)
 _PASSPORT_CONTEXT = re.compile(
     r"(?:passport|reisepass|pass-?nr|passnummer|pasaporte|passeport|passaporto|paszport|paspoort|passi|pas\b|"
     r"паспорт|護照|旅券|パスポート|护照)", re.I)
@@ -237,6 +254,7 @@ def _variants(raw: str) -> Iterator[tuple[int, int, str]]:
 
 
 def _match(compact: str, text: str, start: int, end: int) -> tuple[Scheme, float] | None:
+    """The best scheme whose shape fits ``compact`` and whose check passes on ``text[start:end]``."""
     schemes = _table().get(len(compact))
     if not schemes:
         return None
@@ -245,8 +263,9 @@ def _match(compact: str, text: str, start: int, end: int) -> tuple[Scheme, float
     for pattern, s in schemes:
         if not pattern.fullmatch(compact):
             continue
+        value = text[start:end]
         if s.strong:
-            if not _validator(s.module)(compact):
+            if not _validator(s.module)(value):
                 continue
             named = _near(_context(s.module or "nino"), text, start, end)
             conf = 0.97 if named else 0.9
@@ -255,7 +274,7 @@ def _match(compact: str, text: str, start: int, end: int) -> tuple[Scheme, float
                 context_any = _near(_ANY_CONTEXT, text, start, end)
             if not context_any or not _near(_context(s.module), text, start, end):
                 continue
-            if not _validator(s.module)(compact):
+            if not _validator(s.module)(value):
                 continue
             conf = 0.92
         if best is None or conf > best[1]:

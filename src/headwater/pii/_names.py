@@ -26,35 +26,60 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 
-from headwater.pii._gazetteer import DIRECTIONS, PARTICLES, TITLES, WEAK_TYPES, gazetteer, normalise, upper_class
+from headwater.pii._gazetteer import (
+    DIRECTIONS,
+    PARTICLES,
+    TITLES,
+    WEAK_TYPES,
+    gazetteer,
+    name_likeness,
+    normalise,
+    upper_class,
+)
 
 __all__ = ["find_addresses", "find_names"]
 
 # -- names ------------------------------------------------------------------------------------
 
 _STRONG_LEFT = re.compile(
-    r"(?:\b(?:dear|hi|hello|hey|hallo|liebe|lieber|hola|ciao|salut|bonjour|cher|chère|querid[oa]|estimad[oa]|"
+    r"(?:\b(?:nombre es|mi nombre es|il mio nome è|mein name ist|je m'appelle|meu nome é|mijn naam is|"
+    r"jag heter|mitt namn är|jeg hedder|nimeni on|nazywam się|dear|hi|hello|hey|hallo|liebe|lieber|hola|ciao|salut|bonjour|cher|chère|querid[oa]|estimad[oa]|"
     r"gentile|caro|cara|beste|geachte|hej|witam|"
     r"name is|name's|named|called|i am|i'm|this is|ich bin|ich heiße|je suis|je m'appelle|me llamo|soy|"
     r"mi chiamo|sono|mijn naam is|ik ben|nazywam się|meu nome é|eu sou|"
     r"name|nom|nombre|nome|naam|imię|namn|navn|nimi|attn|attention|c/o|z\. ?hd\.?|zu händen|"
-    r"signed|sincerely|regards|cheers|thanks|thank you|grüße|gruß|cordialement|saludos|saluti|groeten|pozdrawiam|"
+    r"signed|sincerely|regards|cheers|thanks|thank you|grüße|grüßen|gruß|cordialement|saludos|saluti|groeten|pozdrawiam|"
     r"atenciosamente|mvh|hälsningar)[\s,.:;!-]*)$",
+    re.I,
+)
+_PERSON_LEFT = re.compile(
+    r"(?:\b(?:customer|client|patient|employee|tenant|applicant|user|member|guest|passenger|colleague|"
+    r"spoke (?:to|with)|talked (?:to|with)|met with|meeting with|called|contacted|informed|told|asked|"
+    r"kunde|kundin|mitarbeiter(?:in)?|cliente|klant|klienta|kund|asiakas|"
+    r"von|de|di|da|van|af|från|fra|dla|klienta)[\s,.:;-]*)$",
     re.I,
 )
 _WEAK_LEFT = re.compile(
     r"(?:\b(?:customer|client|patient|employee|tenant|applicant|user|member|guest|passenger|driver|agent|contact|"
-    r"contacted|spoke|spoke to|spoke with|talked to|met|meet|from|by|with|for|to|and|cc|manager|owner|holder|"
-    r"kunde|kundin|mitarbeiter|patientin|von|mit|und|für|an|cliente|de|par|pour|avec|et|con|para|y|e|per|da|"
-    r"met|voor|en|van|från|och|til|og|ja|dla|i)[\s,.:;-]*)$",
+    r"contacted|spoke|spoke to|spoke with|talked to|met|meet|from|by|with|for|to|cc|manager|owner|holder|"
+    r"kunde|kundin|mitarbeiter|patientin|von|mit|für|an|cliente|de|par|pour|avec|con|para|per|da|"
+    r"met|voor|van|från|til|dla)[\s,.:;-]*)$",
     re.I,
 )
 _RIGHT = re.compile(
     r"[ \t]*(?:'s\b|’s\b|\(|,[ \t]*(?:who|our|your|the|der|die|qui|que|che)\b|[ \t](?:called|wrote|said|says|asked|"
+    r"reports|writes|calls|asks|wants|needs|belde|ringde|ringede|soitti|ligou|llamó|a appelé|ha chiamato|hat|"
     r"reported|phoned|emailed|mentioned|requested|confirmed|complained|replied|will|would|has|had|is|was|"
     r"hat|ist|war|schrieb|rief|a écrit|a appelé|est|escribió|llamó|es|ha|è|heeft|is|har|jest|ma)\b)",
     re.I,
 )
+@lru_cache(maxsize=1)
+def _strong_left() -> re.Pattern[str]:
+    words = sorted({re.escape(w) for w in TITLES | GREETINGS}, key=len, reverse=True)
+    return re.compile("(?:" + _STRONG_LEFT.pattern[:-1] + r")$|(?<![^\W\d_])(?:" + "|".join(words)
+                      + r")[\s,.:;!-]*$", re.I)
+
+
 _SENTENCE_END = re.compile(r"(?:^|[.!?:;\n]\s*|[\"“„«(]\s*)$")
 
 _RUNS: re.Pattern[str] | None = None
@@ -71,14 +96,38 @@ def _runs() -> re.Pattern[str]:
 
 
 _F, _L, _A, _U, _I, _P, _B = "F", "L", "A", "U", "I", "P", "B"  # first, last, ambiguous, unknown, initial, particle, break
+_N = "N"  # unknown, but shaped like a name (the n-gram model)
+_T, _W = "T", "W"  # a strong context word (title, greeting), a person noun (customer, Kunde)
+
+_FUNCTION = frozenset("""
+the a an and or but to of in on at by for with from your our my his her their this that it we you i
+der die das den dem des ein eine und oder ihr ihre ihren sie wir le la les un une et ou votre vos nous
+el los las y su sus nuestro il lo gli e o suo sua de het een en uw jullie
+""".split())
+
+GREETINGS = frozenset("""
+dear hi hello hey hallo liebe lieber hola ciao salve salut bonjour bonsoir cher chère chers querido querida estimado
+estimada gentile gentilissimo gentilissima caro cara egregio egregia beste geachte hej hei moi witam szanowny szanowna
+szanowni olá prezado prezada caríssimo thanks regards cheers sincerely grüße gruß cordialement saludos saluti groet
+groeten pozdrawiam atenciosamente hälsningar hilsen terveisin signed attn
+""".split())
+PERSON_NOUNS = frozenset("""
+customer client patient employee tenant applicant user member guest passenger driver agent contact colleague
+kunde kundin mitarbeiter mitarbeiterin patientin mieter mieterin bewerber bewerberin client cliente patiente salarié
+locataire cliente paciente empleado empleada inquilino solicitante paziente dipendente inquilino klant patiënt
+medewerker huurder cliente paciente funcionário funcionária klient klienta klientka pacjent pracownik kund patient
+anställd hyresgäst kunde medarbejder lejer asiakas potilas työntekijä vuokralainen
+""".split())
 
 
 def _classify(token: str) -> str:
     g = gazetteer()
     bare = token.rstrip(".")
     key = normalise(bare)
-    if key in TITLES or normalise(token) in TITLES:
-        return "T"
+    if key in TITLES or normalise(token) in TITLES or key in GREETINGS:
+        return _T
+    if key in PERSON_NOUNS:
+        return _W
     if len(bare) == 1:
         return _I
     if key in PARTICLES and token[0].islower():
@@ -88,46 +137,52 @@ def _classify(token: str) -> str:
     if first or last:
         if common or key in g.street_after or key in g.street_before:
             return _A
-        if bare.isupper() and len(bare) > 3 and not (first and last):
-            return _A
+        if bare.isupper() and len(bare) > 1:
+            return _B  # LIMIT, CASE, MARK: capitals are a keyword or a code more often than a name
         return _F if first else _L
     if common or key in g.street_after or key in g.street_before or key in g.regions:
         return _B
+    if key in g.lorem:
+        return _A  # an ordinary word somewhere, a name elsewhere (Celeste, Grande)
     if bare.isupper():
         return _B  # an acronym (API, USB, GmbH) unless it is a known name
     if key.endswith(g.street_glued) or key in g.city:
         return _B
-    return _U
+    return _N if name_likeness(key) > 0 else _U
 
 
-def _score(kinds: list[str], strong: bool, weak: bool, right: bool, sentence_start: bool) -> float:
+def _score(kinds: list[str], strong: bool, person: bool, weak: bool, right: bool, sentence_start: bool) -> float:
+    """Confidence that a segment of classified words is a person's name, given its context."""
     core = [k for k in kinds if k not in (_P, _I)]
     if not core:
         return 0.0
     n = len(core)
-    nf, nl, na, nu = core.count(_F), core.count(_L), core.count(_A), core.count(_U)
+    nf, nl, na, nu, nn = (core.count(k) for k in (_F, _L, _A, _U, _N))
+    ctx = strong or person
     if n >= 2:
-        if core[0] == _F and (nl or nu or na):
-            return 0.93 if nu == 0 else 0.88
-        if nf and nl:
-            return 0.9
-        if nl and nu:
-            return 0.8 if (strong or weak or right) else 0.72
+        if nu == 0 and nf and nl:
+            return 0.93  # every word a known name, a first name among them
+        if core[0] == _F and nu == 0:
+            return 0.9 if (nl or nn or ctx or weak or right) else 0.5
+        if nl and nu == 0:
+            return 0.85 if (ctx or weak or right or nn) else 0.5
         if nf + nl + na == n:  # all names, some ambiguous (Will Long)
-            return 0.85 if (strong or weak or right) else 0.6
-        if nf and nu:
-            return 0.8
-        if nu == n or nu + na == n:
-            if strong:
+            return 0.85 if (ctx or weak or right) else 0.45
+        if right and n <= 3 and na == 0:
+            return 0.7  # "Brad Stafford wrote", "Lone Streich reports that"
+        if nu + nn + na == n and nn:
+            if ctx:
                 return 0.85
-            if (weak or right) and not sentence_start:
-                return 0.7
             return 0.3
-        return 0.5 if (strong or weak) else 0.3
+        if ctx:
+            return 0.8 if (nf or nl or nn) else 0.6
+        return 0.3
     k = core[0]
     if strong:
-        return {_F: 0.9, _L: 0.88, _A: 0.75, _U: 0.8}[k]
-    if right and k in (_F, _L):
+        return {_F: 0.9, _L: 0.88, _A: 0.75, _N: 0.85, _U: 0.7}[k]
+    if person:
+        return {_F: 0.85, _L: 0.85, _A: 0.3, _N: 0.8, _U: 0.6}[k]
+    if right and k in (_F, _L, _N):
         return 0.75
     if weak and k in (_F, _L) and not sentence_start:
         return 0.6
@@ -147,14 +202,19 @@ def find_names(text: str) -> Iterator[tuple[int, int, float]]:
             tokens.append((base + i, base + i + len(part)))
             pos = i + len(part)
         kinds = [_classify(text[a:b]) for a, b in tokens]
+        for t in range(1, len(kinds)):
+            if kinds[t] == _B and kinds[t - 1] == _T:
+                word = text[tokens[t][0]:tokens[t][1]]
+                if not word.isupper() and normalise(word.rstrip(".")) not in _FUNCTION:
+                    kinds[t] = _U
         i = 0
         n = len(tokens)
         while i < n:
-            if kinds[i] in ("T", _B, _P):
+            if kinds[i] in (_T, _W, _B, _P):
                 i += 1
                 continue
             j = i
-            while j < n and kinds[j] not in ("T", _B):
+            while j < n and kinds[j] not in (_T, _W, _B):
                 j += 1
             # trim particles at the edges
             a, b = i, j
@@ -163,15 +223,16 @@ def find_names(text: str) -> Iterator[tuple[int, int, float]]:
             while b > a and kinds[b - 1] == _P:
                 b -= 1
             if a < b:
-                yield from _segment(text, tokens, kinds, a, b, titled=i > 0 and kinds[i - 1] == "T")
+                yield from _segment(text, tokens, kinds, a, b, titled=i > 0 and kinds[i - 1] == _T,
+                                    person=i > 0 and kinds[i - 1] == _W)
             i = j
 
 
 def _segment(text: str, tokens: list[tuple[int, int]], kinds: list[str], a: int, b: int,
-             *, titled: bool) -> Iterator[tuple[int, int, float]]:
+             *, titled: bool, person: bool) -> Iterator[tuple[int, int, float]]:
     start = tokens[a][0]
     before = text[max(0, start - 40):start]
-    sentence_start = bool(_SENTENCE_END.search(before)) and not titled
+    sentence_start = bool(_SENTENCE_END.search(before)) and not titled and not person
     seg = kinds[a:b]
     # "Unfortunately John Smith": an unknown capitalised word at a sentence start before a first
     # name is the sentence's first word, not part of the name
@@ -181,13 +242,14 @@ def _segment(text: str, tokens: list[tuple[int, int]], kinds: list[str], a: int,
         start = tokens[a][0]
         before = text[max(0, start - 40):start]
         sentence_start = False
-    strong = titled or bool(_STRONG_LEFT.search(before))
-    weak = not strong and bool(_WEAK_LEFT.search(before))
+    strong = titled or bool(_strong_left().search(before))
+    person = person or (not strong and bool(_PERSON_LEFT.search(before)))
+    weak = not strong and not person and bool(_WEAK_LEFT.search(before))
     end = tokens[b - 1][1]
     if text[end - 1] == "." and kinds[b - 1] != _I:
         end -= 1  # a sentence's full stop, not part of the name
     right = bool(_RIGHT.match(text, end, end + 24))
-    conf = _score(seg, strong, weak, right, sentence_start)
+    conf = _score(seg, strong, person, weak, right, sentence_start)
     if conf > 0:
         yield start, end, conf
 
@@ -240,9 +302,18 @@ def _type_of(token: str) -> str | None:
         return "after"
     if key in g.street_before or bare in g.street_before:
         return "before"
-    if len(bare) > 4 and bare.endswith(g.street_glued):
+    if len(bare) > 4 and (bare.endswith(g.street_glued) or key.endswith(g.street_glued)):
         return "glued"
     return None
+
+
+_LINKS = frozenset(("des", "d'", "l'", "of", "do", "dos", "da", "das", "de", "del", "della", "dei", "delle", "degli",
+                    "la", "le", "du", "the"))
+
+
+def _is_before(token: str) -> bool:
+    key = normalise(token)
+    return key in gazetteer().street_before or key.rstrip(".") in gazetteer().street_before
 
 
 def _is_cap(token: str) -> bool:
@@ -265,10 +336,10 @@ def _number_first(text: str, m: re.Match[str]) -> tuple[int, float] | None:
         pos = i + len(w)
     toks = [text[a:b] for a, b in parts]
     kind0 = _type_of(toks[0])
-    if kind0 == "before" and len(toks) >= 2:
+    if _is_before(toks[0]) and len(toks) >= 2 and toks[0][0].islower() or kind0 == "before" and len(toks) >= 2:
         # "rue de la Paix": the type, then lower-case particles and the capitalised name
         k = 1
-        while k < len(toks) and (toks[k].lower() in PARTICLES or toks[k].lower() in ("des", "d'", "l'", "of")):
+        while k < len(toks) and (toks[k].lower() in PARTICLES or toks[k].lower() in _LINKS):
             k += 1
         if k < len(toks) and _is_cap(toks[k]):
             end_i = k
@@ -324,9 +395,9 @@ def _name_first(text: str, num_start: int) -> tuple[int, float] | None:
         return parts[k][0], (0.6 if weak else 0.85)
     # a type word first: "Via Roma 10", "Calle Mayor, 5", "ul. Długa 5", "Avenida Paulista 1000"
     for k in range(len(toks) - 1):
-        if _type_of(toks[k]) == "before":
+        if _is_before(toks[k]):
             rest = toks[k + 1:]
-            if rest and _is_cap(rest[-1]) and all(_is_cap(x) or x.lower() in PARTICLES or x.lower() in ("dei", "delle", "degli")
+            if rest and _is_cap(rest[-1]) and all(_is_cap(x) or x.lower() in PARTICLES or x.lower() in _LINKS
                                                   for x in rest):
                 return parts[k][0], 0.85
     return None
