@@ -12,6 +12,7 @@ A :class:`Finding` holds offsets and a confidence, never the matched text.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -150,14 +151,30 @@ def _near(text: str, start: int, end: int, kind: str, width: int = _WINDOW) -> b
 
 
 def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether [start, end) overlaps a span of ``spans``, sorted by start and not overlapping each
+    other (what :func:`_excluded` returns): a binary search, so big texts stay linear."""
+    i = bisect.bisect_left(spans, (end,))
+    return i > 0 and spans[i - 1][1] > start
+
+
+def _overlaps_any(spans: list[tuple[int, int]], start: int, end: int) -> bool:
     return any(s < end and start < e for s, e in spans)
 
 
 def _excluded(text: str) -> list[tuple[int, int]]:
+    """Look-alike spans, sorted and merged."""
     spans: list[tuple[int, int]] = []
     for pattern in (_UUID, _ISO_TS, _COMPACT_TS, _ISBN):
         spans.extend(m.span() for m in pattern.finditer(text))
-    return spans
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s < merged[-1][1]:
+            if e > merged[-1][1]:
+                merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return merged
 
 
 # -- detectors ----------------------------------------------------------------------------------
@@ -304,13 +321,13 @@ def _secrets(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
             found.append(m.span())
             yield Finding("secret", m.start(), m.end(), 0.99)
     for m in _SECRET_PREFIXED.finditer(text):
-        if not _overlaps(found, *m.span()):
+        if not _overlaps_any(found, *m.span()):
             found.append(m.span())
             yield Finding("secret", m.start(), m.end(), 0.95)
     for m in _TOKEN.finditer(text):
         start, end = m.span()
         token = m.group()
-        if _overlaps(found, start, end) or _overlaps(excluded, start, end):
+        if _overlaps_any(found, start, end) or _overlaps(excluded, start, end):
             continue
         if token.count(".") >= 2 and not token.startswith("ey"):
             continue  # dotted names (hosts, packages); a JWT starts with "ey"
@@ -328,9 +345,13 @@ def _secrets(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
 def _resolve(findings: list[Finding]) -> list[Finding]:
     """Keep the most confident of overlapping findings (longer wins a tie), in text order."""
     kept: list[Finding] = []
+    spans: list[tuple[int, int]] = []  # kept spans in text order (they never overlap each other)
     for f in sorted(findings, key=lambda f: (-f.confidence, -(f.end - f.start), f.start)):
-        if all(f.end <= k.start or k.end <= f.start for k in kept):
-            kept.append(f)
+        i = bisect.bisect_left(spans, (f.start, f.end))
+        if (i > 0 and spans[i - 1][1] > f.start) or (i < len(spans) and spans[i][0] < f.end):
+            continue
+        spans.insert(i, (f.start, f.end))
+        kept.append(f)
     return sorted(kept, key=lambda f: f.start)
 
 

@@ -15,6 +15,7 @@ have no checksum outside the machine-readable zone: they are reported next to th
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import re
 from collections.abc import Callable, Iterator
@@ -208,6 +209,12 @@ _LIC_TOKEN = re.compile(r"(?<![\w-])(?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=
 _WINDOW = 48
 
 
+def _hits(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether [start, end) overlaps one of ``spans`` (sorted, not overlapping each other)."""
+    i = bisect.bisect_left(spans, (end,))
+    return i > 0 and spans[i - 1][1] > start
+
+
 def _mrz_check(field: str) -> int:
     weights = (7, 3, 1)
     total = 0
@@ -311,7 +318,7 @@ def find_ids(text: str, excluded: list[tuple[int, int]]) -> list[IdSpan]:
         if not any(ch.isdigit() for ch in raw):
             continue
         s0 = m.start()
-        if any(a < m.end() and s0 < b for a, b in excluded) or any(a < m.end() and s0 < b for a, b in taken):
+        if _hits(excluded, s0, m.end()) or taken and taken[-1][1] > s0:
             continue
         dl = _UK_DL.match(raw)
         if dl is not None:
@@ -332,15 +339,16 @@ def find_ids(text: str, excluded: list[tuple[int, int]]) -> list[IdSpan]:
 
 def _documents(text: str, taken: list[tuple[int, int]]) -> Iterator[IdSpan]:
     """Passport and driving-licence numbers written right after their name."""
+    ordered = sorted(taken)
     for context, token, kind in ((_PASSPORT_CONTEXT, _PASS_TOKEN, "passport"),
                                  (_LICENCE_CONTEXT, _LIC_TOKEN, "driving_licence")):
         for c in context.finditer(text):
             # the number follows within a few words ("passport no. X1234567", "Reisepass: C01X00T47")
             m = token.search(text, c.end(), c.end() + 24)
-            if m is None or any(a < m.end() and m.start() < b for a, b in taken):
+            if m is None or _hits(ordered, m.start(), m.end()):
                 continue
             value = m.group()
             if sum(ch.isdigit() for ch in value) < 3 or value.isdigit() and len(value) < 6:
                 continue
-            taken.append(m.span())
+            bisect.insort(ordered, m.span())
             yield IdSpan(kind, m.start(), m.end(), 0.85, kind)

@@ -55,7 +55,8 @@ _STRONG_LEFT = re.compile(
 _PERSON_LEFT = re.compile(
     r"(?:\b(?:customer|client|patient|employee|tenant|applicant|user|member|guest|passenger|colleague|"
     r"spoke (?:to|with)|talked (?:to|with)|met with|meeting with|called|contacted|informed|told|asked|"
-    r"kunde|kundin|mitarbeiter(?:in)?|cliente|klant|klienta|kund|asiakas|"
+    r"kunde|kundin|mitarbeiter(?:in)?|cliente|klant|klienta|kund|asiakas|för|update:|"
+    r"(?:address|adresse|anschrift|dirección|indirizzo|adres|endereço|adress|osoite)(?: for| für| de| di| van| voor)?:?|"
     r"von|de|di|da|van|af|från|fra|dla|klienta)[\s,.:;-]*)$",
     re.I,
 )
@@ -78,6 +79,39 @@ def _strong_left() -> re.Pattern[str]:
     words = sorted({re.escape(w) for w in TITLES | GREETINGS}, key=len, reverse=True)
     return re.compile("(?:" + _STRONG_LEFT.pattern[:-1] + r")$|(?<![^\W\d_])(?:" + "|".join(words)
                       + r")[\s,.:;!-]*$", re.I)
+
+
+# The context patterns end in "$": searching a window for them tries every alternative at every
+# position. The window's last word must be one of the words the pattern can end with first (a
+# set lookup), which spares the search for nearly every candidate.
+_GATE_WORD = re.compile(r"[^\W\d_][\w'’/]*")
+
+
+def _gate(*patterns: re.Pattern[str]) -> frozenset[str]:
+    return frozenset(w.lower() for p in patterns for w in _GATE_WORD.findall(p.pattern))
+
+
+_GATE_PERSON = _gate(_PERSON_LEFT)
+_GATE_WEAK = _gate(_WEAK_LEFT)
+
+
+@lru_cache(maxsize=1)
+def _gate_strong() -> frozenset[str]:
+    return _gate(_STRONG_LEFT) | frozenset(w.rstrip(".") for w in TITLES | GREETINGS) | TITLES
+
+
+_TRAIL = " \t\n\r,.:;!-"
+
+
+def _last_word(before: str) -> str:
+    tail = before.rstrip(_TRAIL)
+    cut = max(tail.rfind(" "), tail.rfind("\n"), tail.rfind("\t"), tail.rfind("("))
+    return tail[cut + 1:].lower().rstrip(".")
+
+
+def _at_sentence_start(before: str) -> bool:
+    tail = before.rstrip()
+    return not tail or tail[-1] in ".!?:;\n\"“„«("
 
 
 _SENTENCE_END = re.compile(r"(?:^|[.!?:;\n]\s*|[\"“„«(]\s*)$")
@@ -124,7 +158,7 @@ def _classify(token: str) -> str:
     g = gazetteer()
     bare = token.rstrip(".")
     key = normalise(bare)
-    if key in TITLES or normalise(token) in TITLES or key in GREETINGS:
+    if (key in TITLES or normalise(token) in TITLES or key in GREETINGS) and not (len(bare) > 1 and bare.isupper()):
         return _T
     if key in PERSON_NOUNS:
         return _W
@@ -232,7 +266,7 @@ def _segment(text: str, tokens: list[tuple[int, int]], kinds: list[str], a: int,
              *, titled: bool, person: bool) -> Iterator[tuple[int, int, float]]:
     start = tokens[a][0]
     before = text[max(0, start - 40):start]
-    sentence_start = bool(_SENTENCE_END.search(before)) and not titled and not person
+    sentence_start = _at_sentence_start(before) and not titled and not person
     seg = kinds[a:b]
     # "Unfortunately John Smith": an unknown capitalised word at a sentence start before a first
     # name is the sentence's first word, not part of the name
@@ -242,9 +276,10 @@ def _segment(text: str, tokens: list[tuple[int, int]], kinds: list[str], a: int,
         start = tokens[a][0]
         before = text[max(0, start - 40):start]
         sentence_start = False
-    strong = titled or bool(_strong_left().search(before))
-    person = person or (not strong and bool(_PERSON_LEFT.search(before)))
-    weak = not strong and not person and bool(_WEAK_LEFT.search(before))
+    last = _last_word(before)
+    strong = titled or (last in _gate_strong() and bool(_strong_left().search(before)))
+    person = person or (not strong and last in _GATE_PERSON and bool(_PERSON_LEFT.search(before)))
+    weak = not strong and not person and last in _GATE_WEAK and bool(_WEAK_LEFT.search(before))
     end = tokens[b - 1][1]
     if text[end - 1] == "." and kinds[b - 1] != _I:
         end -= 1  # a sentence's full stop, not part of the name
