@@ -16,7 +16,9 @@ import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from headwater.pii._custom import TextRules, compile_rules
 from headwater.pii._ids import ID_KINDS, find_ids
 from headwater.pii._names import find_addresses, find_names
 from headwater.pii._validators import (
@@ -32,7 +34,7 @@ from headwater.pii._validators import (
     ssn_valid,
 )
 
-__all__ = ["DEFAULT_REGIONS", "KINDS", "Finding", "detect"]
+__all__ = ["DEFAULT_REGIONS", "KINDS", "MAX_TEXT_CHARS", "Finding", "configure", "detect"]
 
 KINDS = ("email", "phone", "ssn", "card", "iban", "ip", "dob", "secret", "name", "address", "national_id", "tax_id",
          "passport", "driving_licence")
@@ -355,27 +357,90 @@ def _resolve(findings: list[Finding]) -> list[Finding]:
     return sorted(kept, key=lambda f: f.start)
 
 
+_RULES: TextRules = TextRules()
+_DIGIT = re.compile(r"\d")
+MAX_TEXT_CHARS = 16 * 1024 * 1024
+"""Texts longer than this are refused (:class:`~headwater.errors.InvalidInput`): scan them in parts."""
+
+
+def configure(rules: TextRules | Any | None) -> TextRules:
+    """Install custom recognizers and allow/deny lists for every caller of :func:`detect`.
+
+    ``rules`` is a :class:`~headwater.pii._custom.TextRules`, a ``PiiTextConfig`` (the
+    ``pii.text`` section of the platform config) or None to clear them. The platform calls this
+    when it opens, so the ``redact_pii`` mask, scans and topic checks all use the same rules.
+    """
+    global _RULES
+    if rules is None:
+        _RULES = TextRules()
+    elif isinstance(rules, TextRules):
+        _RULES = rules
+    else:
+        _RULES = compile_rules(getattr(rules, "recognizers", ()), getattr(rules, "lists", ()))
+    return _RULES
+
+
 def detect(
     text: str,
     *,
     kinds: Iterable[str] | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     regions: tuple[str, ...] = DEFAULT_REGIONS,
+    dataset: str | None = None,
+    column: str | None = None,
 ) -> list[Finding]:
     """PII spans in ``text``, non-overlapping, in text order, at or above ``min_confidence``.
 
-    ``kinds`` restricts the detectors (default: all of :data:`KINDS`); ``regions`` are the
-    phone region hints for numbers written without a country code.
+    ``kinds`` restricts the detectors (default: all of :data:`KINDS` and the configured custom
+    kinds); ``regions`` are the phone region hints for numbers written without a country code;
+    ``dataset``/``column`` pick the allow/deny lists that apply (see :func:`configure`).
     """
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str):
+        from headwater.errors import InvalidInput
+
+        raise InvalidInput(f"PII detection takes text (str), not {type(text).__name__}")
+    if not text:
         return []
-    wanted = set(KINDS if kinds is None else kinds)
-    unknown = wanted - set(KINDS)
+    if len(text) > MAX_TEXT_CHARS:
+        from headwater.errors import InvalidInput
+
+        raise InvalidInput(f"text of {len(text)} characters is over the {MAX_TEXT_CHARS} limit; scan it in parts")
+    rules = _RULES
+    custom = {r.kind for r in rules.recognizers}
+    wanted = set(KINDS) | custom if kinds is None else set(kinds)
+    unknown = wanted - set(KINDS) - custom - {"denied"}
     if unknown:
         from headwater.errors import InvalidInput
 
         raise InvalidInput(f"unknown PII kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    has_digit = any(map(str.isdigit, text))
+    findings = _builtin(text, wanted, min_confidence, regions)
+    for r in rules.recognizers:
+        if r.kind in wanted:
+            findings.extend(Finding(r.kind, a, b, c) for a, b, c in r.find(text))
+    allow, deny = rules.scoped(dataset, column) if rules.lists else (frozenset(), ())
+    folded = text.casefold() if (allow or deny) and len(text.casefold()) == len(text) else text.lower()
+    for term in deny:
+        findings.extend(Finding("denied", a, b, 0.99) for a, b in _occurrences(folded, term.casefold()))
+    resolved = [f for f in _resolve(findings) if f.confidence >= min_confidence]
+    if allow:
+        # an allowed value is never reported, nor any finding inside one of its occurrences
+        spans = sorted(span for term in allow for span in _occurrences(folded, term))
+        resolved = [f for f in resolved
+                    if text[f.start:f.end].casefold() not in allow and not any(a <= f.start and f.end <= b for a, b in spans)]
+    return resolved
+
+
+def _occurrences(folded: str, term: str) -> list[tuple[int, int]]:
+    out = []
+    pos = folded.find(term) if term else -1
+    while pos >= 0:
+        out.append((pos, pos + len(term)))
+        pos = folded.find(term, pos + len(term))
+    return out
+
+
+def _builtin(text: str, wanted: set[str], min_confidence: float, regions: tuple[str, ...]) -> list[Finding]:
+    has_digit = _DIGIT.search(text) is not None
     excluded = _excluded(text) if has_digit else []
     findings: list[Finding] = []
     if "email" in wanted:
@@ -404,4 +469,4 @@ def detect(
         findings.extend(Finding("address", a, b, c) for a, b, c in find_addresses(text))
     if "name" in wanted:
         findings.extend(Finding("name", a, b, c) for a, b, c in find_names(text) if c >= min_confidence)
-    return [f for f in _resolve(findings) if f.confidence >= min_confidence]
+    return findings
