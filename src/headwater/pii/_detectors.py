@@ -285,7 +285,7 @@ def _phones(text: str, excluded: list[tuple[int, int]], regions: tuple[str, ...]
             groups = core.split(".")
             if core.startswith("+") and len(groups) >= 3:
                 groups = groups[2:]  # "+61.2.0252.7634": country and area codes may be one digit
-            if len(groups) < 2 or any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
+            if len(groups) < (2 if core.startswith("+") else 3) or any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
                 continue
         if re.fullmatch(r"\d{3}-\d{2}-\d{4}", core):
             continue  # SSN shape

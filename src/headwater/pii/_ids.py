@@ -64,7 +64,7 @@ SCHEMES: tuple[Scheme, ...] = (
     _S("lt.asmens", "national_id", r"\d{11}", False, r"asmens kodas"),
     _S("nl.bsn", "national_id", r"\d{9}", False, r"BSN|burgerservice|sofinummer|sofi-nummer"),
     _S("pl.pesel", "national_id", r"\d{11}", False, r"PESEL"),
-    _S("pt.cc", "national_id", r"\d{9}[A-Z0-9]{2}\d", True, r"cartão de cidadão|cartao de cidadao|CC"),
+    _S("pt.cc", "national_id", r"\d{9}[A-Z]{2}\d", True, r"cartão de cidadão|cartao de cidadao|CC"),
     _S("ro.cnp", "national_id", r"[1-9]\d{12}", False, r"CNP|cod numeric personal"),
     _S("si.emso", "national_id", r"\d{13}", False, r"EMŠO|EMSO"),
     _S("es.dni", "national_id", r"\d{8}[A-Z]", True, r"DNI|documento nacional"),

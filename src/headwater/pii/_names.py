@@ -47,7 +47,7 @@ _STRONG_LEFT = re.compile(
     r"gentile|caro|cara|beste|geachte|hej|witam|"
     r"name is|name's|named|called|i am|i'm|this is|ich bin|ich heiße|je suis|je m'appelle|me llamo|soy|"
     r"mi chiamo|sono|mijn naam is|ik ben|nazywam się|meu nome é|eu sou|"
-    r"name|nom|nombre|nome|naam|imię|namn|navn|nimi|attn|attention|c/o|z\. ?hd\.?|zu händen|"
+    r"name|nom|nombre|nome|naam|imię|namn|navn|nimi|attn|c/o|z\. ?hd\.?|zu händen|"
     r"signed|sincerely|regards|cheers|thanks|thank you|grüße|grüßen|gruß|cordialement|saludos|saluti|groeten|pozdrawiam|"
     r"atenciosamente|mvh|hälsningar)[\s,.:;!-]*)$",
     re.I,
@@ -194,12 +194,12 @@ def _score(kinds: list[str], strong: bool, person: bool, weak: bool, right: bool
     nf, nl, na, nu, nn = (core.count(k) for k in (_F, _L, _A, _U, _N))
     ctx = strong or person
     if n >= 2:
-        if nu == 0 and nf and nl:
+        if nu == 0 and nf and nl and na <= 1:
             return 0.93  # every word a known name, a first name among them
         if core[0] == _F and nu == 0:
-            return 0.9 if (nl or nn or ctx or weak or right) else 0.5
+            return 0.9 if (nl or nn or ctx or weak or right) else 0.45
         if nl and nu == 0:
-            return 0.85 if (ctx or weak or right or nn) else 0.5
+            return 0.85 if (ctx or weak or right or nn) else 0.45
         if nf + nl + na == n:  # all names, some ambiguous (Will Long)
             return 0.85 if (ctx or weak or right) else 0.45
         if right and n <= 3 and na == 0:
@@ -241,6 +241,9 @@ def find_names(text: str) -> Iterator[tuple[int, int, float]]:
                 word = text[tokens[t][0]:tokens[t][1]]
                 if not word.isupper() and normalise(word.rstrip(".")) not in _FUNCTION:
                     kinds[t] = _U
+        ordinary = sum(k in (_A, _B) for k in kinds)
+        if ordinary >= 3 and 2 * ordinary >= len(kinds) and _T not in kinds:
+            continue  # Title Case Text ("Receive Door Happen Star"), not a list of names
         i = 0
         n = len(tokens)
         while i < n:
