@@ -396,7 +396,7 @@ def _number_first(text: str, m: re.Match[str]) -> tuple[int, float] | None:
                                                                              "pl", "sq", "hwy", "pkwy", "str"):
                 end -= 1
             weak = normalise(toks[i]).rstrip(".") in WEAK_TYPES
-            return end, (0.6 if weak else 0.85)
+            return end, (0.45 if weak else 0.85)
         if not _is_cap(toks[i]):
             break
     if kind0 == "glued" and _is_cap(toks[0]):
@@ -430,7 +430,7 @@ def _name_first(text: str, num_start: int) -> tuple[int, float] | None:
         weak = normalise(last).rstrip(".") in WEAK_TYPES
         if t == "glued" and k == len(toks) - 1 and normalise(last) in gazetteer().common:
             return None
-        return parts[k][0], (0.6 if weak else 0.85)
+        return parts[k][0], (0.45 if weak else 0.85)
     # a type word first: "Via Roma 10", "Calle Mayor, 5", "ul. Długa 5", "Avenida Paulista 1000"
     for k in range(len(toks) - 1):
         if _is_before(toks[k]):
@@ -465,6 +465,8 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, float]]:
         t = tail.match(text, end)
         if t is not None:
             end = t.end()
+            if text[end - 1] == ".":
+                end -= 1  # the sentence's full stop after the city
             conf = max(conf, 0.9)
         elif _near_address_word(text, start, end):
             conf = max(conf, 0.85)
