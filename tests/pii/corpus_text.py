@@ -21,7 +21,7 @@ import random
 import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 from faker import Faker
 
@@ -54,7 +54,7 @@ def _provider(kind: str, locale: str) -> type:
     raise LookupError(locale)  # pragma: no cover
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pool(locale: str) -> dict[str, list[str]]:
     """Held-out first names, last names, street roots and cities of one locale."""
     p = _provider("person", locale)

@@ -49,7 +49,8 @@ def test_held_out_words_never_reach_the_gazetteer() -> None:
 
 
 def test_the_build_script_reproduces_the_committed_file() -> None:
-    import json, gzip  # noqa: E401 - local to this check
+    import gzip
+    import json  # noqa: E401 - local to this check
 
     import faker
 

@@ -18,7 +18,14 @@ Proposals and reports carry counts, never example values.
 """
 
 from headwater.pii._classify import ColumnReport, Proposal, classify_column, inspect_column
-from headwater.pii._detectors import DEFAULT_REGIONS, KINDS, MAX_TEXT_CHARS, Finding, configure, detect
+from headwater.pii._detectors import (
+    DEFAULT_REGIONS,
+    KINDS,
+    MAX_TEXT_CHARS,
+    Finding,
+    configure,
+    detect,
+)
 from headwater.pii._redact import PLACEHOLDERS, redact_pii, redact_pii_arrow
 from headwater.pii._scan import ScanReport, apply_proposals, scan_dataset
 from headwater.pii._sources import TopicScanReport, scan_catalogued, scan_topic

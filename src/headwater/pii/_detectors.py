@@ -147,9 +147,14 @@ def _before(text: str, start: int, width: int = _WINDOW) -> str:
     return text[max(0, start - width):start]
 
 
+_LETTER = re.compile(r"[^\W\d_]")
+
+
 def _near(text: str, start: int, end: int, kind: str, width: int = _WINDOW) -> bool:
     pattern = _CONTEXT[kind]
-    return bool(pattern.search(text, max(0, start - width), start) or pattern.search(text, end, end + width // 2))
+    lo, hi = max(0, start - width), end + width // 2
+    return bool((_LETTER.search(text, lo, start) and pattern.search(text, lo, start))
+                or (_LETTER.search(text, end, hi) and pattern.search(text, end, hi)))
 
 
 def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:

@@ -20,7 +20,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 __all__ = ["ID_KINDS", "SCHEMES", "Scheme", "find_ids"]
 
@@ -119,7 +119,7 @@ SCHEMES: tuple[Scheme, ...] = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(module: str) -> Callable[[str], bool]:
     if not module:
         return lambda _v: True
@@ -179,7 +179,7 @@ def _words(alternatives: list[str]) -> str:
     return r"(?<![^\W\d_])(?:" + "|".join(sorted(set(parts), key=len, reverse=True)) + ")"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _context(kind_or_module: str) -> re.Pattern[str]:
     words = [s.context for s in SCHEMES if s.module == kind_or_module or (not s.module and kind_or_module == "nino")]
     return re.compile(_words(words), re.I)
@@ -229,8 +229,14 @@ def _mrz_check(field: str) -> int:
     return total % 10
 
 
+_LETTER = re.compile(r"[^\W\d_]")
+
+
 def _near(pattern: re.Pattern[str], text: str, start: int, end: int) -> bool:
-    return bool(pattern.search(text, max(0, start - _WINDOW), start) or pattern.search(text, end, end + 16))
+    lo = max(0, start - _WINDOW)
+    # a window without letters holds no context word: skip the big alternation (digit floods)
+    return bool((_LETTER.search(text, lo, start) and pattern.search(text, lo, start))
+                or (_LETTER.search(text, end, end + 16) and pattern.search(text, end, end + 16)))
 
 
 def _variants(raw: str) -> Iterator[tuple[int, int, str]]:

@@ -304,7 +304,7 @@ _NUMBER = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4}[A-Za-z]?)?"
 _WORD = r"[^\W\d_][\w'’.]*(?:-[^\W\d_][\w'’.]*)*"
 _UNIT = (r"(?:,?[ \t]*(?:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.|#|piso|planta|étage|etg\.?|bus|app\.?|"
          r"appartamento|int\.?|scala|wohnung|whg\.?|top|lgh|m\.|lok\.|lokal|m)[ \t]*\d{1,4}[A-Za-z]?)?")
-_CITY = rf"[^\W\d_][\w'’.]*(?:[ \t-]+(?:[^\W\d_][\w'’.]*)){{0,3}}"
+_CITY = r"[^\W\d_][\w'’.]*(?:[ \t-]+(?:[^\W\d_][\w'’.]*)){0,3}"
 
 
 @lru_cache(maxsize=1)
@@ -408,6 +408,8 @@ def _name_first(text: str, num_start: int) -> tuple[int, float] | None:
     """Start and confidence of a street whose name comes before its number."""
     _nf, name_first, _tail, _po = _patterns()
     lo = max(0, num_start - 48)
+    if not text[num_start - 2:num_start - 1].isalpha() and not text[num_start - 3:num_start - 2].isalpha():
+        return None  # the words must end right before the number ("Hauptstraße 5", "Mayor, 5")
     m = name_first.search(text, lo, num_start)
     if m is None:
         return None
@@ -468,7 +470,7 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, float]]:
             if text[end - 1] == ".":
                 end -= 1  # the sentence's full stop after the city
             conf = max(conf, 0.9)
-        elif _near_address_word(text, start, end):
+        elif conf < 0.85 and _near_address_word(text, start, end):
             conf = max(conf, 0.85)
         if conf >= 0.5:
             last_end = end
