@@ -73,7 +73,7 @@ for t in texts:
         except Exception:
             res = []
         for x in res or []:
-            if x.score >= 0.5 and x.entity_type in KINDS:
+            if x.score > 0 and x.entity_type in KINDS:  # the AnalyzerEngine default threshold is 0
                 found.append((KINDS[x.entity_type], x.start, x.end))
     out.append(found)
 cpu = time.process_time() - t0
