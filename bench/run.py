@@ -27,7 +27,7 @@ FOUNDATION = ["scan_duckdb", "point_lookup", "keyset_pagination", "scan_postgres
 # governed benchmarks run on their own platform (a policy applied), after the open ones
 GOVERNED = ["governed_tpch", "decision_cache"]
 # standalone scripts (own set-up, own process)
-STANDALONE = ["audit_verify", "lineage_tpch", "events_throughput", "cdc_throughput", "pii_scan",
+STANDALONE = ["audit_verify", "lineage_tpch", "events_throughput", "cdc_throughput", "pii_scan", "pii_text",
               "telemetry_overhead", "http_service"]
 BENCHMARKS = FOUNDATION + GOVERNED + STANDALONE
 

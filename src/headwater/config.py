@@ -221,6 +221,25 @@ class PiiConfig(_Model):
     sample: int = Field(1000, ge=1, description="Rows read per dataset by the catalogue scan.")
     auto_apply: bool = Field(False, description="Apply confident proposals as tags without `pii apply`.")
     min_confidence: float = Field(0.8, ge=0, le=1, description="Proposals at or above this are applied.")
+    text: PiiTextConfig = Field(default_factory=lambda: PiiTextConfig())
+
+
+class PiiTextConfig(_Model):
+    """Custom free-text recognizers and allow/deny lists per dataset and column (see docs/pii.md).
+
+    ``recognizers``: ``{kind, pattern, context?, validator?, score?}`` (pattern in RE2 syntax;
+    validator ``luhn``, ``mod97`` or ``stdnum:<module>``). ``lists``: ``{dataset?, column?,
+    allow?, deny?}`` (globs; allowed values are never reported there, denied terms always are).
+    """
+
+    recognizers: list[dict[str, Any]] = Field(default_factory=list)
+    lists: list[dict[str, Any]] = Field(default_factory=list)
+
+    def model_post_init(self, _context: Any) -> None:
+        """Compile once so a bad pattern fails at load time, naming the recognizer."""
+        from headwater.pii._custom import compile_rules
+
+        compile_rules(self.recognizers, self.lists)
 
 
 class Config(_Model):

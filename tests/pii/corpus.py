@@ -225,9 +225,10 @@ def lookalikes(n_per_group: int = 200, *, seed: int = 13) -> dict[str, list[str]
         ))
 
     def word() -> str:
+        # (a person's name was here while names were not detected; it is PII now)
         return rng.choice((
             " ".join(w.capitalize() for w in f.words(rng.randrange(2, 6))),
-            f.company(), f.city(), de.city(), f.name(), f.catch_phrase(), f.sentence().title(),
+            f.company(), f.city(), de.city(), f.catch_phrase(), f.sentence().title(),
             f"{f.day_of_week()} {f.month_name()}",
         ))
 

@@ -109,7 +109,7 @@ def test_context_raises_confidence() -> None:
 
 def test_unknown_kind_is_invalid_input() -> None:
     with pytest.raises(InvalidInput):
-        detect("x", kinds=["passport"])
+        detect("x", kinds=["no_such_kind"])
 
 
 @pytest.mark.parametrize("text, expected", [

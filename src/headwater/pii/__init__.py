@@ -3,7 +3,10 @@
 * :func:`detect` finds PII spans in text with validators (Luhn and issuer ranges, mod-97, SSA
   rules, ``phonenumbers``, ``ipaddress``, a calendar, entropy) and context words; each
   :class:`Finding` has a confidence and never holds the value.
-* :func:`redact_pii` replaces only those spans (``<EMAIL>``, ``<PHONE>`` ...).
+  Free text: person names and postal addresses (gazetteers from package data, token shape,
+  context words, an n-gram model), national identifiers, tax/VAT numbers, passports and driving
+  licences worldwide (python-stdnum checksums), plus configured recognizers (:func:`configure`).
+* :func:`redact_pii` replaces only those spans (``<EMAIL>``, ``<PHONE>``, ``<NAME>`` ...).
 * :func:`classify_column` proposes ``pii.*`` tags for a column from a bounded sample of its
   values plus its name; :func:`scan_dataset` does it for every column of a dataset through a
   session, and :func:`apply_proposals` writes accepted proposals to the catalog.
@@ -15,7 +18,14 @@ Proposals and reports carry counts, never example values.
 """
 
 from headwater.pii._classify import ColumnReport, Proposal, classify_column, inspect_column
-from headwater.pii._detectors import DEFAULT_REGIONS, KINDS, Finding, detect
+from headwater.pii._detectors import (
+    DEFAULT_REGIONS,
+    KINDS,
+    MAX_TEXT_CHARS,
+    Finding,
+    configure,
+    detect,
+)
 from headwater.pii._redact import PLACEHOLDERS, redact_pii, redact_pii_arrow
 from headwater.pii._scan import ScanReport, apply_proposals, scan_dataset
 from headwater.pii._sources import TopicScanReport, scan_catalogued, scan_topic
@@ -23,6 +33,7 @@ from headwater.pii._sources import TopicScanReport, scan_catalogued, scan_topic
 __all__ = [
     "DEFAULT_REGIONS",
     "KINDS",
+    "MAX_TEXT_CHARS",
     "PLACEHOLDERS",
     "ColumnReport",
     "Finding",
@@ -31,6 +42,7 @@ __all__ = [
     "TopicScanReport",
     "apply_proposals",
     "classify_column",
+    "configure",
     "inspect_column",
     "detect",
     "redact_pii",

@@ -47,7 +47,8 @@ __all__ = ["MAX_VALUE_CHARS", "ColumnReport", "Proposal", "classify_column", "in
 MAX_VALUE_CHARS = 65_536
 """Values longer than this are not scanned; they count as unreadable (``oversized``)."""
 
-TAGS = ("email", "phone", "ssn", "card", "iban", "ip", "dob", "secret", "name")
+TAGS = ("email", "phone", "ssn", "card", "iban", "ip", "dob", "secret", "name", "address", "national_id", "tax_id",
+        "passport", "driving_licence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -930,8 +931,8 @@ def _propose(evidence: dict[str, float], counts: dict[str, int], estimated: set[
     for kind in TAGS:
         weight = evidence.get(kind, 0.0)
         matches = min(counts.get(kind, 0), readable)
-        if kind == "name":
-            # Person names have no validator: the column name is the evidence.
+        if kind == "name" and not counts.get("name"):
+            # no name found in the values: the column name alone is the evidence
             if weight and text_column:
                 out.append(Proposal("pii.name", round(weight, 3), 0, readable, "name", False, unreadable))
             continue

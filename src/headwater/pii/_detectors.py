@@ -12,10 +12,15 @@ A :class:`Finding` holds offsets and a confidence, never the matched text.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from headwater.pii._custom import TextRules, compile_rules
+from headwater.pii._ids import ID_KINDS, find_ids
+from headwater.pii._names import find_addresses, find_names
 from headwater.pii._validators import (
     IBAN_LENGTHS,
     MONTH_WORDS,
@@ -29,15 +34,17 @@ from headwater.pii._validators import (
     ssn_valid,
 )
 
-__all__ = ["DEFAULT_REGIONS", "KINDS", "Finding", "detect"]
+__all__ = ["DEFAULT_REGIONS", "KINDS", "MAX_TEXT_CHARS", "Finding", "configure", "detect"]
 
-KINDS = ("email", "phone", "ssn", "card", "iban", "ip", "dob", "secret")
+KINDS = ("email", "phone", "ssn", "card", "iban", "ip", "dob", "secret", "name", "address", "national_id", "tax_id",
+         "passport", "driving_licence")
 """Kinds the text detectors find; the tag of a kind is ``pii.<kind>``."""
 
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "JP")
 """Region hints for phone numbers written without a country code, tried in order."""
 
 DEFAULT_MIN_CONFIDENCE = 0.5
+_ID_WANTED = frozenset(ID_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,8 @@ class Finding:
     start: int
     end: int
     confidence: float
+    scheme: str | None = None
+    """The identifier scheme for identifiers (``es.dni``, ``eu.vat``, ``mrz``), else None."""
 
     @property
     def tag(self) -> str:
@@ -71,11 +80,16 @@ _VERSION_BEFORE = re.compile(r"(?:\bv|\bver\.?|\bversion|\brelease|\bbuild|\brev
 
 # -- context words -------------------------------------------------------------------------------
 _NEGATIVE = re.compile(
-    r"(?:\b(?:order|invoice|ref(?:erence)?|tracking|ticket|shipment|sku|isbn|po|case|id|no\.?|nr\.?)|#)\W{0,3}$",
+    r"(?:\b(?:order|invoice|ref(?:erence)?|tracking|ticket|shipment|sku|isbn|po|case|id|no\.|nr\.?|nº|n°|"
+    r"account|factura|facture|fattura|rechnung|factuur|faktura|bestellung|commande|pedido|ordine|ärende|sag)|#)\W{0,3}$",
     re.I,
 )
 _CONTEXT = {
-    "phone": re.compile(r"\b(?:tel|phone|mobile|mob|cell|call|fax|whatsapp|sms|contact|reach|telefon|handy|rufnummer|téléphone|portable|tél|numéro|appel|電話|携帯)", re.I),
+    "phone": re.compile(
+        r"\b(?:tel|phone|mobile|mob|cell|call|fax|whatsapp|sms|contact|reach|telefon|handy|rufnummer|rückruf|"
+        r"téléphone|portable|tél|numéro|appel|rappeler|llam|teléfono|móvil|número|richiamare|chiamare|cellulare|"
+        r"retornar|ligar|celular|terugbellen|bel|mobiel|zadzwo|telefonu|ring|mobil|soita|numeroon|puhelin|電話|携帯)",
+        re.I),
     "card": re.compile(r"\b(?:card|visa|mastercard|amex|discover|credit|debit|cc|pan|kreditkarte|carte)", re.I),
     "ssn": re.compile(r"\b(?:ssn|social security|soc\.? sec|tax id|tin)\b", re.I),
     "dob": re.compile(
@@ -108,6 +122,7 @@ _DATE = re.compile(
     rf"|(?:{MONTH_WORDS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})(?![\w/-])",
     re.I,
 )
+_YEAR_REF = re.compile(r"(?:19|20)\d\d[/-]\d{3,7}")
 _DATE_SHAPE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _SECRET_PREFIXED = re.compile(
     r"(?<![\w])(?:"
@@ -132,20 +147,41 @@ def _before(text: str, start: int, width: int = _WINDOW) -> str:
     return text[max(0, start - width):start]
 
 
+_LETTER = re.compile(r"[^\W\d_]")
+
+
 def _near(text: str, start: int, end: int, kind: str, width: int = _WINDOW) -> bool:
     pattern = _CONTEXT[kind]
-    return bool(pattern.search(text, max(0, start - width), start) or pattern.search(text, end, end + width // 2))
+    lo, hi = max(0, start - width), end + width // 2
+    return bool((_LETTER.search(text, lo, start) and pattern.search(text, lo, start))
+                or (_LETTER.search(text, end, hi) and pattern.search(text, end, hi)))
 
 
 def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether [start, end) overlaps a span of ``spans``, sorted by start and not overlapping each
+    other (what :func:`_excluded` returns): a binary search, so big texts stay linear."""
+    i = bisect.bisect_left(spans, (end,))
+    return i > 0 and spans[i - 1][1] > start
+
+
+def _overlaps_any(spans: list[tuple[int, int]], start: int, end: int) -> bool:
     return any(s < end and start < e for s, e in spans)
 
 
 def _excluded(text: str) -> list[tuple[int, int]]:
+    """Look-alike spans, sorted and merged."""
     spans: list[tuple[int, int]] = []
     for pattern in (_UUID, _ISO_TS, _COMPACT_TS, _ISBN):
         spans.extend(m.span() for m in pattern.finditer(text))
-    return spans
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s < merged[-1][1]:
+            if e > merged[-1][1]:
+                merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return merged
 
 
 # -- detectors ----------------------------------------------------------------------------------
@@ -252,14 +288,22 @@ def _phones(text: str, excluded: list[tuple[int, int]], regions: tuple[str, ...]
         if seps == {"."}:
             # dotted numbers: a version string or an IP unless every group is 2-4 digits
             groups = core.split(".")
-            if len(groups) < 3 or any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
+            if core.startswith("+") and len(groups) >= 3:
+                groups = groups[2:]  # "+61.2.0252.7634": country and area codes may be one digit
+            if len(groups) < (2 if core.startswith("+") else 3) or any(not 2 <= len(g) <= 4 for g in groups) or _VERSION_BEFORE.search(_before(text, start, 12)):
                 continue
         if re.fullmatch(r"\d{3}-\d{2}-\d{4}", core):
             continue  # SSN shape
+        if _YEAR_REF.fullmatch(core):
+            continue  # a year-numbered reference (2024/04474, 2019-00123)
         if 12 <= len(digits) <= 19 and luhn_valid(digits) and card_issuer(digits) and not core.startswith("+"):
             continue  # card shape
+        if start and text[start - 1] == "#":
+            continue  # "#7928684" is a reference whatever words are near
         context = _near(text, start, end, "phone")
         negative = _NEGATIVE.search(_before(text, start, 16))
+        if negative and not formatted:
+            continue  # "pedido 1053051738": a bare run right after a reference word
         if not context and (negative or not formatted):
             continue  # a bare digit run, or one labelled as an order/invoice number
         verdict = phone_verdict(raw, regions)
@@ -284,13 +328,13 @@ def _secrets(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
             found.append(m.span())
             yield Finding("secret", m.start(), m.end(), 0.99)
     for m in _SECRET_PREFIXED.finditer(text):
-        if not _overlaps(found, *m.span()):
+        if not _overlaps_any(found, *m.span()):
             found.append(m.span())
             yield Finding("secret", m.start(), m.end(), 0.95)
     for m in _TOKEN.finditer(text):
         start, end = m.span()
         token = m.group()
-        if _overlaps(found, start, end) or _overlaps(excluded, start, end):
+        if _overlaps_any(found, start, end) or _overlaps(excluded, start, end):
             continue
         if token.count(".") >= 2 and not token.startswith("ey"):
             continue  # dotted names (hosts, packages); a JWT starts with "ey"
@@ -308,10 +352,37 @@ def _secrets(text: str, excluded: list[tuple[int, int]]) -> Iterable[Finding]:
 def _resolve(findings: list[Finding]) -> list[Finding]:
     """Keep the most confident of overlapping findings (longer wins a tie), in text order."""
     kept: list[Finding] = []
+    spans: list[tuple[int, int]] = []  # kept spans in text order (they never overlap each other)
     for f in sorted(findings, key=lambda f: (-f.confidence, -(f.end - f.start), f.start)):
-        if all(f.end <= k.start or k.end <= f.start for k in kept):
-            kept.append(f)
+        i = bisect.bisect_left(spans, (f.start, f.end))
+        if (i > 0 and spans[i - 1][1] > f.start) or (i < len(spans) and spans[i][0] < f.end):
+            continue
+        spans.insert(i, (f.start, f.end))
+        kept.append(f)
     return sorted(kept, key=lambda f: f.start)
+
+
+_RULES: TextRules = TextRules()
+_DIGIT = re.compile(r"\d")
+MAX_TEXT_CHARS = 16 * 1024 * 1024
+"""Texts longer than this are refused (:class:`~headwater.errors.InvalidInput`): scan them in parts."""
+
+
+def configure(rules: TextRules | Any | None) -> TextRules:
+    """Install custom recognizers and allow/deny lists for every caller of :func:`detect`.
+
+    ``rules`` is a :class:`~headwater.pii._custom.TextRules`, a ``PiiTextConfig`` (the
+    ``pii.text`` section of the platform config) or None to clear them. The platform calls this
+    when it opens, so the ``redact_pii`` mask, scans and topic checks all use the same rules.
+    """
+    global _RULES
+    if rules is None:
+        _RULES = TextRules()
+    elif isinstance(rules, TextRules):
+        _RULES = rules
+    else:
+        _RULES = compile_rules(getattr(rules, "recognizers", ()), getattr(rules, "lists", ()))
+    return _RULES
 
 
 def detect(
@@ -320,21 +391,61 @@ def detect(
     kinds: Iterable[str] | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     regions: tuple[str, ...] = DEFAULT_REGIONS,
+    dataset: str | None = None,
+    column: str | None = None,
 ) -> list[Finding]:
     """PII spans in ``text``, non-overlapping, in text order, at or above ``min_confidence``.
 
-    ``kinds`` restricts the detectors (default: all of :data:`KINDS`); ``regions`` are the
-    phone region hints for numbers written without a country code.
+    ``kinds`` restricts the detectors (default: all of :data:`KINDS` and the configured custom
+    kinds); ``regions`` are the phone region hints for numbers written without a country code;
+    ``dataset``/``column`` pick the allow/deny lists that apply (see :func:`configure`).
     """
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str):
+        from headwater.errors import InvalidInput
+
+        raise InvalidInput(f"PII detection takes text (str), not {type(text).__name__}")
+    if not text:
         return []
-    wanted = set(KINDS if kinds is None else kinds)
-    unknown = wanted - set(KINDS)
+    if len(text) > MAX_TEXT_CHARS:
+        from headwater.errors import InvalidInput
+
+        raise InvalidInput(f"text of {len(text)} characters is over the {MAX_TEXT_CHARS} limit; scan it in parts")
+    rules = _RULES
+    custom = {r.kind for r in rules.recognizers}
+    wanted = set(KINDS) | custom if kinds is None else set(kinds)
+    unknown = wanted - set(KINDS) - custom - {"denied"}
     if unknown:
         from headwater.errors import InvalidInput
 
         raise InvalidInput(f"unknown PII kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    has_digit = any(map(str.isdigit, text))
+    findings = _builtin(text, wanted, min_confidence, regions)
+    for r in rules.recognizers:
+        if r.kind in wanted:
+            findings.extend(Finding(r.kind, a, b, c) for a, b, c in r.find(text))
+    allow, deny = rules.scoped(dataset, column) if rules.lists else (frozenset(), ())
+    folded = text.casefold() if (allow or deny) and len(text.casefold()) == len(text) else text.lower()
+    for term in deny:
+        findings.extend(Finding("denied", a, b, 0.99) for a, b in _occurrences(folded, term.casefold()))
+    resolved = [f for f in _resolve(findings) if f.confidence >= min_confidence]
+    if allow:
+        # an allowed value is never reported, nor any finding inside one of its occurrences
+        spans = sorted(span for term in allow for span in _occurrences(folded, term))
+        resolved = [f for f in resolved
+                    if text[f.start:f.end].casefold() not in allow and not any(a <= f.start and f.end <= b for a, b in spans)]
+    return resolved
+
+
+def _occurrences(folded: str, term: str) -> list[tuple[int, int]]:
+    out = []
+    pos = folded.find(term) if term else -1
+    while pos >= 0:
+        out.append((pos, pos + len(term)))
+        pos = folded.find(term, pos + len(term))
+    return out
+
+
+def _builtin(text: str, wanted: set[str], min_confidence: float, regions: tuple[str, ...]) -> list[Finding]:
+    has_digit = _DIGIT.search(text) is not None
     excluded = _excluded(text) if has_digit else []
     findings: list[Finding] = []
     if "email" in wanted:
@@ -356,4 +467,11 @@ def detect(
             findings.extend(_phones(text, excluded, regions))
     elif "ip" in wanted and "::" in text:
         findings.extend(_ips(text, excluded))
-    return [f for f in _resolve(findings) if f.confidence >= min_confidence]
+    if has_digit and wanted & _ID_WANTED:
+        findings.extend(Finding(s.kind, s.start, s.end, s.confidence, s.scheme)
+                        for s in find_ids(text, excluded) if s.kind in wanted)
+    if has_digit and "address" in wanted:
+        findings.extend(Finding("address", a, b, c) for a, b, c in find_addresses(text))
+    if "name" in wanted:
+        findings.extend(Finding("name", a, b, c) for a, b, c in find_names(text) if c >= min_confidence)
+    return findings

@@ -19,8 +19,15 @@ PLACEHOLDERS: Mapping[str, str] = {
     "ip": "<IP>",
     "dob": "<DOB>",
     "secret": "<SECRET>",
+    "name": "<NAME>",
+    "address": "<ADDRESS>",
+    "national_id": "<NATIONAL_ID>",
+    "tax_id": "<TAX_ID>",
+    "passport": "<PASSPORT>",
+    "driving_licence": "<DRIVING_LICENCE>",
+    "denied": "<REDACTED>",
 }
-"""What each kind of span becomes."""
+"""What each kind of span becomes (a custom kind becomes ``<KIND>``)."""
 
 
 def redact_pii(
@@ -48,7 +55,7 @@ def redact_pii(
     pos = 0
     for f in findings:
         out.append(text[pos:f.start])
-        out.append(marks[f.kind])
+        out.append(marks.get(f.kind) or f"<{f.kind.upper()}>")
         pos = f.end
     out.append(text[pos:])
     return "".join(out)
@@ -58,5 +65,11 @@ def redact_pii_arrow(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """:func:`redact_pii` over an Arrow string array (the DuckDB ``hw_redact_pii`` function); nulls stay null."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    out = [None if v is None else redact_pii(v) for v in values.to_pylist()]
+    try:
+        items = values.to_pylist()
+    except (UnicodeDecodeError, pa.ArrowException):
+        # invalid UTF-8 inside a string buffer: decode value by value, replacing bad bytes
+        raw = values.cast(pa.binary()) if not pa.types.is_binary(values.type) else values
+        items = [None if v is None else v.decode("utf-8", "replace") for v in raw.to_pylist()]
+    out = [None if v is None else redact_pii(v if isinstance(v, str) else str(v)) for v in items]
     return pa.array(out, type=pa.string())
