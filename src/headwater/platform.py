@@ -9,6 +9,7 @@ Snowflake or S3 under the same name; calling code does not change.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import threading
@@ -125,7 +126,11 @@ class Platform:
                         f"no store named {name!r}; configured stores: {', '.join(self.config.stores)}",
                         store=name,
                     )
-                self._stores[name] = self._build(name, cfg)
+                store = self._build(name, cfg)
+                if getattr(cfg, "manage_grants", False) and getattr(cfg, "reader_role", None):
+                    # Principal reads first bring the reader role's grants in step with the catalog.
+                    store.before_read = functools.partial(self._ensure_reader_grants, name)  # type: ignore[attr-defined]
+                self._stores[name] = store
             return self._stores[name]
 
     def _build(self, name: str, cfg: Any) -> Store:
@@ -175,12 +180,9 @@ class Platform:
     # -- the stores' backstop (docs/store-security.md) ---------------------------------
     def read_scope(self, plan: Any, store: str, principal: Principal) -> Any:
         """The :class:`~headwater.stores.base.ReadScope` of ``plan``'s reads in ``store`` for
-        ``principal`` (made once per plan; a plan is one principal's policy decision), after
-        bringing the store's reader grants in step with the catalog where the platform manages them.
-        """
+        ``principal`` (made once per plan; a plan is one principal's policy decision)."""
         from headwater.stores._backstop import scope_for
 
-        self._ensure_reader_grants(store)
         key = ("hw.scope", store)
         scope = plan.rendered.get(key)
         if scope is None:
@@ -188,9 +190,7 @@ class Platform:
         return scope
 
     def _ensure_reader_grants(self, store: str) -> None:
-        cfg = self.config.stores.get(store)
-        if not getattr(cfg, "manage_grants", False) or getattr(cfg, "reader_role", None) is None:
-            return
+        """Bring ``store``'s reader grants in step with the catalog when it changed since."""
         version = self.catalog.version
         if self._granted_at.get(store) == version:
             return

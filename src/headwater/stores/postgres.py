@@ -111,6 +111,10 @@ class PostgresStore(SqlStore):
 
     kind: ClassVar[str] = "postgres"
     pyformat: ClassVar[bool] = True
+    before_read: Any = None
+    """Called before each principal read takes a reader connection (the platform brings the
+    reader role's grants in step with the catalog there: a dictionary look-up when nothing
+    changed)."""
 
     def __init__(
         self,
@@ -240,6 +244,8 @@ class PostgresStore(SqlStore):
         ``reader``: one of the reader pool's (reader role, read-only transactions), for
         principal SQL only. One that was tampered with while in use is closed, not pooled.
         """
+        if reader and self.before_read is not None:
+            self.before_read()
         pool = self._get_pool(reader)
         try:
             conn = pool.getconn()
@@ -276,6 +282,9 @@ class PostgresStore(SqlStore):
         msg = self._scrub(err)
         if isinstance(err, pge.QueryCanceled):
             return QueryTimeout(f"query on {self.name!r} exceeded its timeout", store=self.name)
+        if isinstance(err, pge.SyntaxError) and "multiple commands" in msg:
+            return QueryRejected(f"{self.name!r} (postgres) refused a second statement: principal reads are "
+                                 "exactly one statement", rule=BACKSTOP_RULE, store=self.name)
         if isinstance(err, pge.InsufficientPrivilege | pge.ReadOnlySqlTransaction):
             return QueryRejected(
                 f"{self.name!r} (postgres) refused it: {msg} (principal reads run read-only as the reader "

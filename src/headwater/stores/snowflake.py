@@ -195,6 +195,8 @@ class SnowflakeStore(SqlStore):
 
     kind: ClassVar[str] = "snowflake"
     pyformat: ClassVar[bool] = True
+    before_read: Any = None
+    """Called before each principal read takes a reader connection (see ``PostgresStore``)."""
 
     def __init__(
         self,
@@ -307,6 +309,8 @@ class SnowflakeStore(SqlStore):
         return conn
 
     def _acquire(self, *, reader: bool = False) -> Any:
+        if reader and self.before_read is not None:
+            self.before_read()
         idle = self._reader_idle if reader else self._idle
         with self._lock:
             while idle:
