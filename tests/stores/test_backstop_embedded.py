@@ -112,6 +112,8 @@ def test_sqlite_reads_are_read_only_connections(sqlite_store: SQLiteStore) -> No
 def duck(tmp_path: Path):
     store = DuckDBStore("warehouse", tmp_path / "warehouse.duckdb")
     store.write("customers", CUSTOMERS, key=["id"])
+    store.write("hw_internal", pa.table({"secret": ["x"]}))
+    store.write("orders_raw", pa.table({"id": [1]}))
     cur = store.cursor()
     cur.execute("CREATE SEQUENCE seq")
     cur.close()
@@ -123,12 +125,29 @@ def duck(tmp_path: Path):
 def test_duckdb_planned_reads_pass(duck: DuckDBStore) -> None:
     out = duck.execute("SELECT id, name FROM customers WHERE id = ?", [2], scope=SCOPE).read_all()
     assert out.to_pylist() == [{"id": 2, "name": "b"}]
+    ctes = ("WITH c AS (SELECT id FROM main.customers), d AS (SELECT id FROM c) "
+            "SELECT count(*) AS n FROM d WHERE id IN (SELECT id FROM c)")
+    assert duck.execute(ctes, scope=SCOPE).read_all().to_pylist() == [{"n": 3}]
+    rec = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) "
+           "SELECT count(*) AS n FROM r, customers")
+    assert duck.execute(rec, scope=SCOPE).read_all().to_pylist() == [{"n": 9}]
 
 
 @pytest.mark.parametrize("sql", [
     "SELECT * FROM read_csv('{dir}/secret.csv')",
     "SELECT * FROM '{dir}/secret.csv'",                  # replacement scan of a quoted path
     "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM hw_internal",                         # Headwater's own table
+    "SELECT * FROM orders_raw",                          # a table outside the catalog
+    "SELECT * FROM customers, (SELECT * FROM orders_raw) x",
+    "SELECT id FROM customers WHERE id IN (SELECT id FROM orders_raw)",
+    "SELECT * FROM information_schema.tables",
+    "SELECT * FROM duckdb_tables()",
+    "SELECT * FROM range(3)",
+    # a CTE name used outside its scope, or inside its own body, is the table
+    "SELECT * FROM (WITH hw_internal AS (SELECT 1 AS secret) SELECT 1) s, hw_internal",
+    "WITH hw_internal AS (SELECT * FROM hw_internal) SELECT * FROM hw_internal",
+    "WITH a AS (SELECT * FROM b), b AS (SELECT 1 AS x) SELECT * FROM a",
     "SELECT * FROM glob('{dir}/*')",
     "SELECT 1; DELETE FROM customers",                   # a second statement
     "DELETE FROM customers",
@@ -185,7 +204,8 @@ def test_federation_engine_is_locked(tmp_path: Path) -> None:
     con = new_connection(locked=True)
     con.register("hw_src_0", pa.table({"x": [1]}))
     engine = DuckDBStore.over("federation", con)
-    assert engine.execute("SELECT x FROM hw_src_0", scope=ReadScope()).read_all().num_rows == 1
+    views = ReadScope(views=frozenset({"hw_src_0"}))
+    assert engine.execute("SELECT x FROM hw_src_0", scope=views).read_all().num_rows == 1
     for sql in (f"SELECT * FROM '{tmp_path}/secret.csv'", "SELECT 1; SELECT 2",
                 "SET enable_external_access = true"):
         con = new_connection(locked=True)

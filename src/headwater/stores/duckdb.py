@@ -13,7 +13,10 @@ platform's own work on the file (writes from Arrow, DML, ANALYZE, introspection)
 external access; anything that must read or write files (an export, a future COPY) runs on a
 separate in-memory connection that reads the warehouse through Arrow. A principal read
 (``execute(..., scope=...)``) must parse, by DuckDB's own parser, as exactly one ``SELECT``
-and runs in a ``READ ONLY`` transaction, so it cannot write, attach, set or copy. Federation
+that names only the scope's tables and registered views (no table function, no other table:
+Headwater's own, uncatalogued ones, ``information_schema``; CTE names resolved per scope as
+DuckDB binds them), and runs in a ``READ ONLY`` transaction, so it cannot write, attach, set or
+copy. Federation
 engines are locked the same way (:func:`new_connection` with ``locked=True``).
 """
 
@@ -23,6 +26,7 @@ import contextlib
 import importlib
 import importlib.util
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -121,6 +125,91 @@ def check_read_statement(con: duckdb.DuckDBPyConnection, sql: str, store: str) -
         raise QueryRejected(
             f"{store!r} (duckdb) refused a statement outside the plan: principal reads must be "
             "exactly one SELECT", rule=BACKSTOP_RULE, store=store)
+
+
+_REFS: dict[str, tuple[frozenset[tuple[str, str, str]], frozenset[str]] | None] = {}
+
+
+def check_read_tables(con: duckdb.DuckDBPyConnection, sql: str, scope: ReadScope, store: str) -> None:
+    """Refuse ``sql`` unless every table it names (by DuckDB's own parser, CTEs resolved per
+    scope) is a table or view of ``scope``, and it calls no table function.
+
+    DuckDB has no per-table privileges; this is the table-level half of SQLite's authorizer.
+    The names are read from ``json_serialize_sql`` once per SQL text (about 0.3 ms) and cached.
+    """
+    refs = _REFS.get(sql, False)
+    if refs is False:
+        refs = _table_refs(con, sql)
+        if len(_REFS) >= _CHECKED_MAX:
+            _REFS.clear()
+        _REFS[sql] = refs
+    if refs is None:
+        raise QueryRejected(f"{store!r} (duckdb) refused a statement it cannot check: principal reads "
+                            "must be one plain SELECT", rule=BACKSTOP_RULE, store=store)
+    tables, functions = refs
+    if functions:
+        raise QueryRejected(
+            f"{store!r} (duckdb) refused table function {sorted(functions)[0]}(): principal reads may "
+            "only read the planned tables", rule=BACKSTOP_RULE, store=store)
+    for catalog, schema, name in tables:
+        planned = name in scope.tables or name in scope.views
+        if not planned or catalog or schema not in ("", "main"):
+            shown = ".".join(p for p in (catalog, schema, name) if p)
+            raise QueryRejected(
+                f"{store!r} (duckdb) refused a read of {shown[:80]!r}: principal reads may only read the "
+                "planned tables", rule=BACKSTOP_RULE, store=store)
+
+
+def _table_refs(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[frozenset[tuple[str, str, str]], frozenset[str]] | None:
+    """(catalog, schema, table) of every base-table reference and the names of table functions
+    in ``sql``, lower case; None when DuckDB cannot serialise it."""
+    try:
+        row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()
+        tree = json.loads(row[0]) if row else {}
+    except (duckdb.Error, ValueError):
+        return None
+    if tree.get("error") or len(tree.get("statements") or ()) != 1:
+        return None
+    tables: set[tuple[str, str, str]] = set()
+    functions: set[str] = set()
+    _walk(tree["statements"][0].get("node"), frozenset(), tables, functions)
+    return frozenset(tables), frozenset(functions)
+
+
+def _walk(node: Any, visible: frozenset[str], tables: set[tuple[str, str, str]], functions: set[str]) -> None:
+    """Collect table references; ``visible`` are the CTE names a bare name resolves to here."""
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, visible, tables, functions)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "BASE_TABLE":
+        catalog = (node.get("catalog_name") or "").lower()
+        schema = (node.get("schema_name") or "").lower()
+        name = (node.get("table_name") or "").lower()
+        if catalog or schema or name not in visible:
+            tables.add((catalog, schema, name))
+        return
+    if kind == "TABLE_FUNCTION":
+        fn = node.get("function") or {}
+        functions.add(str(fn.get("function_name") or "?").lower())
+    ctes = (node.get("cte_map") or {}).get("map") if isinstance(node.get("cte_map"), dict) else None
+    if ctes:
+        inner = set(visible)
+        for entry in ctes:
+            name = str(entry.get("key") or "").lower()
+            body = (entry.get("value") or {}).get("query")
+            recursive = isinstance(body, dict) and (body.get("node") or {}).get("type") == "RECURSIVE_CTE_NODE"
+            # A CTE's body sees the CTEs before it (and itself only when recursive): a name
+            # that matches a CTE elsewhere is a table here.
+            _walk(body, frozenset(inner | {name}) if recursive else frozenset(inner), tables, functions)
+            inner.add(name)
+        visible = frozenset(inner)
+    for key, value in node.items():
+        if key != "cte_map" and isinstance(value, dict | list):
+            _walk(value, visible, tables, functions)
 
 
 def _register_functions(con: duckdb.DuckDBPyConnection) -> None:
@@ -366,6 +455,7 @@ class DuckDBStore(SqlStore):
         if scope is not None:
             try:
                 check_read_statement(cur, sql, self.name)
+                check_read_tables(cur, sql, scope, self.name)
                 if self._read_only_txn:
                     # Closing the cursor when the stream ends rolls the transaction back.
                     cur.execute("BEGIN TRANSACTION READ ONLY")
