@@ -347,14 +347,20 @@ class DuckDBStore(SqlStore):
         self.capabilities = Capabilities(sql=True, dialect="duckdb")
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._allowed_directories = tuple(allowed_directories)
         try:
-            self._db = new_connection(self.path, read_only=read_only, locked=True,
-                                      allowed_directories=allowed_directories)
+            self._db = self._open_locked(read_only=read_only)
         except duckdb.Error as err:
             raise StoreUnavailable(
                 f"cannot open DuckDB store {name!r} at {self.path}: {err}", store=name
             ) from None
         self._lock = threading.Lock()
+
+    def _open_locked(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """The store's database handle, locked: every (re)open of the file goes through here,
+        so the instance principal reads run on never has external access."""
+        return new_connection(self.path, read_only=read_only, locked=True,
+                              allowed_directories=self._allowed_directories)
 
     @classmethod
     def over(cls, name: str, con: duckdb.DuckDBPyConnection, *, read_only_txn: bool = False) -> DuckDBStore:
