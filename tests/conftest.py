@@ -91,12 +91,28 @@ def pg_platform(tmp_path, pg_schema: tuple[str, str]) -> Iterator[Platform]:
     """The embedded platform with its ``app`` store swapped for Postgres."""
     dsn, schema = pg_schema
     cfg = Config.embedded(tmp_path / "hw")
-    cfg.stores["app"] = PostgresConfig(dsn=dsn, schema=schema)
+    # Principal reads run as a reader role the platform creates and grants (a unique one per
+    # test, dropped afterwards: roles are cluster-wide).
+    role = f"hw_reader_{uuid.uuid4().hex[:10]}"
+    cfg.stores["app"] = PostgresConfig(dsn=dsn, schema=schema, reader_role=role)
     p = Platform.open(cfg)
     try:
         yield p
     finally:
         p.close()
+        _drop_role(dsn, role)
+
+
+def _drop_role(dsn: str, role: str) -> None:
+    import contextlib
+
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute(f'DROP OWNED BY "{role}"')
+        with contextlib.suppress(psycopg.Error):
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 @pytest.fixture(params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -61,10 +61,16 @@ class SQLiteConfig(_Model):
 
 
 class DuckDBConfig(_Model):
-    """A DuckDB file store."""
+    """A DuckDB file store (opened with external access off and its configuration locked)."""
 
     kind: Literal["duckdb"] = "duckdb"
     path: str
+    allowed_directories: list[str] = Field(
+        default_factory=list,
+        description="Local folders DuckDB itself may still read once external access is off (e.g. an "
+        "Iceberg warehouse read by DuckDB); relative to the platform directory. None by default: the "
+        "platform reads the lake through Arrow, and a listed folder is readable by any principal query "
+        "that names a file in it should the SQL front door ever miss it.")
 
 
 class PostgresConfig(_Model):
@@ -75,6 +81,16 @@ class PostgresConfig(_Model):
     schema_: str = Field("public", alias="schema")
     max_connections: int = 8
     connect_timeout_s: float = 5.0
+    reader_role: str = Field(
+        "headwater_reader", description="NOLOGIN role that principal reads SET ROLE to (SELECT on catalogued "
+        "tables only); see docs/store-security.md.")
+    reader_dsn: SecretStr | None = Field(
+        None, description="Log principal reads in as a LOGIN role of their own instead of SET ROLE from the "
+        "DSN's login (a statement cannot leave it); recommended in production.")
+    manage_grants: bool = Field(
+        True, description="Create the reader role if missing and GRANT/REVOKE SELECT as datasets enter and "
+        "leave the catalog, on the platform's own connection; off where roles are managed outside "
+        "(apply `headwater stores grants <store>` instead).")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -93,6 +109,12 @@ class SnowflakeConfig(_Model):
     host: str | None = None
     port: int | None = None
     protocol: str | None = None
+    reader_role: str | None = Field(
+        "HEADWATER_READER", description="Role that principal reads run as (SELECT on catalogued tables only); "
+        "null runs them with `role` (no backstop). See docs/store-security.md.")
+    manage_grants: bool = Field(
+        False, description="Apply the reader role's grant script as datasets enter and leave the catalog "
+        "(needs a role that may create roles and grant); off: apply `headwater stores grants <store> --apply`.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

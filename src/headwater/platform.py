@@ -9,6 +9,7 @@ Snowflake or S3 under the same name; calling code does not change.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import threading
@@ -68,6 +69,9 @@ class Platform:
         self._secret = secret
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
+        self._granted_at: dict[str, int] = {}
+        """Catalog version at which each store's reader grants were last brought in step."""
+        self._grants_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Platform(dir={str(self.dir)!r}, stores={sorted(self.config.stores)})"
@@ -122,7 +126,11 @@ class Platform:
                         f"no store named {name!r}; configured stores: {', '.join(self.config.stores)}",
                         store=name,
                     )
-                self._stores[name] = self._build(name, cfg)
+                store = self._build(name, cfg)
+                if getattr(cfg, "manage_grants", False) and getattr(cfg, "reader_role", None):
+                    # Principal reads first bring the reader role's grants in step with the catalog.
+                    store.before_read = functools.partial(self._ensure_reader_grants, name)  # type: ignore[attr-defined]
+                self._stores[name] = store
             return self._stores[name]
 
     def _build(self, name: str, cfg: Any) -> Store:
@@ -133,13 +141,16 @@ class Platform:
         if isinstance(cfg, DuckDBConfig):
             from headwater.stores.duckdb import DuckDBStore
 
-            return DuckDBStore(name, self.config.resolve(cfg.path))
+            return DuckDBStore(name, self.config.resolve(cfg.path), allowed_directories=[
+                str(self.config.resolve(d).resolve()) for d in cfg.allowed_directories])
         if isinstance(cfg, PostgresConfig):
             from headwater.stores.postgres import PostgresStore
 
             return PostgresStore(
                 name, cfg.dsn.get_secret_value(), schema=cfg.schema_,
                 max_connections=cfg.max_connections, connect_timeout_s=cfg.connect_timeout_s,
+                reader_role=cfg.reader_role,
+                reader_dsn=cfg.reader_dsn.get_secret_value() if cfg.reader_dsn is not None else None,
             )
         if isinstance(cfg, SnowflakeConfig):
             from headwater.stores.snowflake import SnowflakeStore
@@ -147,7 +158,7 @@ class Platform:
             return SnowflakeStore(
                 name, account=cfg.account, user=cfg.user, password=cfg.password.get_secret_value(),
                 database=cfg.database, schema=cfg.schema_, warehouse=cfg.warehouse, role=cfg.role,
-                host=cfg.host, port=cfg.port, protocol=cfg.protocol,
+                host=cfg.host, port=cfg.port, protocol=cfg.protocol, reader_role=cfg.reader_role,
             )
         if isinstance(cfg, ParquetConfig):
             from headwater.stores.parquet import ParquetStore
@@ -165,6 +176,48 @@ class Platform:
     def stores(self) -> dict[str, Store]:
         """Every configured store (building any not yet built)."""
         return {n: self.store(n) for n in self.config.stores}
+
+    # -- the stores' backstop (docs/store-security.md) ---------------------------------
+    def read_scope(self, plan: Any, store: str, principal: Principal) -> Any:
+        """The :class:`~headwater.stores.base.ReadScope` of ``plan``'s reads in ``store`` for
+        ``principal`` (made once per plan; a plan is one principal's policy decision)."""
+        from headwater.stores._backstop import scope_for
+
+        key = ("hw.scope", store)
+        scope = plan.rendered.get(key)
+        if scope is None:
+            scope = plan.rendered.setdefault(key, scope_for(self, plan, store, principal))
+        return scope
+
+    def _ensure_reader_grants(self, store: str) -> None:
+        """Bring ``store``'s reader grants in step with the catalog when it changed since."""
+        version = self.catalog.version
+        if self._granted_at.get(store) == version:
+            return
+        with self._grants_lock:
+            if self._granted_at.get(store) != version:
+                self.apply_store_grants(store)
+                self._granted_at[store] = version
+
+    def store_grants(self, store: str) -> list[str]:
+        """The SQL that gives ``store``'s reader role SELECT on exactly its catalogued tables
+        (Postgres, Snowflake): print it for an administrator, or :meth:`apply_store_grants`."""
+        return self._grants(store, apply=False)
+
+    def apply_store_grants(self, store: str) -> list[str]:
+        """Run :meth:`store_grants` on the store's own (owner) connection; returns what ran."""
+        return self._grants(store, apply=True)
+
+    def _grants(self, store: str, *, apply: bool) -> list[str]:
+        from headwater.errors import InvalidInput
+
+        target = self.store(store)
+        if not hasattr(target, "grant_statements"):
+            raise InvalidInput(f"store {store!r} ({target.kind}) has no reader role: its backstop is "
+                               "built in (docs/store-security.md)")
+        tables = [ds.table for ds in self.catalog.list(f"{store}.*") if ds.store == store]
+        run = target.sync_reader_grants if apply else target.grant_statements  # type: ignore[attr-defined]
+        return run(tables)
 
     # -- sessions ----------------------------------------------------------------------
     def session(self, principal: Principal | str | None = None, *, token: str | None = None) -> Session:
@@ -637,7 +690,7 @@ def _semi_join(rows: Any, match: Any) -> Any:
     def q(name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
 
-    con = new_connection()
+    con = new_connection(locked=True)
     try:
         con.register("hw_rows", rows)
         con.register("hw_keys", match)

@@ -677,7 +677,9 @@ class Session:
         if store_name is not None:
             store = self.platform.store(store_name)
             sql, vals = _render(cache, store_name, store, tree, values)
-            reader = store.execute(sql, vals, batch_size=batch, timeout_s=timeout)
+            # A principal's read: the store's backstop allows only the plan's reads.
+            scope = self.platform.read_scope(plan, store_name, self.principal)
+            reader = store.execute(sql, vals, batch_size=batch, timeout_s=timeout, scope=scope)
             if plan.temporal and store.capabilities.dialect == "sqlite":
                 reader = _typed_temporals(reader, plan.temporal)
             return reader
@@ -687,12 +689,15 @@ class Session:
         self, plan: Plan, tree: Any, values: list[Any], timeout: float | None, batch: int,
         cache: dict[Any, tuple[str, tuple[int, ...]]],
     ) -> pa.RecordBatchReader:
+        # The engine is locked (external access off, configuration locked): the warehouse's own
+        # instance, where the read also runs in a READ ONLY transaction, or a locked in-memory one.
+        engine_scope = self.platform.read_scope(plan, plan.engine or "", self.principal)
         if plan.engine is not None:
             engine_store = self.platform.store(plan.engine)
             assert isinstance(engine_store, DuckDBStore)
             con = engine_store.cursor()
         else:
-            con = new_connection()
+            con = new_connection(locked=True, allowed_directories=engine_scope.directories)
         opened: list[Any] = []
         try:
             for src in plan.sources:
@@ -703,7 +708,8 @@ class Session:
                     con.register(src.view, store.dataset(src.dataset.table))
                     continue
                 sql, vals = _render(plan.rendered, ("fetch", src.view), store, src.fetch_tree, values)
-                reader = store.execute(sql, vals, batch_size=batch, timeout_s=timeout)
+                scope = self.platform.read_scope(plan, src.dataset.store, self.principal)
+                reader = store.execute(sql, vals, batch_size=batch, timeout_s=timeout, scope=scope)
                 opened.append(reader)
                 con.register(src.view, reader.read_all() if src.materialize else reader)
         except BaseException:
@@ -716,8 +722,8 @@ class Session:
         if tpl is None:
             tpl = cache.setdefault("federation", param_template(tree.sql(dialect="duckdb"), lambda n: "?"))
         sql, order = tpl
-        return DuckDBStore.over("federation", con).execute(
-            sql, bind_template(order, values), batch_size=batch, timeout_s=timeout)
+        return DuckDBStore.over("federation", con, read_only_txn=plan.engine is not None).execute(
+            sql, bind_template(order, values), batch_size=batch, timeout_s=timeout, scope=engine_scope)
 
     def _page_rows(
         self, plan: Plan, values: list[Any], state: CursorState | None, limit: int, timeout: float | None,

@@ -7,6 +7,15 @@ store returns Arrow and raises :mod:`headwater.errors`.
 
 Capabilities are data (:class:`Capabilities`): callers ask ``store.capabilities.sql`` rather
 than catching ``NotImplementedError``.
+
+Principal reads and the platform's own reads. ``execute(..., scope=ReadScope(...))`` runs SQL
+on a principal's behalf through the store's backstop (a locked DuckDB instance in a read-only
+transaction, a read-only SQLite connection with an authorizer, a Postgres reader role in
+read-only transactions, a Snowflake reader role): the planner and the policy engine already
+rewrote it, and the backstop refuses anything but the planned reads with
+:class:`~headwater.errors.QueryRejected` (``rule="store-backstop"``) should that rewrite ever miss.
+``execute`` without ``scope`` is the platform's own read (sync, CDC, retention, erasure); it
+never carries principal SQL. See ``docs/store-security.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ from sqlglot import exp
 
 __all__ = [
     "Capabilities",
+    "BACKSTOP_RULE",
     "ColumnInfo",
+    "ReadScope",
     "RowChange",
     "Store",
     "TableInfo",
@@ -64,6 +75,39 @@ class Capabilities:
     """``explain`` returns the store's own plan."""
     timeout: bool = True
     """Statement timeouts are enforced by the store itself."""
+
+
+BACKSTOP_RULE = "store-backstop"
+"""The ``rule`` of every :class:`~headwater.errors.QueryRejected` a store's backstop raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadScope:
+    """What one principal read may touch in one store: the planned tables and their columns.
+
+    Built by the session from the plan (the datasets the planner resolved, their catalogued
+    columns minus those the policy hides, plus the columns the policy's own row filters read).
+    Names are physical table names in the store and column names, both lower-cased. Stores
+    that can check reads per column (SQLite's authorizer) allow exactly these; the others use
+    the scope as the mark of a principal read (role, read-only transaction, locked engine).
+    """
+
+    tables: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Physical table name (lower case) -> column names (lower case) the read may use."""
+    views: frozenset[str] = frozenset()
+    """Names registered on a federation engine for this read (Arrow streams, lake datasets)."""
+    directories: tuple[str, ...] = ()
+    """Local directories DuckDB itself must read for this query (``allowed_directories``);
+    empty unless a source is read by DuckDB's own file system (never the principal's paths)."""
+
+    def allows_table(self, table: str) -> bool:
+        """Whether ``table`` (any case) is one of the planned tables."""
+        return table.lower() in self.tables
+
+    def allows_column(self, table: str, column: str) -> bool:
+        """Whether ``column`` of ``table`` (any case) may be read."""
+        cols = self.tables.get(table.lower())
+        return cols is not None and column.lower() in cols
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +196,15 @@ class Store(Protocol):
         *,
         batch_size: int = 65_536,
         timeout_s: float | None = None,
+        scope: ReadScope | None = None,
     ) -> pa.RecordBatchReader:
-        """Run a query and stream its result; never holds the whole result in memory."""
+        """Run a query and stream its result; never holds the whole result in memory.
+
+        With ``scope`` the query is a principal's read and runs through the store's backstop
+        (module docstring): anything but a read of the scope's tables and columns raises
+        :class:`~headwater.errors.QueryRejected` with ``rule="store-backstop"``. Without it the
+        query is the platform's own.
+        """
         ...
 
     def write(

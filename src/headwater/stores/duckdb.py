@@ -3,6 +3,21 @@
 One database handle per store; every call works on its own cursor (DuckDB's per-thread
 connection), so reads stream concurrently. Extensions are never downloaded: autoinstall is off
 and :func:`load_extension` loads the offline ``duckdb-ext-*`` packages by path.
+
+The backstop. DuckDB opens a file once per process and its configuration belongs to that one
+database instance (every cursor shares it), so the store's instance is the locked one: external
+access off (no files, URLs, ATTACH of files, extension loading, COPY to files) and the
+configuration locked (no ``SET``/``PRAGMA`` can turn it back on), with ``allowed_directories``
+(set before locking) limited to what the platform itself must read through DuckDB. The
+platform's own work on the file (writes from Arrow, DML, ANALYZE, introspection) needs no
+external access; anything that must read or write files (an export, a future COPY) runs on a
+separate in-memory connection that reads the warehouse through Arrow. A principal read
+(``execute(..., scope=...)``) must parse, by DuckDB's own parser, as exactly one ``SELECT``
+that names only the scope's tables and registered views (no table function, no other table:
+Headwater's own, uncatalogued ones, ``information_schema``; CTE names resolved per scope as
+DuckDB binds them), and runs in a ``READ ONLY`` transaction, so it cannot write, attach, set or
+copy. Federation
+engines are locked the same way (:func:`new_connection` with ``locked=True``).
 """
 
 from __future__ import annotations
@@ -11,6 +26,7 @@ import contextlib
 import importlib
 import importlib.util
 import itertools
+import json
 import os
 import threading
 import time
@@ -24,37 +40,177 @@ import pyarrow as pa
 from headwater.errors import (
     DatasetNotFound,
     HeadwaterError,
+    InvalidInput,
     MissingDependency,
     QueryError,
+    QueryRejected,
     QueryTimeout,
     StoreUnavailable,
     WriteError,
 )
 from headwater.stores._sql import SqlStore
-from headwater.stores.base import Capabilities, ColumnInfo, TableInfo
+from headwater.stores.base import BACKSTOP_RULE, Capabilities, ColumnInfo, ReadScope, TableInfo
 
-__all__ = ["DuckDBStore", "extension_path", "load_extension", "new_connection"]
+__all__ = ["DuckDBStore", "check_read_statement", "extension_path", "load_extension", "lock", "new_connection"]
 
 _CONFIG = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
+_LOCKED = {"enable_external_access": False, "lock_configuration": True}
 
 
 def new_connection(
-    path: str | Path = ":memory:", *, read_only: bool = False, allow_unsigned: bool = False
+    path: str | Path = ":memory:", *, read_only: bool = False, allow_unsigned: bool = False,
+    locked: bool = False, allowed_directories: Sequence[str] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that never downloads extensions.
 
-    ``allow_unsigned`` lets :func:`load_extension` load the offline extension packages; keep
-    it off on connections that run user SQL.
+    ``locked`` gives the instance external access off and its configuration locked (the
+    backstop for principal SQL; see the module docstring), after ``allowed_directories``: the
+    only local folders DuckDB may then read. ``allow_unsigned`` lets :func:`load_extension`
+    load the offline extension packages and cannot be combined with ``locked``: keep it off on
+    connections that run principal SQL.
     """
+    if locked and allow_unsigned:
+        raise InvalidInput("a locked DuckDB connection cannot load unsigned extensions")
     config: dict[str, Any] = dict(_CONFIG)
     if allow_unsigned:
         config["allow_unsigned_extensions"] = True
+    if locked and not allowed_directories:
+        config.update(_LOCKED)  # at start-up: no SET statements to pay for
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     _register_functions(con)
+    if locked and allowed_directories:
+        lock(con, allowed_directories)
     return con
+
+
+def lock(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str] = ()) -> None:
+    """Turn external access off and lock the configuration of ``con``'s database instance.
+
+    ``allowed_directories`` must be set first (DuckDB refuses it once external access is off);
+    each is a local folder DuckDB may still read (``/`` appended). Irreversible for the
+    instance: every cursor and every later connection to the same file inherits it.
+    """
+    if allowed_directories:
+        dirs = ", ".join("'" + (d.rstrip("/") + "/").replace("'", "''") + "'" for d in allowed_directories)
+        con.execute(f"SET allowed_directories = [{dirs}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+_CHECKED: dict[str, bool] = {}
+_CHECKED_MAX = 4096
+
+
+def check_read_statement(con: duckdb.DuckDBPyConnection, sql: str, store: str) -> None:
+    """Refuse ``sql`` unless DuckDB's own parser reads it as exactly one ``SELECT``.
+
+    The principal's SQL was parsed by sqlglot; checking it again with the parser that will run
+    it closes any gap between the two (a second statement after ``;``, a statement sqlglot
+    reads differently). Results are cached per SQL text (the rendered text of a plan repeats).
+    """
+    ok = _CHECKED.get(sql)
+    if ok is None:
+        try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error:
+            ok = False
+        else:
+            ok = len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[sql] = ok
+    if not ok:
+        raise QueryRejected(
+            f"{store!r} (duckdb) refused a statement outside the plan: principal reads must be "
+            "exactly one SELECT", rule=BACKSTOP_RULE, store=store)
+
+
+_REFS: dict[str, tuple[frozenset[tuple[str, str, str]], frozenset[str]] | None] = {}
+
+
+def check_read_tables(con: duckdb.DuckDBPyConnection, sql: str, scope: ReadScope, store: str) -> None:
+    """Refuse ``sql`` unless every table it names (by DuckDB's own parser, CTEs resolved per
+    scope) is a table or view of ``scope``, and it calls no table function.
+
+    DuckDB has no per-table privileges; this is the table-level half of SQLite's authorizer.
+    The names are read from ``json_serialize_sql`` once per SQL text (about 0.3 ms) and cached.
+    """
+    refs = _REFS.get(sql, False)
+    if refs is False:
+        refs = _table_refs(con, sql)
+        if len(_REFS) >= _CHECKED_MAX:
+            _REFS.clear()
+        _REFS[sql] = refs
+    if refs is None:
+        raise QueryRejected(f"{store!r} (duckdb) refused a statement it cannot check: principal reads "
+                            "must be one plain SELECT", rule=BACKSTOP_RULE, store=store)
+    tables, functions = refs
+    if functions:
+        raise QueryRejected(
+            f"{store!r} (duckdb) refused table function {sorted(functions)[0]}(): principal reads may "
+            "only read the planned tables", rule=BACKSTOP_RULE, store=store)
+    for catalog, schema, name in tables:
+        planned = name in scope.tables or name in scope.views
+        if not planned or catalog or schema not in ("", "main"):
+            shown = ".".join(p for p in (catalog, schema, name) if p)
+            raise QueryRejected(
+                f"{store!r} (duckdb) refused a read of {shown[:80]!r}: principal reads may only read the "
+                "planned tables", rule=BACKSTOP_RULE, store=store)
+
+
+def _table_refs(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[frozenset[tuple[str, str, str]], frozenset[str]] | None:
+    """(catalog, schema, table) of every base-table reference and the names of table functions
+    in ``sql``, lower case; None when DuckDB cannot serialise it."""
+    try:
+        row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()
+        tree = json.loads(row[0]) if row else {}
+    except (duckdb.Error, ValueError):
+        return None
+    if tree.get("error") or len(tree.get("statements") or ()) != 1:
+        return None
+    tables: set[tuple[str, str, str]] = set()
+    functions: set[str] = set()
+    _walk(tree["statements"][0].get("node"), frozenset(), tables, functions)
+    return frozenset(tables), frozenset(functions)
+
+
+def _walk(node: Any, visible: frozenset[str], tables: set[tuple[str, str, str]], functions: set[str]) -> None:
+    """Collect table references; ``visible`` are the CTE names a bare name resolves to here."""
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, visible, tables, functions)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "BASE_TABLE":
+        catalog = (node.get("catalog_name") or "").lower()
+        schema = (node.get("schema_name") or "").lower()
+        name = (node.get("table_name") or "").lower()
+        if catalog or schema or name not in visible:
+            tables.add((catalog, schema, name))
+        return
+    if kind == "TABLE_FUNCTION":
+        fn = node.get("function") or {}
+        functions.add(str(fn.get("function_name") or "?").lower())
+    ctes = (node.get("cte_map") or {}).get("map") if isinstance(node.get("cte_map"), dict) else None
+    if ctes:
+        inner = set(visible)
+        for entry in ctes:
+            name = str(entry.get("key") or "").lower()
+            body = (entry.get("value") or {}).get("query")
+            recursive = isinstance(body, dict) and (body.get("node") or {}).get("type") == "RECURSIVE_CTE_NODE"
+            # A CTE's body sees the CTEs before it (and itself only when recursive): a name
+            # that matches a CTE elsewhere is a table here.
+            _walk(body, frozenset(inner | {name}) if recursive else frozenset(inner), tables, functions)
+            inner.add(name)
+        visible = frozenset(inner)
+    for key, value in node.items():
+        if key != "cte_map" and isinstance(value, dict | list):
+            _walk(value, visible, tables, functions)
 
 
 def _register_functions(con: duckdb.DuckDBPyConnection) -> None:
@@ -174,29 +330,51 @@ class DuckDBStore(SqlStore):
 
     kind: ClassVar[str] = "duckdb"
 
-    def __init__(self, name: str, path: str | Path, *, read_only: bool = False) -> None:
+    _single: bool = False
+    _read_only_txn: bool = True
+    """Principal reads run in a ``READ ONLY`` transaction (the store's file instance)."""
+
+    def __init__(
+        self, name: str, path: str | Path, *, read_only: bool = False,
+        allowed_directories: Sequence[str] = (),
+    ) -> None:
+        """Open (or create) the database file with its instance locked (module docstring).
+
+        ``allowed_directories``: local folders DuckDB itself may read after locking (e.g. a
+        lake's root for DuckDB-native lake reads); none by default.
+        """
         self.name = name
         self.path = str(path)
         self.capabilities = Capabilities(sql=True, dialect="duckdb")
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._allowed_directories = tuple(allowed_directories)
         try:
-            self._db = new_connection(self.path, read_only=read_only)
+            self._db = self._open_locked(read_only=read_only)
         except duckdb.Error as err:
             raise StoreUnavailable(
                 f"cannot open DuckDB store {name!r} at {self.path}: {err}", store=name
             ) from None
         self._lock = threading.Lock()
 
+    def _open_locked(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """The store's database handle, locked: every (re)open of the file goes through here,
+        so the instance principal reads run on never has external access."""
+        return new_connection(self.path, read_only=read_only, locked=True,
+                              allowed_directories=self._allowed_directories)
+
     @classmethod
-    def over(cls, name: str, con: duckdb.DuckDBPyConnection) -> DuckDBStore:
-        """A store over one existing connection (an in-memory federation engine).
+    def over(cls, name: str, con: duckdb.DuckDBPyConnection, *, read_only_txn: bool = False) -> DuckDBStore:
+        """A store over one existing connection (a federation engine).
 
         Calls use that connection itself, so views registered on it are visible; the first
-        ``execute`` owns it and closes it when its stream ends.
+        ``execute`` owns it and closes it when its stream ends. ``read_only_txn`` runs a
+        principal read in a ``READ ONLY`` transaction (for a cursor of a file's instance; an
+        in-memory engine holds nothing a write could harm).
         """
         self = cls.__new__(cls)
         self._single = True
+        self._read_only_txn = read_only_txn
         self.name = name
         self.path = ":memory:"
         self.capabilities = Capabilities(sql=True, dialect="duckdb")
@@ -209,7 +387,7 @@ class DuckDBStore(SqlStore):
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A fresh cursor on the store's database (safe to use from one thread)."""
-        if getattr(self, "_single", False):
+        if self._single:
             return self._db
         with self._lock:
             return self._db.cursor()
@@ -219,6 +397,12 @@ class DuckDBStore(SqlStore):
 
     def _translate(self, err: Exception, *, sql: str | None = None) -> HeadwaterError:
         msg = str(err)
+        if isinstance(err, duckdb.PermissionException) or (
+            isinstance(err, duckdb.TransactionException) and "read-only" in msg
+        ) or (isinstance(err, duckdb.InvalidInputException) and "configuration has been locked" in msg):
+            return QueryRejected(
+                f"{self.name!r} (duckdb) refused it: {msg.splitlines()[0][:200]} (external access is off, "
+                "the configuration locked and principal reads read-only)", rule=BACKSTOP_RULE, store=self.name)
         if isinstance(err, duckdb.InterruptException):
             return QueryTimeout(f"query on {self.name!r} exceeded its timeout", store=self.name)
         if isinstance(err, duckdb.ConstraintException | duckdb.ConversionException):
@@ -267,9 +451,24 @@ class DuckDBStore(SqlStore):
         *,
         batch_size: int = 65_536,
         timeout_s: float | None = None,
+        scope: ReadScope | None = None,
     ) -> pa.RecordBatchReader:
-        """Run ``sql`` and stream the result as Arrow record batches."""
+        """Run ``sql`` and stream the result as Arrow record batches.
+
+        With ``scope`` (a principal's read): exactly one SELECT by DuckDB's parser, in a
+        ``READ ONLY`` transaction, else :class:`QueryRejected` (``rule="store-backstop"``).
+        """
         cur = self.cursor()
+        if scope is not None:
+            try:
+                check_read_statement(cur, sql, self.name)
+                check_read_tables(cur, sql, scope, self.name)
+                if self._read_only_txn:
+                    # Closing the cursor when the stream ends rolls the transaction back.
+                    cur.execute("BEGIN TRANSACTION READ ONLY")
+            except BaseException:
+                cur.close()
+                raise
         timer = _WATCHDOG.arm(timeout_s, cur.interrupt) if timeout_s else None
         try:
             res = cur.execute(sql, list(params)) if params else cur.execute(sql)
@@ -363,7 +562,9 @@ class DuckDBStore(SqlStore):
         return TableInfo(name=name, columns=cols, primary_key=pk, location=f"duckdb://{self.path}#{name}")
 
     def explain(self, sql: str, params: Sequence[Any] = ()) -> str:
-        """DuckDB's physical plan."""
+        """DuckDB's physical plan (``sql`` is checked as a principal read: one SELECT)."""
+        with self._lock:
+            check_read_statement(self._db, sql, self.name)
         rows = self.arrow(f"EXPLAIN {sql}", params)
         return "\n".join(str(v) for v in rows.column(rows.num_columns - 1).to_pylist())
 
@@ -412,7 +613,6 @@ class DuckDBStore(SqlStore):
                                        f"{str(err).splitlines()[0][:300]}", store=self.name) from None
             finally:
                 tmp.unlink(missing_ok=True)
-                try:
-                    self._db = new_connection(self.path)
-                except duckdb.CatalogException:  # another handle kept the instance (and its functions)
-                    self._db = duckdb.connect(self.path, config=dict(_CONFIG))
+                # Reopened locked, as every open of the file is: principal reads must never run
+                # on an instance with external access.
+                self._db = self._open_locked()

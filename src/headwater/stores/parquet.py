@@ -8,7 +8,10 @@ failed write leaves only unreferenced files that are removed on the spot. A fold
 files without a manifest (written by another tool) is read as-is.
 
 Queries run in an in-process DuckDB over Arrow datasets, so DuckDB pushes projections and
-filters into the Parquet scan (row groups are skipped by their statistics).
+filters into the Parquet scan (row groups are skipped by their statistics). That DuckDB is locked
+(external access off, configuration locked: it reads the lake through Arrow, never through its
+own file system), and a principal read (``execute(..., scope=...)``) registers only the planned
+datasets: any other name, the retention ``archive`` folder included, is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from headwater.errors import (
     HeadwaterError,
     QueryError,
     QueryParseError,
+    QueryRejected,
     StoreUnavailable,
     WriteError,
 )
@@ -49,14 +53,16 @@ from headwater.stores._sql import (
     split_params,
 )
 from headwater.stores.base import (
+    BACKSTOP_RULE,
     Capabilities,
     ColumnInfo,
+    ReadScope,
     RowChange,
     TableInfo,
     WriteMode,
     WriteResult,
 )
-from headwater.stores.duckdb import DuckDBStore, new_connection
+from headwater.stores.duckdb import DuckDBStore, check_read_statement, new_connection
 
 __all__ = ["ParquetStore"]
 
@@ -203,22 +209,43 @@ class ParquetStore:
         *,
         batch_size: int = 65_536,
         timeout_s: float | None = None,
+        scope: ReadScope | None = None,
     ) -> pa.RecordBatchReader:
-        """Run DuckDB SQL whose table names are this store's datasets."""
-        con = self._engine(sql)
-        return DuckDBStore.over(self.name, con).execute(sql, params, batch_size=batch_size, timeout_s=timeout_s)
+        """Run DuckDB SQL whose table names are this store's datasets.
 
-    def _engine(self, sql: str) -> Any:
-        """An in-memory DuckDB connection with the datasets ``sql`` names registered."""
+        With ``scope`` (a principal's read) only the scope's datasets are registered, and the
+        statement must be one SELECT by DuckDB's parser (module docstring).
+        """
+        con = self._engine(sql, scope)
+        return DuckDBStore.over(self.name, con).execute(sql, params, batch_size=batch_size, timeout_s=timeout_s,
+                                                        scope=scope)
+
+    def _engine(self, sql: str, scope: ReadScope | None = None) -> Any:
+        """A locked in-memory DuckDB connection with the datasets ``sql`` names registered
+        (with ``scope``: only planned ones; another name is refused unless it names a CTE)."""
         try:
             tree = sqlglot.parse_one(sql, dialect="duckdb")
         except sqlglot.errors.ParseError as err:
             raise QueryParseError(f"cannot parse query for {self.name!r}: {err}") from None
-        con = new_connection()
         ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+        names: dict[str, str] = {}
         for t in tree.find_all(exp.Table):
-            if t.name and t.name.lower() not in ctes:
-                con.register(t.name, self.dataset(t.name))
+            if not t.name:
+                continue
+            low = t.name.lower()
+            if scope is not None and not scope.allows_table(low):
+                if low in ctes:
+                    continue  # left to DuckDB: a CTE, or an unregistered name that fails to bind
+                raise QueryRejected(
+                    f"{self.name!r} (parquet) refused a read of {t.name[:60]!r}: principal reads may "
+                    "only read the planned datasets", rule=BACKSTOP_RULE, store=self.name)
+            if scope is None and low in ctes:
+                continue
+            names.setdefault(low, t.name)
+        datasets = {name: self.dataset(name) for name in names.values()}
+        con = new_connection(locked=True)
+        for name, data in datasets.items():
+            con.register(name, data)
         return con
 
     def tables(self) -> list[TableInfo]:
@@ -249,6 +276,11 @@ class ParquetStore:
         """DuckDB's plan over the Parquet scan."""
         # Datasets are found in ``sql`` itself: sqlglot does not look inside ``EXPLAIN ...``.
         con = self._engine(sql)
+        try:
+            check_read_statement(con, sql, self.name)
+        except BaseException:
+            con.close()
+            raise
         reader = DuckDBStore.over(self.name, con).execute(f"EXPLAIN {sql}", params)
         t = reader.read_all()
         return "\n".join(str(v) for v in t.column(t.num_columns - 1).to_pylist())
@@ -511,7 +543,7 @@ class ParquetStore:
         self, part: pa.Table, sql: str, args: list[Any], n_values: int, dataset: str
     ) -> tuple[pa.Array, list[pa.Array]]:
         """The predicate mask and the value columns for one file's rows, in row order."""
-        con = new_connection()
+        con = new_connection(locked=True)
         try:
             con.register("__hw_part", part)
             out = con.execute(sql, args).fetch_arrow_table()

@@ -23,6 +23,14 @@ inside its transaction: a new table is created first (and dropped again if the i
 an upsert's staging table is created and filled before ``BEGIN`` and dropped after ``COMMIT``.
 Everything that changes the target's rows runs between one ``BEGIN`` and ``COMMIT``.
 
+Reads. Principal reads (``execute(..., scope=...)``) and ``explain`` run on connections of their
+own, opened with ``role=<reader_role>`` and set up once with ``USE ROLE <reader_role>``: a role
+that holds USAGE on the database, schema and warehouse and SELECT on the catalogued tables only
+(:meth:`SnowflakeStore.grant_statements` writes the script; an administrator or
+:meth:`SnowflakeStore.sync_reader_grants` applies it). The platform's own writes, DDL and
+introspection keep the configured ``role``. Snowflake has no read-only session: the reader role
+holding no privilege but SELECT is what keeps principal SQL from writing.
+
 Types. Snowflake integers (``NUMBER(p, 0)``) read as ``int64``, other ``NUMBER`` as
 ``decimal128``; timestamps and times are read at microsecond precision (Headwater's common unit),
 truncating any nanoseconds.
@@ -35,16 +43,19 @@ import math
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from headwater.errors import (
+    ConfigError,
     DatasetNotFound,
     HeadwaterError,
     MissingDependency,
     QueryError,
+    QueryRejected,
     QueryTimeout,
     StoreUnavailable,
     WriteError,
@@ -60,7 +71,15 @@ from headwater.stores._sql import (
     rows_to_batch,
     upsert_key,
 )
-from headwater.stores.base import Capabilities, ColumnInfo, TableInfo, WriteMode, WriteResult
+from headwater.stores.base import (
+    BACKSTOP_RULE,
+    Capabilities,
+    ColumnInfo,
+    ReadScope,
+    TableInfo,
+    WriteMode,
+    WriteResult,
+)
 
 __all__ = ["SnowflakeStore"]
 
@@ -177,6 +196,8 @@ class SnowflakeStore(SqlStore):
 
     kind: ClassVar[str] = "snowflake"
     pyformat: ClassVar[bool] = True
+    before_read: Any = None
+    """Called before each principal read takes a reader connection (see ``PostgresStore``)."""
 
     def __init__(
         self,
@@ -196,8 +217,12 @@ class SnowflakeStore(SqlStore):
         network_timeout_s: float | None = None,
         session_parameters: Mapping[str, Any] | None = None,
         max_idle_connections: int = 4,
+        reader_role: str | None = None,
     ) -> None:
         """Connection options mirror ``snowflake.connector.connect``.
+
+        ``reader_role``: the role principal reads run as (module docstring); None runs them
+        with ``role``.
 
         ``host``/``port``/``protocol`` point the connector somewhere other than
         ``<account>.snowflakecomputing.com`` (a proxy, or fakesnow's server in tests).
@@ -224,15 +249,23 @@ class SnowflakeStore(SqlStore):
         self._database = _fold(database)
         self.capabilities = Capabilities(sql=True, dialect="snowflake")
         self._idle: list[Any] = []
+        self._reader_idle: list[Any] = []
         self._max_idle = max_idle_connections
         self._lock = threading.Lock()
+        self.reader_role = reader_role
+        self._roles: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return (f"SnowflakeStore(name={self.name!r}, account={self.account!r}, "
                 f"database={self.database!r}, schema={self.schema!r})")
 
     # -- connections -------------------------------------------------------------------
-    def _connect(self) -> Any:
+    def role_of(self, conn: Any) -> str | None:
+        """The role a connection of this store was opened and set up with (None: the login's
+        default role). Principal reads use connections whose role is ``reader_role``."""
+        return self._roles.get(conn)
+
+    def _connect(self, *, reader: bool = False) -> Any:
         sc = _connector()
         kwargs: dict[str, Any] = {
             "account": self.account,
@@ -250,39 +283,61 @@ class SnowflakeStore(SqlStore):
                 kwargs[key] = getattr(self, key)
         if self.network_timeout_s is not None:
             kwargs["network_timeout"] = self.network_timeout_s
+        role = self.role
+        if reader and self.reader_role:
+            role = kwargs["role"] = self.reader_role
         try:
-            return sc.connect(**kwargs)
+            conn = sc.connect(**kwargs)
         except Exception as err:  # noqa: BLE001 - translated at the boundary
             raise StoreUnavailable(
                 f"cannot connect to Snowflake store {self.name!r} "
-                f"(account {self.account!r}): {self._scrub(err)}",
+                f"(account {self.account!r}{' as the reader role' if reader else ''}): {self._scrub(err)}",
                 store=self.name,
             ) from None
+        if reader and self.reader_role:
+            # Also set explicitly: a login whose default role differs must not keep it.
+            try:
+                with contextlib.closing(conn.cursor()) as cur:
+                    cur.execute(f"USE ROLE {self._quote(_fold(self.reader_role))}")
+            except Exception as err:  # noqa: BLE001
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise ConfigError(
+                    f"Snowflake store {self.name!r}: cannot use the reader role {self.reader_role!r} "
+                    f"({self._scrub(err)}); create it and its grants with `headwater stores grants "
+                    f"{self.name}` (docs/store-security.md)") from None
+        self._roles[conn] = _fold(role) if role else None
+        return conn
 
-    def _acquire(self) -> Any:
+    def _acquire(self, *, reader: bool = False) -> Any:
+        if reader and self.before_read is not None:
+            self.before_read()
+        idle = self._reader_idle if reader else self._idle
         with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
+            while idle:
+                conn = idle.pop()
                 if not conn.is_closed():
                     return conn
-        return self._connect()
+        return self._connect(reader=reader)
 
-    def _release(self, conn: Any) -> None:
+    def _release(self, conn: Any, *, reader: bool = False) -> None:
+        idle = self._reader_idle if reader else self._idle
         with self._lock:
-            if not conn.is_closed() and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
+            if not conn.is_closed() and len(idle) < self._max_idle:
+                idle.append(conn)
                 return
         with contextlib.suppress(Exception):
             conn.close()
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[Any]:
-        """A pooled connector connection (autocommit; open a transaction explicitly)."""
-        conn = self._acquire()
+    def connection(self, *, reader: bool = False) -> Iterator[Any]:
+        """A pooled connector connection (autocommit; open a transaction explicitly);
+        ``reader``: one set up with the reader role, for principal SQL only."""
+        conn = self._acquire(reader=reader)
         try:
             yield conn
         finally:
-            self._release(conn)
+            self._release(conn, reader=reader)
 
     def _scrub(self, err: BaseException) -> str:
         text = getattr(err, "msg", None) or str(err)
@@ -303,6 +358,11 @@ class SnowflakeStore(SqlStore):
         if isinstance(err, sfe.IntegrityError | sfe.DataError):
             return WriteError(f"write to {self.name!r} rejected: {msg}", store=self.name)
         if isinstance(err, sfe.ProgrammingError):
+            if errno == 3001 or "insufficient privileges" in msg.lower():
+                return QueryRejected(
+                    f"{self.name!r} (snowflake) refused it: {msg} (principal reads run as the reader role "
+                    f"{self.reader_role!r}, which may read catalogued tables only)",
+                    rule=BACKSTOP_RULE, store=self.name)
             if sqlstate == "42S02" or errno == 2003:
                 return DatasetNotFound(f"{self.name!r}: {msg}", store=self.name)
             return QueryError(f"{self.name!r} (snowflake) rejected the statement: {msg}",
@@ -409,9 +469,14 @@ class SnowflakeStore(SqlStore):
         *,
         batch_size: int = 65_536,
         timeout_s: float | None = None,
+        scope: ReadScope | None = None,
     ) -> pa.RecordBatchReader:
-        """Run ``sql`` and stream the result as Arrow batches of ``batch_size`` rows."""
-        conn = self._acquire()
+        """Run ``sql`` and stream the result as Arrow batches of ``batch_size`` rows.
+
+        With ``scope`` (a principal's read) it runs on a reader-role connection.
+        """
+        reader = scope is not None
+        conn = self._acquire(reader=reader)
         cur = None
         try:
             cur = conn.cursor()
@@ -426,7 +491,7 @@ class SnowflakeStore(SqlStore):
             if cur is not None:
                 with contextlib.suppress(Exception):
                     cur.close()
-            self._release(conn)
+            self._release(conn, reader=reader)
             raise self._translate(err, sql=sql) from None
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -454,7 +519,7 @@ class SnowflakeStore(SqlStore):
             finally:
                 with contextlib.suppress(Exception):
                     cur.close()
-                self._release(conn)
+                self._release(conn, reader=reader)
 
         return pa.RecordBatchReader.from_batches(schema, gen())
 
@@ -477,8 +542,9 @@ class SnowflakeStore(SqlStore):
         rows, _ = self._fetch(sql, params)
         return rows
 
-    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[tuple[Any, ...]], list[Any]]:
-        with self.connection() as conn:
+    def _fetch(self, sql: str, params: Sequence[Any] = (), *, reader: bool = False,
+               ) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        with self.connection(reader=reader) as conn:
             try:
                 with contextlib.closing(conn.cursor()) as cur:
                     cur.execute(sql, list(params) if params else None)
@@ -537,9 +603,51 @@ class SnowflakeStore(SqlStore):
         )
 
     def explain(self, sql: str, params: Sequence[Any] = ()) -> str:
-        """Snowflake's ``EXPLAIN USING TEXT`` plan."""
-        rows = self._fetchall(f"EXPLAIN USING TEXT {sql}", params)
+        """Snowflake's ``EXPLAIN USING TEXT`` plan, as the reader role (``sql`` is principal SQL)."""
+        rows, _ = self._fetch(f"EXPLAIN USING TEXT {sql}", params, reader=True)
         return "\n".join(str(r[0]) for r in rows)
+
+    # -- the reader role's grants --------------------------------------------------------
+    def grant_statements(self, tables: Iterable[str]) -> list[str]:
+        """The script that gives the reader role SELECT on exactly ``tables`` (names as stored).
+
+        Creates the role, grants USAGE on the database, schema and warehouse, SELECT per table,
+        REVOKE on every other table of the schema (revoking what was never granted is a no-op),
+        and the role to the platform's user (so its connections may ``USE ROLE`` it).
+        """
+        role = self.reader_role
+        if not role:
+            raise ConfigError(f"Snowflake store {self.name!r} has no reader_role to grant to")
+        r = self._quote(_fold(role))
+        db = self._quote(self._database)
+        schema = f"{db}.{self._quote(self._schema)}"
+        wanted = sorted(set(tables))
+        out = [f"CREATE ROLE IF NOT EXISTS {r}",
+               f"GRANT USAGE ON DATABASE {db} TO ROLE {r}",
+               f"GRANT USAGE ON SCHEMA {schema} TO ROLE {r}"]
+        if self.warehouse:
+            out.append(f"GRANT USAGE ON WAREHOUSE {self._quote(_fold(self.warehouse))} TO ROLE {r}")
+        out += [f"GRANT SELECT ON TABLE {schema}.{self._quote(t)} TO ROLE {r}" for t in wanted]
+        present = [row[0] for row in self._fetchall(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY table_name",
+            [self._schema])]
+        out += [f"REVOKE ALL ON TABLE {schema}.{self._quote(t)} FROM ROLE {r}"
+                for t in present if t not in set(wanted)]
+        out.append(f"GRANT ROLE {r} TO USER {self._quote(self.user)}")
+        return out
+
+    def sync_reader_grants(self, tables: Iterable[str]) -> list[str]:
+        """Run :meth:`grant_statements` on the platform's own connection (needs a role that may
+        create roles and grant on the schema's tables, e.g. the schema owner with
+        ``SECURITYADMIN``); returns the statements run."""
+        statements = self.grant_statements(tables)
+        with self.connection() as conn, contextlib.closing(conn.cursor()) as cur:
+            for stmt in statements:
+                try:
+                    cur.execute(stmt)
+                except Exception as err:  # noqa: BLE001
+                    raise self._translate(err, sql=stmt) from None
+        return statements
 
     def write(
         self,
@@ -617,6 +725,7 @@ class SnowflakeStore(SqlStore):
         """Close the idle connections (connections held by open streams close when they end)."""
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+            readers, self._reader_idle = self._reader_idle, []
+        for conn in [*idle, *readers]:
             with contextlib.suppress(Exception):
                 conn.close()
