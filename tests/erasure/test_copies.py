@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import duckdb
 import pytest
 from tests.erasure._seed import SUBJECT, count, seed, seed_pii
 
@@ -135,11 +134,11 @@ def test_a_copy_that_comes_back_during_the_run_makes_it_partial(embedded):
 
 
 def test_storage_that_cannot_be_rewritten_makes_it_partial(embedded):
-    from headwater.stores.duckdb import _CONFIG
+    from headwater.stores.duckdb import new_connection
 
     seed(embedded)
     path = embedded.store("warehouse").path
-    other = duckdb.connect(path, config=dict(_CONFIG))  # another handle on the file in this process
+    other = new_connection(path, locked=True)  # another handle on the file in this process
     try:
         report = ErasureEngine(embedded).run(SUBJECT, actor="dpo")
     finally:

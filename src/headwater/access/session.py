@@ -709,7 +709,8 @@ class Session:
                     continue
                 sql, vals = _render(plan.rendered, ("fetch", src.view), store, src.fetch_tree, values)
                 scope = self.platform.read_scope(plan, src.dataset.store, self.principal)
-                reader = store.execute(sql, vals, batch_size=batch, timeout_s=timeout, scope=scope)
+                reader = _catalog_typed(
+                    store.execute(sql, vals, batch_size=batch, timeout_s=timeout, scope=scope), src.dataset)
                 opened.append(reader)
                 con.register(src.view, reader.read_all() if src.materialize else reader)
         except BaseException:
@@ -975,6 +976,45 @@ def _count_equal(table: pa.Table, keys: list[str], values: tuple[Any, ...]) -> i
         m = pc.is_null(col) if v is None else pc.fill_null(pc.equal(col, pa.scalar(v, type=col.type)), False)
         mask = m if mask is None else pc.and_(mask, m)
     return int(pc.sum(mask).as_py() or 0) if mask is not None else 0
+
+
+def _catalog_typed(reader: pa.RecordBatchReader, dataset: Any) -> pa.RecordBatchReader:
+    """A fetched source with the catalog's types where the store could not tell them.
+
+    SQLite types values, not columns: an empty (or all-NULL) result comes back as text or null,
+    and the federated query over it (``id % 3``) would not bind. Such columns take the type the
+    catalog records; a value that does not convert is a :class:`QueryError`, never a silent string.
+    """
+    from headwater.catalog._catalog import arrow_type_from_text
+
+    schema = reader.schema
+    wanted: dict[int, pa.DataType] = {}
+    for i, f in enumerate(schema):
+        if not (pa.types.is_null(f.type) or pa.types.is_string(f.type)):
+            continue
+        try:
+            col = dataset.column(f.name)
+        except HeadwaterError:
+            continue
+        target = arrow_type_from_text(col.type)
+        if target is not None and target != f.type and not pa.types.is_string(target) \
+                and not pa.types.is_large_string(target):
+            wanted[i] = target
+    if not wanted:
+        return reader
+    target_schema = pa.schema([f.with_type(wanted[i]) if i in wanted else f for i, f in enumerate(schema)],
+                              metadata=schema.metadata)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for b in reader:
+            try:
+                cols = [pc.cast(c, wanted[i]) if i in wanted else c for i, c in enumerate(b.columns)]
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise QueryError(f"{dataset.name} returned values that do not fit the catalog's column "
+                                 "types") from None
+            yield pa.RecordBatch.from_arrays(cols, schema=target_schema)
+
+    return pa.RecordBatchReader.from_batches(target_schema, batches())
 
 
 def _render(

@@ -222,8 +222,11 @@ def _register_functions(con: duckdb.DuckDBPyConnection) -> None:
 
         return redact_pii_arrow(values)
 
-    con.create_function(REDACT_PII_FUNCTION, redact, ["VARCHAR"], "VARCHAR", type="arrow",
-                        null_handling="special", side_effects=False)
+    try:
+        con.create_function(REDACT_PII_FUNCTION, redact, ["VARCHAR"], "VARCHAR", type="arrow",
+                            null_handling="special", side_effects=False)
+    except duckdb.CatalogException:
+        pass  # another connection to the same instance (file) registered it already
 
 
 def extension_path(name: str) -> Path:
