@@ -256,3 +256,21 @@ def test_dead_letters_need_admin_on_their_topic(gp) -> None:
     report = gp.replay_dead_letters(principal="olga")
     assert [o.topic for o in report.outcomes] == ["orders.placed"]
     assert gp.dead_letters.get(other.id).status == "dead"
+
+
+def test_dataset_sinks_write_opened_values_of_their_topic(gp) -> None:
+    from headwater.events.sink import DatasetSink, sink_consumer
+
+    gp.register_schema("orders.placed-value", json.dumps(ORDER_SCHEMA), principal="alice")
+    gp.bus.create_topic("orders.placed")
+    producer = gp.producer(principal="bob")
+    for c in CUSTOMERS[:3]:
+        producer.send("orders.placed", _order(c), type="order.placed")
+    gp.subject_keys.shred("app.customers.id", 1)
+    sink = DatasetSink(gp.session("alice"), "warehouse.orders_sink", key="order_id")
+    consumer = sink_consumer(gp.bus, "orders.placed", "sink", sink, dead_letters=gp.dead_letters)
+    assert consumer.run(max_messages=3, idle_timeout=3).handled == 3
+    consumer.close()
+    rows = gp.session("alice").sql("SELECT order_id, email FROM warehouse.orders_sink ORDER BY order_id").to_pylist()
+    assert rows == [{"order_id": 1, "email": None}, {"order_id": 2, "email": CUSTOMERS[1]["email"]},
+                    {"order_id": 3, "email": CUSTOMERS[2]["email"]}]
