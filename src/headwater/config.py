@@ -209,6 +209,8 @@ class EventsConfig(_Model):
     bus: str | None = Field(None, description="Bus URL: embedded:<path> (default: the platform folder) or nats://host:4222.")
     pii_policy: Literal["reject", "warn", "off"] = Field(
         "warn", description="A new schema field that looks like PII without an x-pii classification.")
+    reserved_prefixes: list[str] = Field(
+        default_factory=list, description="Topic prefixes written only by the platform's CDC connectors, besides cdc.")
 
 
 class NotifierConfig(_Model):

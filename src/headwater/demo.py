@@ -51,9 +51,11 @@ roles:
   admin:
     grants:
       - {datasets: "*", actions: [select, insert, update, delete]}
+      - {topics: "*", actions: [publish, consume, register, declassify, admin]}
   analyst:
     grants:
       - {datasets: ["app.*", "warehouse.*", "lake.*"], actions: [select]}
+      - {topics: "*", actions: [publish, consume, register]}
     columns:
       - {tag: pii.email, mask: email_domain}
       - {tag: pii.phone, mask: last4}
@@ -61,6 +63,7 @@ roles:
   support_eu:
     grants:
       - {datasets: ["app.customers", "app.orders"], actions: [select]}
+      - {topics: "cdc.app.*", actions: [consume]}
     columns:
       - {tag: pii.ssn, mask: last4}
     row_filters:

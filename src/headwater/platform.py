@@ -66,6 +66,7 @@ class Platform:
         self._slos: Any = None
         self._slo_recorder: Any = None
         self._subject_keys: Any = None
+        self._event_governance: Any = None
         self._secret = secret
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
@@ -351,32 +352,65 @@ class Platform:
             self._dead_letters = DeadLetterStore(self.meta.engine)
         return self._dead_letters
 
-    def producer(self, source: str = "/headwater") -> Any:
-        """A producer that validates payloads against their registered schema before publishing."""
-        from headwater.events.producer import Producer
+    @property
+    def event_governance(self) -> Any:
+        """The :class:`headwater.events.governance.EventGovernance`: topic ACLs, sealing of PII in
+        events, connector provenance, and the governed producers, consumers and registry calls."""
+        if self._event_governance is None:
+            from headwater.events.governance import EventGovernance
 
-        return Producer(self.bus, self.schema_registry, source=source)
+            self._event_governance = EventGovernance(
+                self, provenance_key=_derive(self._secret, "event-provenance"),
+                pseudonym_key=_derive(self._secret, "event-pseudonyms"))
+        return self._event_governance
+
+    def producer(self, source: str | None = None, *, principal: Principal | str | None = None,
+                 token: str | None = None) -> Any:
+        """A producer that validates payloads against their registered schema and seals their PII
+        fields before publishing. For a ``principal`` (or the one a ``token`` authenticates) every
+        publish needs ``publish`` on the topic and reserved (CDC) topics are refused; without
+        either, the producer is the platform's own (for its components)."""
+        gov = self.event_governance
+        who = self._event_principal(principal, token)
+        if who is None:
+            return gov.internal_producer(source or "/headwater")
+        return gov.producer(who, source)
+
+    def consumer(self, topic: str, group: str, *, principal: Principal | str | None = None,
+                 token: str | None = None, options: Any = None) -> Any:
+        """A governed consumer of ``topic`` for a principal (default: the OS user): ``consume``
+        on the topic; sealed values opened, the dataset's column rules applied."""
+        who = self._event_principal(principal, token) or Principal.of(os.environ.get("USER") or "local")
+        return self.event_governance.consumer(who, topic, group, options=options)
+
+    def event_bus(self, principal: Principal | str | None = None, *, token: str | None = None) -> Any:
+        """The bus as a principal (default: the OS user) may use it (``Bus`` protocol, governed)."""
+        who = self._event_principal(principal, token) or Principal.of(os.environ.get("USER") or "local")
+        return self.event_governance.bus(who)
+
+    def _event_principal(self, principal: Principal | str | None, token: str | None) -> Principal | None:
+        if token is not None:
+            if principal is not None:
+                from headwater.errors import InvalidInput
+
+                raise InvalidInput("pass either token= or principal=, not both")
+            return self.authenticate(token)
+        return None if principal is None else Principal.of(principal)
 
     def register_schema(self, subject: str, schema: str, schema_type: str = "JSON", *,
-                        actor: str = "local") -> int:
-        """Register a schema version (compatibility enforced); audited. Returns its global id."""
-        from headwater.audit import AuditEvent
+                        actor: str = "local", principal: Principal | str | None = None,
+                        references: Any = None) -> int:
+        """Register a schema version as ``principal`` (default: ``actor``): ``register`` on the
+        subject's topic, ``declassify`` too when it weakens an ``x-pii`` classification;
+        compatibility enforced; audited. Returns its global id."""
+        return self.event_governance.register_schema(principal or actor, subject, schema, schema_type,
+                                                     references=references).id  # type: ignore[no-any-return]
 
-        schema_id = self.schema_registry.register(subject, schema, schema_type)
-        self.record(AuditEvent(actor=actor, action="schema_register", reason=f"{subject} -> id {schema_id}",
-                               extra={"subject": subject, "schema_id": schema_id, "schema_type": schema_type}))
-        return schema_id
-
-    def replay_dead_letters(self, *, actor: str = "local", **options: Any) -> Any:
-        """Re-publish dead letters (filters, dry run, rate, loop guard); audited."""
-        from headwater.audit import AuditEvent
-
-        report = self.dead_letters.replay(self.bus, **options)
-        self.record(AuditEvent(actor=actor, action="replay", rows=report.replayed,
-                               reason=f"{report.replayed} replayed, {report.refused} refused",
-                               extra={"dry_run": bool(options.get("dry_run")),
-                                      "filters": {k: str(v) for k, v in options.items()}}))
-        return report
+    def replay_dead_letters(self, *, actor: str = "local", principal: Principal | str | None = None,
+                            **options: Any) -> Any:
+        """Re-publish dead letters of the topics ``principal`` (default: ``actor``) administers
+        (filters, dry run, rate, loop guard); audited."""
+        return self.event_governance.replay(principal or actor, actor=actor, **options)
 
     @property
     def subject_keys(self) -> Any:

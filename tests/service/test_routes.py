@@ -237,7 +237,7 @@ def test_policies_show_validate_diff_apply(served: Served) -> None:
 def test_events_publish_and_dead_letters(served: Served) -> None:
     schema = json.dumps({"type": "object", "properties": {"order_id": {"type": "integer"}},
                          "required": ["order_id"]})
-    served.platform.register_schema("shipments-value", schema)
+    served.platform.register_schema("shipments-value", schema, actor="alice")
     served.platform.bus.create_topic("shipments")
     with served.client() as c:
         ok = c.post("/v1/events/shipments", json={"type": "com.example.shipped", "data": {"order_id": 7},

@@ -7,7 +7,8 @@ The Postgres source's connection string is read from ``HEADWATER_CDC_DSN`` (or `
 environment keeps it out of process listings); ``--sqlite PATH`` captures a SQLite file
 instead. ``--platform`` opens the Headwater platform (``--config`` / ``HEADWATER_CONFIG`` /
 the embedded default) to register row schemas in its registry and classify fields from its
-catalog.
+catalog, to seal PII columns under their data subject's key and to sign what it publishes (the
+platform's pipelines apply signed change events only).
 """
 
 from __future__ import annotations
@@ -57,17 +58,24 @@ def main(argv: list[str] | None = None) -> int:
             ds = catalog.find(f"{args.store}.{table.rpartition('.')[2]}")
             return {} if ds is None else {c.name: t[4:] for c in ds.columns for t in c.tags if t.startswith("pii.")}
 
-        extra = {"registry": platform.schema_registry, "classify": classify}
+        sealer = platform.event_governance.sealer
+
+        def seal(topic: str) -> Any:
+            return sealer.for_rows(topic, f"{args.store}.{topic.rpartition('.')[2]}")
+
+        extra = {"registry": platform.schema_registry, "classify": classify, "seal": seal}
 
     def alert(info: dict[str, Any]) -> None:
         print(json.dumps({"alert": info}, default=str), file=sys.stderr, flush=True)
 
     bus = connect(args.bus)
+    # With the platform, events are signed (its pipelines apply only those) and PII is sealed.
+    publish_bus = platform.event_governance.provenance.signing_bus(bus) if platform is not None else bus
     cdc: Any
     if args.sqlite:
         from headwater.cdc.sqlite import SQLiteCDC
 
-        cdc = SQLiteCDC(args.sqlite, bus=bus, tables=args.tables, store=args.store, name=args.slot,
+        cdc = SQLiteCDC(args.sqlite, bus=publish_bus, tables=args.tables, store=args.store, name=args.slot,
                         batch_size=args.batch_size, reset=args.reset, status_file=args.status_file,
                         on_alert=alert, **extra)
     else:
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         dsn = args.dsn or os.environ.get("HEADWATER_CDC_DSN")
         if not dsn:
             parser.error("pass --sqlite PATH, or the Postgres DSN in HEADWATER_CDC_DSN (or --dsn)")
-        cdc = PostgresCDC(dsn, slot=args.slot, publication=args.publication, tables=args.tables, bus=bus,
+        cdc = PostgresCDC(dsn, slot=args.slot, publication=args.publication, tables=args.tables, bus=publish_bus,
                           store=args.store, batch_size=args.batch_size, heartbeat_interval=args.heartbeat_interval,
                           reset=args.reset, status_file=args.status_file, on_alert=alert, **extra)
 

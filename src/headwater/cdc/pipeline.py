@@ -21,6 +21,13 @@ a new run, so the graph follows schema changes.
 **Governance.** A replica gets the catalog tags (``pii.email`` ...) of its source columns and
 the source's primary key, so tag-based masks and denials apply to the copy as well.
 
+**Provenance and sealing.** The connector publishes through the platform's signing bus
+(:mod:`headwater.events.provenance`) with the source's PII columns sealed under each row's data
+subject (:mod:`headwater.events.sealing`). :meth:`CDCPipeline.drain` applies only events whose
+signature verifies for their topic -- a change event or snapshot marker anyone else put on the
+topic is dead-lettered (stage ``validate``, ``UnverifiedProducer``), audited (``cdc_reject``)
+and never applied -- and opens the sealed values before writing (a shredded subject's are NULL).
+
 Row schemas go to ``platform.schema_registry`` (``cdc.<source>.<schema>.<table>-value``), with
 the catalog's ``pii.*`` tags as ``x-pii`` classifications.
 """
@@ -121,9 +128,17 @@ class CDCPipeline:
         from headwater.config import PostgresConfig, SQLiteConfig
 
         cfg = self.platform.config.stores[self.source]
-        common = {"bus": self.platform.bus, "store": self.source, "batch_size": batch_size, "reset": reset,
-                  "registry": self.platform.schema_registry, "on_alert": on_alert, "classify": self._classify,
-                  "status_file": status_file}
+        gov = self.platform.event_governance
+        sealer = gov.sealer
+        source = self.source
+
+        def seal(topic: str) -> Any:
+            return sealer.for_rows(topic, f"{source}.{topic.rpartition('.')[2]}")
+
+        # Published signed (the pipeline applies only what verifies) with PII sealed.
+        common = {"bus": gov.provenance.signing_bus(self.platform.bus), "store": self.source,
+                  "batch_size": batch_size, "reset": reset, "registry": self.platform.schema_registry,
+                  "on_alert": on_alert, "classify": self._classify, "status_file": status_file, "seal": seal}
         if isinstance(cfg, SQLiteConfig):
             from headwater.cdc.sqlite import SQLiteCDC
 
@@ -169,9 +184,10 @@ class CDCPipeline:
                 messages = consumer.fetch(batch, timeout=timeout)
                 if not messages:
                     break
-                events = [m.event() for m in messages]
-                with processing(system, self.topic_of(table), self.group, events):
-                    n += sink.write(events)
+                events = self._admit(messages)
+                if events:
+                    with processing(system, self.topic_of(table), self.group, events):
+                        n += sink.write(events)
                 consumer.ack_many(messages)
                 self._record_freshness(events)
             applied[table] = n
@@ -180,6 +196,44 @@ class CDCPipeline:
                 self._lineage(table, rows=n)
                 self._govern(table)
         return applied
+
+    def _admit(self, messages: list[Any]) -> list[Any]:
+        """The events of ``messages`` the connector wrote, PII opened for the replica; anything
+        else is dead-lettered with its reason (stage ``validate``: not signed by the connector;
+        ``deserialise``: not an envelope) and never applied."""
+        from headwater.events.bus.errors import InvalidEvent
+        from headwater.events.dlq import Stage
+
+        gov = self.platform.event_governance
+        provenance = gov.provenance
+        out = []
+        for m in messages:
+            if not provenance.verify(m.topic, m.value):
+                self._reject(m, Stage.VALIDATE, (
+                    "UnverifiedProducer",
+                    f"not written by this platform's {provenance.identity} connector for {m.topic} (no valid "
+                    "signature): a change event from anyone else is never applied"))
+                continue
+            try:
+                event = m.event()
+            except InvalidEvent as err:
+                self._reject(m, Stage.DESERIALISE, err)
+                continue
+            out.append(_opened(gov.sealer, m.topic, event))
+        return out
+
+    def _reject(self, message: Any, stage: Any, error: Any) -> None:
+        from headwater.audit import AuditEvent
+
+        letter = self.platform.dead_letters.add(
+            message.value, stage=stage, error=error, attempts=1, consumer_group=self.group, topic=message.topic,
+            partition=message.partition, offset=message.offset, key=message.key)
+        log.warning("CDC pipeline %s: dead-lettered %s@%s:%s (%s)", self.name, message.topic, message.partition,
+                    message.offset, letter.reason.error_class)
+        self.platform.record(AuditEvent(
+            actor="unknown", action="cdc_reject", decision="deny", reason=letter.reason.error_class,
+            extra={"topic": message.topic, "partition": message.partition, "offset": message.offset,
+                   "dead_letter": letter.id, "pipeline": self.name}))
 
     def _govern(self, table: str) -> None:
         """Give the replica its source's classification tags (so masks and row policies that
@@ -340,6 +394,37 @@ class CDCPipeline:
         lineage.emit(start)
         lineage.emit(complete_event(start, rows_written=rows))
         self._lineage_shapes[table] = shape
+
+
+def _opened(sealer: Any, topic: str, event: Any) -> Any:
+    """``event`` with the sealed values of its row images opened for the replica (a shredded
+    subject's become NULL; a value sealed for another topic or column is not this change's and
+    becomes NULL too)."""
+    from headwater.errors import InvalidInput
+    from headwater.events.sealing import is_sealed
+
+    data = event.data
+    if not isinstance(data, dict):
+        return event
+
+    def row(image: Any) -> Any:
+        if not isinstance(image, dict) or not any(is_sealed(v) for v in image.values()):
+            return image
+        out = {}
+        for k, v in image.items():
+            if is_sealed(v):
+                try:
+                    ctx = sealer.open(v)
+                except InvalidInput:
+                    ctx = None
+                v = ctx.value if ctx is not None and ctx.topic == topic and ctx.field == k else None
+            out[k] = v
+        return out
+
+    before, after = row(data.get("before")), row(data.get("after"))
+    if before is data.get("before") and after is data.get("after"):
+        return event
+    return event._evolve(data={**data, "before": before, "after": after})
 
 
 def replicate(platform: Any, *, source: str = "app", target: str = "warehouse",

@@ -222,7 +222,10 @@ class PostgresCDC(StatusFileWriter):
     ``on_alarm(status)`` when the slot retains more WAL than that; ``on_lag(bytes)`` receives a
     slot-lag sample every ``heartbeat_interval`` (the ``cdc_slot_lag`` SLI). ``reset=True`` drops an
     existing (or lost) slot and starts again from a fresh snapshot; ``snapshot=False`` skips
-    the initial snapshot (streaming only).
+    the initial snapshot (streaming only). ``seal`` gives the sealing plan of a topic (see
+    :attr:`seal`); publish through a signing bus
+    (:meth:`~headwater.events.provenance.Provenance.signing_bus`) so that pipelines accept the
+    events (``CDCPipeline`` does both).
     """
 
     def __init__(
@@ -249,6 +252,7 @@ class PostgresCDC(StatusFileWriter):
         on_alert: Callable[[dict[str, Any]], None] | None = None,
         classify: Callable[[str], Any] | None = None,
         status_file: str | None = None,
+        seal: Callable[[str], Any] | None = None,
     ) -> None:
         for label, name in (("slot", slot), ("publication", publication)):
             if not name or not name.replace("_", "").isalnum() or not name.islower():
@@ -287,6 +291,9 @@ class PostgresCDC(StatusFileWriter):
         self.schemas = SchemaTracker(registry, on_alert=on_alert, classify=classify)
         """Row schemas in the registry; tables halted by an incompatible shape."""
         self.status_file = status_file
+        self.seal = seal
+        """``seal(topic)`` -> the :class:`~headwater.events.sealing.RowSeal` of the topic's table
+        (its PII columns sealed under their subject's key), or None: nothing to seal."""
         self._frozen_at: int | None = None
         self._status_written = 0.0
 
@@ -582,6 +589,7 @@ class PostgresCDC(StatusFileWriter):
         batch: list[tuple[Any, str | None]] = []
         pk_ext = {"pk": ",".join(rel.key_columns)} if rel.key_columns else {}
         n = 0
+        plan = self.seal(topic) if self.seal is not None else None
         with conn.cursor(name=f"hw_cdc_{self.slot}") as c:
             c.itersize = 5000
             c.execute(f"SELECT {cols} FROM {_quote_ident(rel.schema)}.{_quote_ident(rel.name)}")
@@ -590,6 +598,9 @@ class PostgresCDC(StatusFileWriter):
                 after = {col.name: None if v is None else convert(col.type_oid, v, JSON_CONVERTERS)
                          for col, v in zip(columns, row, strict=True)}
                 data, key, _ = self._envelope(rel, "r", None, after, cp, 0, ts_ms, ts_ms, snapshot="true")
+                if plan is not None:
+                    data["after"] = plan.seal(data["after"])
+                    key = plan.key(key)
                 data["source"]["pos"] = n
                 batch.append((self._event(data, key, f"{self.slot}:{cp:X}:0:{n}", pk_ext), key))
                 n += 1
@@ -828,6 +839,7 @@ class PostgresCDC(StatusFileWriter):
                     after_id = (f'","source":{self._source_q},"type":"{CHANGE_TYPE}","time":"{time_iso}",'
                                 '"datacontenttype":"application/json"')
                     tx_json = f'"ts_ms":{commit_ms},"snapshot":"false","pos":'
+                    plans: dict[str, Any] = {}
                     for pos, (rel, new, old, op) in enumerate(tx):
                         if halted and rel.qualified in halted:
                             self._stats_of(rel).skipped += 1
@@ -845,6 +857,14 @@ class PostgresCDC(StatusFileWriter):
                         if unchanged:
                             ext = {**ext, "unchanged": ",".join(unchanged)}
                             ext_js = _ext_json(ext)
+                        if self.seal is not None:
+                            if topic not in plans:
+                                plans[topic] = self.seal(topic)
+                            plan = plans[topic]
+                            if plan is not None:  # PII columns sealed under their subject's key
+                                data["before"] = plan.seal(data["before"])
+                                data["after"] = plan.seal(data["after"])
+                                key = plan.key(key)
                         counts[op] += 1
                         stats.last_lsn = lsn
                         # The envelope's JSON from the table's template: only the row images are encoded.

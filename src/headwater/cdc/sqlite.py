@@ -112,7 +112,10 @@ class SQLiteCDC(StatusFileWriter):
     ``cdc.<store>``); ``name`` identifies the connector's snapshot state. ``registry``,
     ``on_alert`` and ``classify`` are as for :class:`~headwater.cdc.schemas.SchemaTracker`;
     ``status_file`` receives :meth:`status` as JSON while running. ``reset=True`` removes the
-    capture (triggers, pending changes, state) and starts again from a fresh snapshot.
+    capture (triggers, pending changes, state) and starts again from a fresh snapshot. ``seal``
+    gives the sealing plan of a topic (see :attr:`seal`); publish through a signing bus
+    (:meth:`~headwater.events.provenance.Provenance.signing_bus`) so that pipelines accept the
+    events (``CDCPipeline`` does both).
     """
 
     def __init__(
@@ -133,8 +136,12 @@ class SQLiteCDC(StatusFileWriter):
         on_alert: Callable[[dict[str, Any]], None] | None = None,
         classify: Callable[[str], Mapping[str, str]] | None = None,
         status_file: str | None = None,
+        seal: Callable[[str], Any] | None = None,
     ) -> None:
         self.path = Path(getattr(path, "path", path))
+        self.seal = seal
+        """``seal(topic)`` -> the :class:`~headwater.events.sealing.RowSeal` of the topic's table
+        (its PII columns sealed under their subject's key), or None: nothing to seal."""
         self.bus = bus
         self.tables = [_bare(t) for t in tables] if tables is not None else None
         self.store = store
@@ -424,9 +431,13 @@ class SQLiteCDC(StatusFileWriter):
             rows = cur.fetchmany(self.batch_size)
             if not rows:
                 break
+            plan = self.seal(t.topic) if self.seal is not None else None
             for row in rows:
                 after = self._values(t, dict(zip(cols, row, strict=True)))
                 data, key = self._envelope(t, "r", None, after, cp, None, ts_ms, ts_ms, snapshot="true", pos=n)
+                if plan is not None:
+                    data["after"] = plan.seal(after)
+                    key = plan.key(key)
                 batch.append((Event(type=CHANGE_TYPE, source=self.source, data=data, id=f"{self.name}:{cp}:0:{n}",
                                     subject=key, extensions=ext), key))
                 n += 1
@@ -563,6 +574,7 @@ class SQLiteCDC(StatusFileWriter):
             by_topic: dict[str, list[tuple[Any, str | None]]] = {}
             halted = self.schemas.halted
             published = 0
+            plans: dict[str, Any] = {}
             for seq, tbl, op, before, after, txid, ts_ms in rows:
                 t = self._tables.get(tbl)
                 if t is None:
@@ -573,6 +585,15 @@ class SQLiteCDC(StatusFileWriter):
                 b = self._values(t, json.loads(before)) if before is not None else None
                 a = self._values(t, json.loads(after)) if after is not None else None
                 data, key = self._envelope(t, op, b, a, seq, txid, ts_ms, now_ms)
+                if self.seal is not None:
+                    if t.topic not in plans:
+                        plans[t.topic] = self.seal(t.topic)
+                    plan = plans[t.topic]
+                    if plan is not None:  # PII columns sealed under their subject's key
+                        b = data["before"] = plan.seal(b)
+                        a = data["after"] = plan.seal(a)
+                        before, after = encode(b), encode(a)
+                        key = plan.key(key)
                 if t.bools or t.blobs:  # values were converted: encode them again
                     before, after = encode(b), encode(a)
                 eid = f"{self.name}:{seq}:1:0"

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,7 @@ from rich.table import Table
 from headwater.cli._output import json_default
 from headwater.cli.app import ConfigOpt, app, console, err_console, handle_errors, open_platform
 from headwater.errors import InvalidInput
+from headwater.principal import Principal
 
 __all__ = ["dlq_app", "events_app", "schemas_app"]
 
@@ -26,19 +27,31 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(dlq_app, name="dlq")
 
 
-def _actor() -> str:
-    return os.environ.get("USER") or "local"
+AsOpt = Annotated[str | None, typer.Option("--as", help="Principal to act as (trusted local use; default: the OS user).")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="HEADWATER_TOKEN",
+                                              help="API key or JWT to authenticate with.")]
+
+
+def _who(platform: Any, as_: str | None, token: str | None) -> Principal:
+    """The principal the command runs as: ``--token`` authenticated, else ``--as``, else the OS
+    user (as ``headwater sql`` and ``platform.session()``)."""
+    if token:
+        if as_:
+            raise InvalidInput("pass either --as or --token, not both")
+        return platform.authenticate(token)  # type: ignore[no-any-return]
+    return Principal.of(as_ or os.environ.get("USER") or "local")
 
 
 @events_app.command("topics")
 @handle_errors
-def events_topics(config: ConfigOpt = None) -> None:
-    """List topics with their partitions."""
+def events_topics(config: ConfigOpt = None, as_: AsOpt = None, token: TokenOpt = None) -> None:
+    """List the topics you have a grant on, with their partitions."""
     with open_platform(config) as platform:
+        who = _who(platform, as_, token)
         t = Table(header_style="bold cyan")
         t.add_column("topic")
         t.add_column("partitions")
-        for info in platform.bus.topics():
+        for info in platform.event_governance.topics(who):
             t.add_row(escape(info.name), str(info.partitions))
         console.print(t)
 
@@ -53,14 +66,19 @@ def events_publish(
     key: Annotated[str | None, typer.Option("--key", help="Partition key.")] = None,
     subject: Annotated[str | None, typer.Option("--subject")] = None,
     source: Annotated[str, typer.Option("--source")] = "/headwater/cli",
+    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    """Validate a payload against the topic's registered schema and publish it."""
+    """Validate a payload against the topic's registered schema and publish it (needs ``publish``
+    on the topic; CDC topics are the connectors' only; PII fields are sealed)."""
     try:
         payload = json.loads(data)
     except ValueError as err:
         raise InvalidInput(f"--data is not JSON: {err.msg} at position {err.pos}") from None
     with open_platform(config) as platform:
-        res = platform.producer(source=source).send(topic, payload, type=type_, subject=subject, key=key)
+        who = _who(platform, as_, token)
+        res = platform.producer(source=source, principal=who).send(topic, payload, type=type_, subject=subject,
+                                                                   key=key)
         console.print(f"published to {topic} (partition {getattr(res, 'partition', 0)}, "
                       f"offset {getattr(res, 'offset', '?')})")
 
@@ -73,21 +91,30 @@ def events_tail(
     group: Annotated[str, typer.Option("--group", help="Consumer group (offsets are committed).")] = "cli-tail",
     max_events: Annotated[int, typer.Option("--max", help="Stop after this many events.")] = 20,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for events.")] = 2.0,
+    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    """Print events from a topic as JSON lines (acknowledging them for the group)."""
+    """Print events from a topic as JSON lines (acknowledging them for the group), as you may see
+    them: needs ``consume`` on the topic; sealed PII opened, and for a topic derived from a
+    dataset (CDC) that dataset's column rules and row filters applied."""
+    from headwater.events.bus.errors import InvalidEvent
+
     with open_platform(config) as platform:
-        consumer = platform.bus.subscribe(topic, group)
+        consumer = platform.consumer(topic, group, principal=_who(platform, as_, token))
         seen = 0
+        idle = 0
         try:
-            while seen < max_events:
+            while seen < max_events and idle < 2:
                 batch = consumer.fetch(min(100, max_events - seen), timeout=timeout)
                 if not batch:
-                    break
+                    idle += 1  # a fetch may return nothing when every event was hidden
+                    continue
+                idle = 0
                 for msg in batch:
                     try:
-                        doc = msg.event().to_dict() if hasattr(msg.event(), "to_dict") else msg.event().__dict__
-                    except Exception as err:  # noqa: BLE001 - show undecodable messages too
-                        doc = {"undecodable": type(err).__name__}
+                        doc = msg.event().to_dict()
+                    except InvalidEvent as err:  # show undecodable messages too (never their bytes)
+                        doc = {"undecodable": type(err).__name__, "offset": msg.offset}
                     sys.stdout.write(json.dumps(doc, default=json_default) + "\n")
                 consumer.ack_many(batch)
                 seen += len(batch)
@@ -141,10 +168,14 @@ def schemas_register(
     path: Annotated[Path, typer.Argument(help="Schema file (JSON Schema or Avro).")],
     config: ConfigOpt = None,
     schema_type: Annotated[str, typer.Option("--type", help="JSON or AVRO.")] = "JSON",
+    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    """Register a new version (rejected when incompatible under the subject's rule)."""
+    """Register a new version (rejected when incompatible under the subject's rule; needs
+    ``register`` on the subject's topic, and ``declassify`` to weaken an x-pii classification)."""
     with open_platform(config) as platform:
-        schema_id = platform.register_schema(subject, _schema_text(path), schema_type.upper(), actor=_actor())
+        who = _who(platform, as_, token)
+        schema_id = platform.register_schema(subject, _schema_text(path), schema_type.upper(), principal=who)
         console.print(f"{subject}: schema id {schema_id}")
 
 
@@ -177,11 +208,14 @@ def dlq_ls(
     status: Annotated[str, typer.Option("--status", help="dead, replayed, discarded or all.")] = "dead",
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     limit: Annotated[int, typer.Option("--limit")] = 100,
+    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    """List dead letters with their reasons."""
+    """List dead letters with their reasons (of the topics you administer)."""
     with open_platform(config) as platform:
-        letters = platform.dead_letters.list(status=None if status == "all" else status, topic=topic,
-                                             consumer_group=group, stage=stage, limit=limit)
+        store = platform.event_governance.dead_letters(_who(platform, as_, token))
+        letters = store.list(status=None if status == "all" else status, topic=topic,
+                             consumer_group=group, stage=stage, limit=limit)
         if fmt == "json":
             for d in letters:
                 sys.stdout.write(json.dumps(d.to_dict(), default=json_default) + "\n")
@@ -199,11 +233,13 @@ def dlq_ls(
 
 @dlq_app.command("show")
 @handle_errors
-def dlq_show(dead_letter_id: Annotated[int, typer.Argument()], config: ConfigOpt = None) -> None:
-    """One dead letter: reason and the original event."""
+def dlq_show(dead_letter_id: Annotated[int, typer.Argument()], config: ConfigOpt = None, as_: AsOpt = None,
+             token: TokenOpt = None) -> None:
+    """One dead letter: reason and the original event as stored (needs ``admin`` on its topic;
+    sealed PII stays sealed)."""
     with open_platform(config) as platform:
-        sys.stdout.write(json.dumps(platform.dead_letters.get(dead_letter_id).to_dict(), default=json_default,
-                                    indent=2) + "\n")
+        store = platform.event_governance.dead_letters(_who(platform, as_, token))
+        sys.stdout.write(json.dumps(store.get(dead_letter_id).to_dict(), default=json_default, indent=2) + "\n")
 
 
 @dlq_app.command("replay")
@@ -218,11 +254,14 @@ def dlq_replay(
     rate: Annotated[float | None, typer.Option("--rate", help="At most this many per second.")] = None,
     max_replays: Annotated[int, typer.Option("--max-replays", help="Loop guard.")] = 3,
     force: Annotated[bool, typer.Option("--force", help="Ignore the loop guard.")] = False,
+    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    """Re-publish dead letters to their topic (audited)."""
+    """Re-publish dead letters to their topic (those of topics you administer; audited)."""
     with open_platform(config) as platform:
+        who = _who(platform, as_, token)
         report = platform.replay_dead_letters(
-            actor=_actor(), to_topic=to_topic, dry_run=dry_run, rate=rate, max_replays=max_replays, force=force,
+            actor=who.name, principal=who, to_topic=to_topic, dry_run=dry_run, rate=rate, max_replays=max_replays, force=force,
             ids=ids or None, topic=topic, consumer_group=group)
         verb = "would replay" if dry_run else "replayed"
         console.print(f"{verb} {report.replayed}, refused by the loop guard {report.refused}")

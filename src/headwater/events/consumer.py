@@ -271,7 +271,8 @@ class EventConsumer:
                 continue
             if self.validator is not None:
                 try:
-                    self.validator.validate(event)
+                    # the event as the bus holds it (a governed consumer's is opened and masked)
+                    self.validator.validate(getattr(msg, "original", event))
                 except (InvalidInput, NotFound) as err:
                     self._dead(msg, event, Stage.VALIDATE, err, attempts=1, stats=stats)
                     done.append(msg)

@@ -374,13 +374,17 @@ class DeadLetterStore:
         until: datetime | None = None,
         ids: Any = None,
         limit: int | None = 100,
+        after_id: int | None = None,
     ) -> list[DeadLetter]:
         """Dead letters matching every given filter, oldest failure first (``ls``).
 
-        ``status=None`` lists every status; ``since``/``until`` bound ``last_failure_at``.
+        ``status=None`` lists every status; ``since``/``until`` bound ``last_failure_at``;
+        ``after_id`` pages (letters with a larger id only).
         """
         query = sa.select(dead_letters_table).order_by(dead_letters_table.c.id)
         query = query.where(*self._filters(status, topic, consumer_group, stage, error_class, event_type, since, until, ids))
+        if after_id is not None:
+            query = query.where(dead_letters_table.c.id > int(after_id))
         if limit is not None:
             query = query.limit(int(limit))
         with self._tx() as conn:

@@ -24,7 +24,13 @@ from typing import Any
 from headwater.events.bus.base import Bus, PublishResult
 from headwater.events.bus.errors import EventValidationError
 from headwater.events.envelope import Event
-from headwater.events.registry import SchemaRegistry, SchemaType, classifications
+from headwater.events.registry import (
+    SchemaRegistry,
+    SchemaType,
+    annotations,
+    classifications,
+    pii_paths,
+)
 from headwater.telemetry.messaging import messaging_system, publishing
 
 __all__ = ["EventValidationError", "Producer", "SchemaValidator", "topic_subject"]
@@ -38,7 +44,7 @@ def topic_subject(topic: str) -> str:
 
 
 class _Compiled:
-    __slots__ = ("check", "id", "subject", "version", "tags")
+    __slots__ = ("_sealed_check", "_sealed_factory", "check", "id", "notes", "pii", "subject", "tags", "version")
 
     def __init__(
         self,
@@ -47,12 +53,38 @@ class _Compiled:
         tags: tuple[str, ...],
         subject: str | None = None,
         version: int | None = None,
+        *,
+        pii: frozenset[str] = frozenset(),
+        notes: Mapping[str, Any] | None = None,
+        sealed: Callable[[], Callable[[Any], list[str]]] | None = None,
     ) -> None:
         self.id = schema_id
         self.check = check
         self.tags = tags
         self.subject = subject
         self.version = version
+        self.pii = pii
+        """Paths of the fields classified as personal data (sealed at publish time)."""
+        self.notes = notes or {}
+        """Root annotations (``x-dataset``, ``x-erasure-subject``)."""
+        self._sealed_factory = sealed
+        self._sealed_check: Callable[[Any], list[str]] | None = None
+
+    def with_subject(self, subject: str, version: int) -> _Compiled:
+        """The same compiled schema, known as ``subject`` version ``version``."""
+        out = _Compiled(self.id, self.check, self.tags, subject, version, pii=self.pii, notes=self.notes,
+                        sealed=self._sealed_factory)
+        out._sealed_check = self._sealed_check
+        return out
+
+    def check_sealed(self, datum: Any) -> list[str]:
+        """:attr:`check` for the payload as the bus holds it: a PII field may be a sealed string
+        (``hwenc:v1:...``) instead of a value of its type."""
+        if not self.pii or self._sealed_factory is None:
+            return self.check(datum)
+        if self._sealed_check is None:
+            self._sealed_check = self._sealed_factory()
+        return self._sealed_check(datum)
 
 
 class SchemaValidator:
@@ -84,8 +116,7 @@ class SchemaValidator:
             if hit is not None and now - hit[0] < self.latest_ttl:
                 return hit[1]
         sv = self.registry.get_version(subject, version)  # type: ignore[arg-type]
-        base = self.for_id(sv.id)
-        compiled = _Compiled(sv.id, base.check, base.tags, subject, sv.version)
+        compiled = self.for_id(sv.id).with_subject(subject, sv.version)
         if version == "latest":
             with self._lock:
                 self._latest[subject] = (now, compiled)
@@ -104,11 +135,12 @@ class SchemaValidator:
         """Check ``event.data`` against the schema named by ``event.schemaid``.
 
         Raises :class:`EventValidationError`; an event without ``schemaid`` passes (nothing
-        to check against)."""
+        to check against). PII fields may hold sealed values (consumers see events as the bus
+        holds them; see :mod:`headwater.events.sealing`)."""
         if event.schemaid is None:
             return
         compiled = self.for_id(event.schemaid)
-        errors = compiled.check(event.data)
+        errors = compiled.check_sealed(event.data)
         if errors:
             raise _violation(event, compiled, errors)
 
@@ -127,10 +159,19 @@ def _violation(event: Event, compiled: _Compiled, errors: list[str]) -> EventVal
 
 
 def _compile(
-    schema_id: int, text: str, stype: SchemaType, refs: Mapping[str, Any]
+    schema_id: int, text: str, stype: SchemaType, refs: Mapping[str, Any], *, sealed_form: bool = False
 ) -> _Compiled:
     schema = json.loads(text)
     tags = tuple(sorted(set(classifications(schema, stype).values())))
+    pii = frozenset(pii_paths(schema, stype))
+    notes = annotations(schema, stype)
+    if sealed_form:
+        schema = _sealed_schema(schema, stype)
+
+    def sealed() -> Callable[[Any], list[str]]:
+        return _compile(schema_id, text, stype, refs, sealed_form=True).check
+
+    extra: dict[str, Any] = {"pii": pii, "notes": notes, "sealed": sealed if pii else None}
     if stype is SchemaType.AVRO:
         import fastavro
         from fastavro.validation import ValidationError, validate
@@ -149,7 +190,7 @@ def _compile(
                 return [f"{type(err).__name__}: {err}"]
             return []
 
-        return _Compiled(schema_id, check_avro, tags)
+        return _Compiled(schema_id, check_avro, tags, **extra)
 
     import jsonschema
     from referencing import Registry, Resource
@@ -176,8 +217,57 @@ def _compile(
             for e in sorted(validator.iter_errors(datum), key=lambda e: list(map(str, e.path)))
         ]
 
-    return _Compiled(schema_id, check_json, tags)
+    return _Compiled(schema_id, check_json, tags, **extra)
 
+
+_SEALED_JSON = {"type": "string", "pattern": "^hwenc:v1:"}
+
+
+def _sealed_schema(schema: Any, stype: SchemaType) -> Any:
+    """``schema`` with every PII field also accepting a sealed string (the form on the bus)."""
+    from headwater.events.registry.classify import _resolve_json, _tag
+    from headwater.events.sealing import is_pii_tag
+
+    root = schema
+
+    def json_node(node: Any) -> Any:
+        if isinstance(node, list):
+            return [json_node(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for k, v in node.items():
+            if k == "properties" and isinstance(v, dict):
+                props = {}
+                for name, sub in v.items():
+                    new = json_node(sub)
+                    tag = _tag(sub) or _tag(_resolve_json(root, sub))
+                    props[name] = {"anyOf": [new, _SEALED_JSON]} if is_pii_tag(tag) else new
+                out[k] = props
+            else:
+                out[k] = json_node(v)
+        return out
+
+    def avro_node(node: Any) -> Any:
+        if isinstance(node, list):
+            return [avro_node(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: avro_node(v) for k, v in node.items() if k != "fields"}
+        if isinstance(node.get("fields"), list):
+            fields = []
+            for f in node["fields"]:
+                f = avro_node(f) if isinstance(f, dict) else f
+                if isinstance(f, dict) and is_pii_tag(f.get("x-pii") if isinstance(f.get("x-pii"), str) else None):
+                    t = f.get("type")
+                    branches = list(t) if isinstance(t, list) else [t]
+                    if "string" not in branches:
+                        f = {**f, "type": branches + ["string"]}
+                fields.append(f)
+            out["fields"] = fields
+        return out
+
+    return json_node(schema) if stype is SchemaType.JSON else avro_node(schema)
 
 _NOT_DRAFT7 = frozenset(
     (
@@ -240,6 +330,13 @@ class Producer:
     ``source`` is the CloudEvents source of events built by :meth:`send`. ``subject_for``
     maps a topic to its schema subject (default ``<topic>-value``). ``validator`` may be
     shared between producers to share the cache.
+
+    ``sealer`` (a :class:`~headwater.events.sealing.Sealer`, the platform's producers pass one)
+    seals the PII fields of every validated payload -- those classified in its schema and in the
+    topic's latest schema -- before anything is sent. ``strict`` validates every event against
+    the topic's own subject: a ``schemaid`` that is not a version of it is ignored (the payload is
+    validated, classified and sealed as the topic's latest schema says), so a producer cannot
+    pick a schema without classifications.
     """
 
     def __init__(
@@ -250,6 +347,8 @@ class Producer:
         source: str = "/headwater",
         subject_for: Callable[[str], str] = topic_subject,
         validator: SchemaValidator | None = None,
+        sealer: Any = None,
+        strict: bool = False,
     ) -> None:
         if validator is None and registry is None:
             raise TypeError("pass a SchemaRegistry or a SchemaValidator")
@@ -257,21 +356,30 @@ class Producer:
         self.source = source
         self.subject_for = subject_for
         self.validator = validator or SchemaValidator(registry)  # type: ignore[arg-type]
+        self.sealer = sealer
+        self.strict = strict
         self._system = messaging_system(bus)
+        self._members: dict[tuple[str, int], bool] = {}
 
     def __repr__(self) -> str:
         return f"Producer(bus={self.bus!r}, source={self.source!r})"
 
     def prepare(self, topic: str, event: Event, *, version: int | str = "latest") -> Event:
-        """Stamp ``schemaid``/``dataschema``/``classification`` and validate; returns the
-        stamped event or raises :class:`EventValidationError`."""
-        if event.schemaid is not None:
+        """Stamp ``schemaid``/``dataschema``/``classification``, validate and (with a sealer)
+        seal the PII fields; returns the stamped event or raises :class:`EventValidationError`."""
+        if event.schemaid is not None and not (self.strict and not self._member(topic, event.schemaid)):
             compiled = self.validator.for_id(event.schemaid)
         else:
+            if event.schemaid is not None:  # strict: not a version of this topic's subject
+                event = event._evolve(schemaid=None, dataschema=None)
             compiled = self.validator.for_subject(self.subject_for(topic), version)
         errors = compiled.check(event.data)
         if errors:
             raise _violation(event, compiled, errors)
+        if self.sealer is not None:
+            sealed = self._seal(topic, event, compiled)
+            if sealed is not event:
+                event = sealed
         if event.schemaid == compiled.id and (event.dataschema or not compiled.subject):
             return event
         return event._evolve(  # checked values only: skip the constructor's validation
@@ -280,6 +388,32 @@ class Producer:
             or (f"registry:{compiled.subject}/{compiled.version}" if compiled.subject else None),
             classification=event.classification or compiled.tags,
         )
+
+    def _member(self, topic: str, schema_id: int) -> bool:
+        """Whether ``schema_id`` is a version of ``topic``'s subject (cached)."""
+        subject = self.subject_for(topic)
+        hit = self._members.get((subject, schema_id))
+        if hit is None:
+            hit = any(s == subject for s, _ in self.validator.registry.subject_versions_by_id(schema_id))
+            self._members[(subject, schema_id)] = hit
+        return hit
+
+    def _seal(self, topic: str, event: Event, compiled: _Compiled) -> Event:
+        """``event`` with the PII fields of its schema and of the topic's latest schema sealed."""
+        from headwater.errors import NotFound
+
+        paths, notes = compiled.pii, compiled.notes
+        if compiled.subject is None or compiled.version is None:
+            try:
+                latest = self.validator.for_subject(self.subject_for(topic))
+            except NotFound:
+                latest = None
+            if latest is not None and latest.id != compiled.id:
+                paths, notes = paths | latest.pii, {**notes, **latest.notes}
+        if not paths:
+            return event
+        data = self.sealer.for_event(topic, paths, notes).seal(event.data, event.subject)
+        return event._evolve(data=data)
 
     def publish(self, topic: str, event: Event, *, key: str | None = None) -> PublishResult:
         """Validate, then publish one event (in a ``publish <topic>`` span when tracing is on,

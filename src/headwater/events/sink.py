@@ -13,6 +13,11 @@ any store (warehouse, Postgres, lake). Effectively-once comes from two things:
 
 So after any crash and redelivery, each event is in the dataset exactly once.
 
+**Sealed PII** (:mod:`headwater.events.sealing`) is written opened: values sealed for the
+sink's ``topic`` (set by :func:`sink_consumer`) are opened with the platform's subject keys (a
+shredded subject's become NULL); a value sealed for another topic is written as it is, so a sink
+cannot turn a copied ciphertext into plaintext.
+
 :func:`sink_consumer` wires a sink to a topic as an
 :class:`~headwater.events.consumer.EventConsumer` (batch handler, stage ``sink``): a batch
 that fails to write is bisected down to the events that fail (halves retried as batches, the
@@ -73,6 +78,8 @@ class DatasetSink:
         self.key = [key] if isinstance(key, str) else list(key or [EVENT_ID])
         self.to_row = to_row
         self.metadata = metadata or EVENT_ID in self.key
+        self.topic: str | None = None
+        """The topic the sink consumes: values sealed for it are written opened."""
 
     def __repr__(self) -> str:
         return f"DatasetSink(dataset={self.dataset!r}, key={self.key!r})"
@@ -86,6 +93,8 @@ class DatasetSink:
                 continue
             seen.add(event.id)
             row = dict(self.to_row(event))
+            if self.topic is not None:
+                row = self._opened(row)
             if self.metadata:
                 row[EVENT_ID] = event.id
                 row[EVENT_TIME] = event.time.astimezone(UTC)
@@ -102,6 +111,31 @@ class DatasetSink:
             if prev is None or order >= prev[0]:
                 by_key[k] = (order, row)
         return [row for _, row in by_key.values()]
+
+    def _opened(self, row: dict[str, Any]) -> dict[str, Any]:
+        from headwater.events.sealing import is_sealed
+
+        if not any(is_sealed(v) for v in row.values()):
+            return row
+        platform = getattr(self.session, "platform", None)
+        if platform is None:
+            return row
+        from headwater.errors import InvalidInput
+
+        sealer = platform.event_governance.sealer
+        out = {}
+        for k, v in row.items():
+            if is_sealed(v):
+                try:
+                    ctx = sealer.open(v)
+                except InvalidInput:
+                    ctx = False
+                if ctx is None:
+                    v = None  # the subject was shredded
+                elif ctx and ctx.topic == self.topic:
+                    v = ctx.value
+            out[k] = v
+        return out
 
     def write(self, events: Sequence[Event]) -> int:
         """Upsert the batch in one atomic write; returns the rows written."""
@@ -126,6 +160,8 @@ def sink_consumer(
     """An :class:`~headwater.events.consumer.EventConsumer` that feeds ``sink`` in batches."""
     from headwater.events.consumer import EventConsumer
 
+    if sink.topic is None:
+        sink.topic = topic
     return EventConsumer(
         bus, topic, group, sink.write, dead_letters=dead_letters, batch=True,
         stage=Stage.SINK, **options,

@@ -7,11 +7,16 @@ base URL as its ``url`` and ``basic.auth.user.info`` set to an API key's ``<key_
 
 Everything is delegated to :class:`headwater.events.registry.SchemaRegistry`
 (``platform.schema_registry``): compatibility, canonical form, ids and soft deletes behave as
-there. Registration goes through ``platform.register_schema``; every call is audited with the
-authenticated principal as the actor (``schema_read``, ``schema_register``, ``schema_check``,
-``schema_delete``, ``schema_config``), failures with ``decision="deny"`` and the error code.
-Deletes and configuration changes need an administrator once a policy is applied (the
-service's ``admin_roles``); reads, registration and compatibility checks any principal.
+there. Registration goes through ``platform.register_schema`` as the authenticated principal:
+``register`` on the subject's topic (``<topic>-value``/``-key``; any other subject is its own
+topic name, see :mod:`headwater.events.acl`), never a reserved CDC topic, and ``declassify``
+too for a version that drops or weakens an ``x-pii`` classification. Deleting a subject or a
+version and setting or dropping a subject's level need ``admin`` on its topic; the global level
+needs an administrator (the service's ``admin_roles``). Reads and compatibility checks are open
+to any authenticated principal. Every call is audited with the principal as the actor
+(``schema_read``, ``schema_register``, ``schema_check``, ``schema_delete``, ``schema_config``),
+failures with ``decision="deny"`` and the error code; a refusal is 403 with ``error_code``
+40301, as Confluent's authorizer answers.
 
 Errors on these routes (and only these) are Confluent's: the HTTP status plus a body
 ``{"error_code": 40401, "message": "..."}`` in ``application/vnd.schemaregistry.v1+json``.
@@ -367,6 +372,11 @@ def _require_admin(request: Request, who: Principal) -> None:
                            f"roles: {', '.join(roles)})", rule="admin")
 
 
+def _require_topic_admin(request: Request, who: Principal, subject: str) -> None:
+    """A subject's versions and level are its topic's: ``admin`` on the topic (audited)."""
+    platform_of(request).event_governance.check_subject(who, subject, "admin")
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "content": {CONTENT_TYPE: {}}, "description": text}
     for status, text in (
@@ -538,15 +548,10 @@ def _router(principal: Callable[..., Principal]) -> APIRouter:  # noqa: C901 - o
                         normalize: Normalize = False) -> RegisteredId:
         _subject(subject)
         text, stype, refs = _schema_text(body), _schema_type(body.schemaType), _refs(body)
-        platform = platform_of(request)
-        if refs is None:
-            # The platform's own call: compatibility enforced, audited as schema_register.
-            schema_id = platform.register_schema(subject, text, stype.value, actor=who.name)
-        else:
-            schema_id = platform.schema_registry.register(subject, text, stype, references=refs)
-            _record(request, who, "schema_register", reason=f"{subject} -> id {schema_id}",
-                    extra={"subject": subject, "schema_id": schema_id,
-                           "schema_type": stype.value})
+        # The platform's governed call: `register` on the subject's topic (and `declassify` for a
+        # version that weakens a classification), compatibility enforced, audited.
+        schema_id = platform_of(request).register_schema(subject, text, stype.value, actor=who.name,
+                                                         principal=who, references=refs)
         return RegisteredId(id=schema_id)
 
     @router.post("/subjects/{subject}", response_model=SubjectVersionBody,
@@ -566,7 +571,7 @@ def _router(principal: Callable[..., Principal]) -> APIRouter:  # noqa: C901 - o
                    summary="Delete a subject (soft, or permanent after a soft delete)")
     def delete_subject(request: Request, who: Who, subject: Subject,
                        permanent: Permanent = False) -> list[int]:
-        _require_admin(request, who)
+        _require_topic_admin(request, who, subject)
         reg = registry(request)
         try:
             numbers = reg.delete_subject(subject, permanent=permanent)
@@ -584,7 +589,7 @@ def _router(principal: Callable[..., Principal]) -> APIRouter:  # noqa: C901 - o
                    summary="Delete a version (soft, or permanent after a soft delete)")
     def delete_version(request: Request, who: Who, subject: Subject, version: Version,
                        permanent: Permanent = False) -> int:
-        _require_admin(request, who)
+        _require_topic_admin(request, who, subject)
         reg = registry(request)
         wanted = _version(version)
         try:
@@ -678,8 +683,8 @@ def _router(principal: Callable[..., Principal]) -> APIRouter:  # noqa: C901 - o
                 summary="Set a subject's compatibility level")
     def set_subject_config(request: Request, who: Who, subject: Subject,
                            body: Annotated[ConfigUpdate, Body()]) -> ConfigUpdated:
-        _require_admin(request, who)
         _subject(subject)
+        _require_topic_admin(request, who, subject)
         level = _level(body.compatibility or body.compatibilityLevel)
         mode = registry(request).set_config(subject, level)
         _record(request, who, "schema_config", reason=f"{subject} -> {mode.value}",
@@ -689,7 +694,7 @@ def _router(principal: Callable[..., Principal]) -> APIRouter:  # noqa: C901 - o
     @router.delete("/config/{subject}", response_model=ConfigBody,
                    summary="Drop a subject's own level (it falls back to the global one)")
     def delete_subject_config(request: Request, who: Who, subject: Subject) -> ConfigBody:
-        _require_admin(request, who)
+        _require_topic_admin(request, who, subject)
         reg = registry(request)
         before = reg.get_config(subject, default_to_global=False)
         if before is None:

@@ -83,13 +83,29 @@ def connect(url: str, **options: Any) -> Bus:
     * ``nats://host:port`` -- NATS JetStream (``options`` go to :class:`NatsBus`);
     * ``kafka://host:port[,host:port...]`` -- Kafka (``options`` go to :class:`KafkaBus`).
 
-    A platform's default bus is ``embedded:<platform_dir>/events.db``.
+    A query string sets the namespace of a shared broker from configuration:
+    ``nats://host:4222?prefix=team1&storage=memory`` (``subject_prefix``, ``storage``),
+    ``kafka://host:9092?prefix=team1.`` (``topic_prefix``). A platform's default bus is
+    ``embedded:<platform_dir>/events.db``.
     """
     scheme, sep, rest = url.partition(":")
     if not sep:
         from headwater.errors import ConfigError
 
         raise ConfigError(f"bus URL {url!r} needs a scheme (embedded:, nats://, kafka://)")
+    if "?" in rest and scheme in ("nats", "tls", "kafka"):
+        from urllib.parse import parse_qsl
+
+        from headwater.errors import ConfigError
+
+        rest, _, query = rest.partition("?")
+        url = f"{scheme}:{rest}"
+        names = {"prefix": "topic_prefix" if scheme == "kafka" else "subject_prefix", "storage": "storage"}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key not in names or (key == "storage" and scheme == "kafka"):
+                raise ConfigError(f"bus URL option {key!r} is not known for {scheme}; use "
+                                  f"{', '.join(k for k in names if scheme != 'kafka' or k == 'prefix')}")
+            options.setdefault(names[key], value)
     if scheme == "embedded":
         from .embedded import EmbeddedBus
 

@@ -5,7 +5,14 @@
 Table definitions live in :mod:`headwater.events.registry._tables` (``METADATA``).
 """
 
-from .classify import classifications, field_paths, looks_like_pii
+from .classify import (
+    annotations,
+    classifications,
+    declassified,
+    field_paths,
+    looks_like_pii,
+    pii_paths,
+)
 from .compat import (
     CompatibilityMode,
     CompatibilityResult,
@@ -50,9 +57,12 @@ __all__ = [
     "SubjectNotFound",
     "UnclassifiedPII",
     "VersionNotFound",
+    "annotations",
     "check_compatibility",
     "classifications",
+    "declassified",
     "field_paths",
     "load_schema",
     "looks_like_pii",
+    "pii_paths",
 ]

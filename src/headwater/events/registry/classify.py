@@ -16,7 +16,10 @@ from typing import Any
 
 from .compat import SchemaType, load_schema
 
-__all__ = ["PII_TAG", "classifications", "field_paths", "looks_like_pii"]
+__all__ = [
+    "ANNOTATIONS", "PII_TAG", "annotations", "classifications", "declassified", "field_paths", "looks_like_pii",
+    "pii_paths",
+]
 
 PII_TAG = "x-pii"
 """The keyword / field attribute that carries a field's classification."""
@@ -212,3 +215,45 @@ def _walk_avro(
         _walk_avro(node.get("items"), f"{prefix}[]", out, names, seen)
     elif kind == "map":
         _walk_avro(node.get("values"), f"{prefix}{{}}", out, names, seen)
+
+
+ANNOTATIONS = ("x-dataset", "x-erasure-subject")
+"""Root schema keywords that tie a topic to a dataset or a data subject (see
+:mod:`headwater.events.sealing`); dropping or changing one is a declassification too."""
+
+
+def annotations(schema: Any, schema_type: str | SchemaType) -> dict[str, Any]:
+    """The root :data:`ANNOTATIONS` of a schema (a JSON Schema's root keywords, an Avro record's
+    attributes)."""
+    obj = load_schema(schema, SchemaType.of(schema_type)) if isinstance(schema, str | bytes) else schema
+    if not isinstance(obj, dict):
+        return {}
+    return {k: obj[k] for k in ANNOTATIONS if k in obj}
+
+
+def pii_paths(schema: Any, schema_type: str | SchemaType) -> dict[str, str]:
+    """Field path -> tag for every field classified as personal data (``x-pii`` other than
+    ``none``)."""
+    return {p: t for p, t in classifications(schema, schema_type).items() if t.strip().lower() != "none"}
+
+
+def declassified(old: Any, old_type: str | SchemaType, new: Any, new_type: str | SchemaType) -> list[str]:
+    """What ``new`` weakens of ``old``'s classification: every PII field of ``old`` whose tag in
+    ``new`` is missing, ``none`` or different (the field gone included: open content would let
+    its values through unsealed), and every root annotation dropped or changed. Empty: nothing
+    weakened."""
+    before = pii_paths(old, old_type)
+    after = field_paths(new, new_type)
+    out = []
+    for path, tag in sorted(before.items()):
+        now = after.get(path, _GONE)
+        if now != tag:
+            out.append(f"{path} ({tag} -> {'removed' if now is _GONE else now or 'unclassified'})")
+    old_notes, new_notes = annotations(old, old_type), annotations(new, new_type)
+    for key in ANNOTATIONS:
+        if key in old_notes and new_notes.get(key) != old_notes[key]:
+            out.append(f"{key} ({'removed' if key not in new_notes else 'changed'})")
+    return out
+
+
+_GONE: Any = object()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from headwater.errors import InvalidInput, StoreError, StoreUnavailable
 
 from ._tables import config_table, schemas_table, versions_table
-from .classify import field_paths, looks_like_pii
+from .classify import declassified, field_paths, looks_like_pii
 from .compat import (
     CompatibilityMode,
     CompatibilityResult,
@@ -295,6 +295,14 @@ class SchemaRegistry:
             out[ref.name] = json.loads(row.schema_text)
         return out
 
+    def _latest_stored(self, conn: sa.Connection, subject: str) -> Any:
+        """The subject's newest version, soft-deleted or not (None: it never had one)."""
+        v, s = versions_table.c, schemas_table.c
+        return conn.execute(
+            sa.select(s.schema_text, s.schema_type).join(schemas_table, s.id == v.schema_id)
+            .where(v.subject == subject).order_by(v.version.desc()).limit(1)
+        ).first()
+
     def _live_versions(self, conn: sa.Connection, subject: str) -> list[Any]:
         v, s = versions_table.c, schemas_table.c
         return list(
@@ -401,14 +409,20 @@ class SchemaRegistry:
         schema_type: str | SchemaType = SchemaType.JSON,
         *,
         references: Sequence[SchemaReference | Mapping[str, Any]] | None = None,
+        on_declassify: Callable[[list[str]], None] | None = None,
     ) -> RegistrationResult:
-        """Like :meth:`register`, returning the version and any PII warnings as well."""
+        """Like :meth:`register`, returning the version and any PII warnings as well.
+
+        ``on_declassify(weakened)`` is called inside the registration's transaction when the new
+        version weakens the classification of the subject's latest version (see
+        :func:`~headwater.events.registry.classify.declassified`); whatever it raises aborts the
+        registration (nothing is stored)."""
         self._check_subject(subject)
         stype = SchemaType.of(schema_type)
         refs = self._refs(references)
         for attempt in range(_MAX_RETRIES):
             try:
-                return self._register_once(subject, schema, stype, refs)
+                return self._register_once(subject, schema, stype, refs, on_declassify)
             except sa.exc.IntegrityError:
                 if attempt == _MAX_RETRIES - 1:
                     raise StoreError(
@@ -418,7 +432,8 @@ class SchemaRegistry:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _register_once(
-        self, subject: str, schema: Any, stype: SchemaType, refs: tuple[SchemaReference, ...]
+        self, subject: str, schema: Any, stype: SchemaType, refs: tuple[SchemaReference, ...],
+        on_declassify: Callable[[list[str]], None] | None = None,
     ) -> RegistrationResult:
         with self._tx() as conn:
             resolved = self._resolve_refs(conn, refs)
@@ -446,6 +461,13 @@ class SchemaRegistry:
                 )
 
             warnings = self._pii(subject, obj, stype, live)
+            if on_declassify is not None:
+                previous = live[-1] if live else self._latest_stored(conn, subject)
+                if previous is not None:
+                    weakened = declassified(json.loads(previous.schema_text), SchemaType(previous.schema_type),
+                                            obj, stype)
+                    if weakened:
+                        on_declassify(weakened)
 
             if schema_id is None:
                 schema_id = conn.execute(

@@ -1,4 +1,10 @@
-"""Publish events (validated against the topic's schema) and manage dead letters (admin)."""
+"""Publish and consume events, and manage dead letters, as the request's principal.
+
+Publishing needs ``publish`` on the topic (never a reserved CDC topic); the payload is validated
+against the topic's schema and its PII fields sealed. Consuming needs ``consume`` (and, for a
+topic derived from a dataset, ``select`` on it): sealed values are opened and the dataset's
+column rules and row filters applied, as ``events tail`` does. Dead letters need ``admin`` on
+their topic; their values are shown as stored (sealed PII stays sealed)."""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.principal import Principal
-from headwater.service.deps import platform_of, principal, require_admin
+from headwater.service.deps import platform_of, principal
 from headwater.service.problems import PROBLEM_RESPONSES
 
 __all__ = ["PublishRequest", "router"]
@@ -44,6 +51,14 @@ class Published(BaseModel):
     offset: int
     duplicate: bool = Field(description="The bus already held an event with this id.")
     schemaid: int | None = None
+
+
+class ConsumedEvents(BaseModel):
+    """Events fetched for the consumer group (and acknowledged), as the principal may see them."""
+
+    topic: str
+    group: str
+    events: list[dict[str, Any]] = Field(description="CloudEvents structured-mode JSON objects, governed.")
 
 
 class DeadLetterInfo(BaseModel):
@@ -118,9 +133,9 @@ def publish_event(topic: Topic, body: PublishRequest, platform: Any = Depends(pl
         attrs["id"] = body.id
     source = body.source or f"/headwater/http/{who.name}"
     event = Event(type=body.type, source=source, data=body.data, subject=body.subject, **attrs)
-    producer = platform.producer(source)
-    stamped = producer.prepare(topic, event)
-    result = platform.bus.publish(topic, stamped, body.key)
+    producer = platform.producer(source, principal=who)
+    stamped = producer.prepare(topic, event)  # authorised, validated, PII sealed
+    result = producer.bus.publish(topic, stamped, body.key)
     from headwater.audit import AuditEvent
 
     platform.record(AuditEvent(actor=who.name, action="publish", reason=f"{topic} <- {stamped.type}",
@@ -129,6 +144,38 @@ def publish_event(topic: Topic, body: PublishRequest, platform: Any = Depends(pl
                                       "duplicate": bool(result.duplicate)}))
     return Published(id=stamped.id, topic=result.topic, partition=result.partition, offset=result.offset,
                      duplicate=bool(result.duplicate), schemaid=stamped.schemaid)
+
+
+@router.get("/events/{topic}", response_model=ConsumedEvents, summary="Consume events",
+            operation_id="consume_events")
+def consume_events(
+    topic: Topic,
+    group: Annotated[str | None, Query(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-]+$",
+                                       description="Consumer group (default: http-<principal>); "
+                                                   "offsets are committed.")] = None,
+    max_events: Annotated[int, Query(alias="max", ge=1, le=1000, description="At most this many events.")] = 100,
+    timeout: Annotated[float, Query(ge=0, le=30, description="Seconds to wait for the first event.")] = 1.0,
+    platform: Any = Depends(platform_of),
+    who: Principal = Depends(principal),
+) -> ConsumedEvents:
+    """Fetch and acknowledge up to `max` events of the topic for the group, governed as `events
+    tail` governs them (consume grant; PII opened, then the dataset's column rules)."""
+    from headwater.events.bus.errors import InvalidEvent
+
+    name = group or f"http-{who.name}"
+    consumer = platform.consumer(topic, name, principal=who)
+    try:
+        messages = consumer.fetch(max_events, timeout=timeout)
+        docs = []
+        for m in messages:
+            try:
+                docs.append(m.event().to_dict())
+            except InvalidEvent as err:
+                docs.append({"undecodable": type(err).__name__, "offset": m.offset})
+        consumer.ack_many(messages)
+    finally:
+        consumer.close()
+    return ConsumedEvents(topic=topic, group=name, events=jsonable_encoder(docs))
 
 
 @router.get("/dead-letters", response_model=list[DeadLetterInfo], summary="List dead letters",
@@ -144,30 +191,31 @@ def list_dead_letters(
     until: Annotated[dt.datetime | None, Query(description="Last failure before (ISO 8601).")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     platform: Any = Depends(platform_of),
-    who: Principal = Depends(require_admin),
+    who: Principal = Depends(principal),
 ) -> list[DeadLetterInfo]:
-    """Dead letters matching every filter, oldest first."""
-    letters = platform.dead_letters.list(status=status, topic=topic, consumer_group=consumer_group, stage=stage,
-                                         error_class=error_class, since=_utc(since), until=_utc(until),
-                                         limit=limit)
+    """Dead letters matching every filter, oldest first (of the topics the principal administers)."""
+    store = platform.event_governance.dead_letters(who)
+    letters = store.list(status=status, topic=topic, consumer_group=consumer_group, stage=stage,
+                         error_class=error_class, since=_utc(since), until=_utc(until), limit=limit)
     return [DeadLetterInfo(**dl.to_dict()) for dl in letters]
 
 
 @router.get("/dead-letters/{dead_letter_id}", response_model=DeadLetterInfo, summary="Show a dead letter",
             operation_id="show_dead_letter")
 def show_dead_letter(dead_letter_id: Annotated[int, Path(ge=1, le=2**62)], platform: Any = Depends(platform_of),
-                     who: Principal = Depends(require_admin)) -> DeadLetterInfo:
-    """One dead letter with its original bytes."""
-    return DeadLetterInfo(**platform.dead_letters.get(dead_letter_id).to_dict())
+                     who: Principal = Depends(principal)) -> DeadLetterInfo:
+    """One dead letter with its original bytes (`admin` on its topic)."""
+    return DeadLetterInfo(**platform.event_governance.dead_letters(who).get(dead_letter_id).to_dict())
 
 
 @router.post("/dead-letters/replay", response_model=ReplayResponse, summary="Replay dead letters",
              operation_id="replay_dead_letters")
 def replay_dead_letters(body: ReplayRequest, platform: Any = Depends(platform_of),
-                        who: Principal = Depends(require_admin)) -> ReplayResponse:
-    """Re-publish matching dead letters, bytes intact (audited; loop-guarded; dry run available)."""
+                        who: Principal = Depends(principal)) -> ReplayResponse:
+    """Re-publish matching dead letters of the topics the principal administers, bytes intact
+    (audited; loop-guarded; dry run available)."""
     options = body.model_dump(exclude_none=True)
-    report = platform.replay_dead_letters(actor=who.name, **options)
+    report = platform.replay_dead_letters(actor=who.name, principal=who, **options)
     return ReplayResponse(dry_run=report.dry_run, replayed=report.replayed, refused=report.refused,
                           outcomes=[ReplayOutcomeInfo(id=o.id, action=o.action, topic=o.topic, reason=o.reason)
                                     for o in report.outcomes])
