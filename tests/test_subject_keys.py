@@ -29,11 +29,25 @@ def test_seal_open_and_shred_one_subject_only(keys: SubjectKeys) -> None:
     assert keys.shred("app.customers.id", 1) is False  # idempotent
 
 
-def test_a_new_value_after_shredding_gets_a_new_key(keys: SubjectKeys) -> None:
+def test_values_sealed_after_shredding_open_to_nothing_within_the_window(keys: SubjectKeys) -> None:
     old = keys.seal_text("app.c.id", 7, "x")
     keys.shred("app.c.id", 7)
-    new = keys.seal_text("app.c.id", 7, "y")
-    assert keys.open_text(old) is None and keys.open_text(new) == "y"
+    late = keys.seal_text("app.c.id", 7, "y")  # e.g. a CDC delete's before-image published later
+    assert keys.open_text(old) is None and keys.open_text(late) is None
+    assert not keys.exists("app.c.id", 7)
+    assert keys.shred("app.c.id", 7) is False
+
+
+def test_after_the_tombstone_window_a_subject_gets_a_new_key(tmp_path) -> None:
+    p = Platform.open(Config.embedded(tmp_path / "hw"))
+    try:
+        keys = SubjectKeys(p.meta.engine, master_key=b"m" * 32, tombstone_ttl_s=0.0)
+        old = keys.seal_text("app.c.id", 7, "x")
+        keys.shred("app.c.id", 7)
+        new = keys.seal_text("app.c.id", 7, "y")
+        assert keys.open_text(old) is None and keys.open_text(new) == "y"
+    finally:
+        p.close()
 
 
 def test_key_ids_depend_on_the_platform_secret(keys: SubjectKeys, tmp_path) -> None:

@@ -13,6 +13,11 @@ is found by ``HMAC(platform secret, namespace NUL value)``, and the key itself i
 Sealed text looks like ``hwenc:v1:<base64>``; the payload carries the key id, so
 :meth:`SubjectKeys.open` needs nothing else. A shredded (or never-created) key opens to ``None``.
 
+Shredding leaves a *tombstone* for ``tombstone_ttl_s`` (default 7 days): values sealed for the
+subject meanwhile (a CDC delete whose before-image is published after the erasure shredded the
+key) are sealed under a throwaway key and open to ``None`` too. After that window the subject
+may get a new key.
+
 Keys are cached per process for ``cache_ttl_s`` (default 30 s): a process that did not shred a
 key may still open the subject's values for at most that long after another process shredded
 it. The process that shreds drops its cache entry at once.
@@ -65,13 +70,15 @@ def _aesgcm(key: bytes) -> Any:
 class SubjectKeys:
     """Create, use and destroy per-subject keys kept in the metadata database."""
 
-    def __init__(self, engine: sa.Engine, *, master_key: bytes, cache_ttl_s: float = 30.0) -> None:
+    def __init__(self, engine: sa.Engine, *, master_key: bytes, cache_ttl_s: float = 30.0,
+                 tombstone_ttl_s: float = 7 * 86_400.0) -> None:
         if len(master_key) < 32:
             raise InvalidInput("the subject-key master key must be at least 32 bytes")
         self._engine = engine
         self.__master = bytes(master_key[:32])
         self.__id_key = hmac.new(bytes(master_key), b"headwater.subject-id", hashlib.sha256).digest()
         self._ttl = cache_ttl_s
+        self._tombstone_ttl = tombstone_ttl_s
         self._cache: dict[bytes, tuple[float, bytes]] = {}
         self._lock = threading.Lock()
 
@@ -132,10 +139,19 @@ class SubjectKeys:
         kid = self.key_id(namespace, value)
         with self._lock:
             self._cache.pop(kid, None)
+        t = subject_keys_table
+        now = datetime.now(UTC)
         with self._engine.begin() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA secure_delete=ON")
-            n = conn.execute(sa.delete(subject_keys_table).where(subject_keys_table.c.key_id == kid.hex())).rowcount
+            n = conn.execute(sa.update(t).where((t.c.key_id == kid.hex()) & (sa.func.length(t.c.wrapped) > 0))
+                             .values(wrapped=b"", created_at=now)).rowcount
+            if not n:
+                exists = conn.execute(sa.select(t.c.key_id).where(t.c.key_id == kid.hex())).first()
+                if exists is None:
+                    conn.execute(sa.insert(t).values(key_id=kid.hex(), wrapped=b"", created_at=now))
+                else:
+                    conn.execute(sa.update(t).where(t.c.key_id == kid.hex()).values(created_at=now))
         if n and self._engine.dialect.name == "sqlite":
             # The deleted page is zeroed in the database file; the WAL still holds the old page
             # until a checkpoint copies it back and truncates the log.
@@ -145,7 +161,7 @@ class SubjectKeys:
 
     def exists(self, namespace: str, value: Any) -> bool:
         """Whether the subject has a live key."""
-        return self._load(self.key_id(namespace, value)) is not None
+        return isinstance(self._load(self.key_id(namespace, value)), bytes)
 
     # -- storage ---------------------------------------------------------------------------
     def _key(self, kid: bytes, *, create: bool) -> bytes | None:
@@ -154,7 +170,11 @@ class SubjectKeys:
             hit = self._cache.get(kid)
             if hit is not None and now - hit[0] < self._ttl:
                 return hit[1]
-        key = self._load(kid)
+        loaded = self._load(kid)
+        if loaded is _TOMBSTONE:
+            # Erased: seal under a key nobody keeps, so the value opens to None like the rest.
+            return os.urandom(32) if create else None
+        key = loaded if isinstance(loaded, bytes) else None
         if key is None and create:
             key = self._create(kid)
         if key is not None:
@@ -164,13 +184,21 @@ class SubjectKeys:
                 self._cache[kid] = (now, key)
         return key
 
-    def _load(self, kid: bytes) -> bytes | None:
+    def _load(self, kid: bytes) -> bytes | object | None:
+        """The subject's key, :data:`_TOMBSTONE` while it is erased, or None."""
+        t = subject_keys_table
         with self._engine.connect() as conn:
-            row = conn.execute(sa.select(subject_keys_table.c.wrapped)
-                               .where(subject_keys_table.c.key_id == kid.hex())).first()
+            row = conn.execute(sa.select(t.c.wrapped, t.c.created_at).where(t.c.key_id == kid.hex())).first()
         if row is None:
             return None
         wrapped = bytes(row[0])
+        if not wrapped:
+            at = row[1] if row[1].tzinfo is not None else row[1].replace(tzinfo=UTC)
+            if (datetime.now(UTC) - at).total_seconds() < self._tombstone_ttl:
+                return _TOMBSTONE
+            with self._engine.begin() as conn:  # the window passed: the subject may start afresh
+                conn.execute(sa.delete(t).where((t.c.key_id == kid.hex()) & (sa.func.length(t.c.wrapped) == 0)))
+            return None
         from cryptography.exceptions import InvalidTag
 
         try:
@@ -191,9 +219,15 @@ class SubjectKeys:
         except sa.exc.IntegrityError:
             # A concurrent sealer created it first: use theirs.
             existing = self._load(kid)
-            if existing is None:  # created and shredded in between
+            if existing is None:  # created and its tombstone expired in between
                 return self._create(kid)
-            return existing
+            if existing is _TOMBSTONE:  # created and shredded in between
+                return os.urandom(32)
+            return existing  # type: ignore[return-value]
+
+
+_TOMBSTONE = object()
+"""What :meth:`SubjectKeys._load` answers for a subject erased within the tombstone window."""
 
 
 def _kcv(key: bytes) -> bytes:
