@@ -47,6 +47,12 @@ class Platform:
         from headwater.telemetry.otel import configure
 
         configure(config.telemetry)
+        text_rules = config.pii.text
+        if text_rules.recognizers or text_rules.lists:
+            # one detector serves every consumer: the redact_pii mask, scans, topic checks
+            from headwater.pii import configure as configure_pii
+
+            configure_pii(text_rules)
         self._stores: dict[str, Store] = {}
         self._lock = threading.Lock()
         self.meta = MetadataStore.open(config.metadata.url.get_secret_value(), base_dir=self.dir)
